@@ -1,0 +1,162 @@
+//! Everything the rules look at, each source explicitly present or absent.
+
+use serde::Serialize;
+
+use crate::caller::CallerConfig;
+use crate::context::Context;
+use crate::deny::DenyPolicy;
+use crate::gathered::{GapState, Gathered};
+use crate::iam::{Level, Policy};
+use crate::logs::LogEntry;
+use crate::orgpolicy::{Effective, OrgPolicy};
+use crate::roles::Role;
+use crate::service::Service;
+use crate::time::Timestamp;
+use crate::token::Token;
+
+/// What the person running the tool said (flags), as opposed to what was gathered.
+#[derive(Debug, Clone, Default)]
+pub struct Inputs {
+    /// `--caller PRINCIPAL`.
+    pub caller: Option<String>,
+    /// `--expect-public`.
+    pub expect_public: bool,
+    /// `--at RFC3339`: when the failing request happened.
+    pub at: Option<Timestamp>,
+    /// `--status`: what the client saw.
+    pub status: Option<i64>,
+    /// The target named on the command line (live mode), when there is no service resource.
+    pub project: Option<String>,
+    pub region: Option<String>,
+    pub service: Option<String>,
+}
+
+/// The gathered evidence.
+#[derive(Debug, Clone, Default)]
+pub struct Evidence {
+    pub service: Gathered<Service>,
+    pub service_policy: Gathered<Policy>,
+    pub project_policy: Gathered<Policy>,
+    /// Folder and organization policies, nearest first.
+    pub ancestor_policies: Vec<(Level, Gathered<Policy>)>,
+    pub org_policies: Gathered<Vec<OrgPolicy>>,
+    pub logs: Gathered<Vec<LogEntry>>,
+    pub custom_roles: Vec<Role>,
+    pub deny_policies: Gathered<Vec<DenyPolicy>>,
+    pub caller_configs: Vec<CallerConfig>,
+    /// The caller's token (from `token.txt` or `--token`); `None` when none was given.
+    pub token: Option<Token>,
+    pub context: Option<Context>,
+    pub inputs: Inputs,
+}
+
+/// One evidence source that is not present, for the report's `gaps`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Gap {
+    pub source: String,
+    pub state: GapState,
+    pub detail: String,
+    pub needs_permission: Option<String>,
+}
+
+impl Evidence {
+    /// The effective state of one org-policy constraint, if the evidence has it.
+    pub fn constraint(&self, name: &str) -> Option<Effective> {
+        self.org_policies
+            .present()?
+            .iter()
+            .filter_map(Effective::from_policy)
+            .find(|e| e.constraint == name)
+    }
+
+    /// The project (ID or number) the evidence is about.
+    pub fn project(&self) -> Option<String> {
+        self.inputs
+            .project
+            .clone()
+            .or_else(|| self.service.present().and_then(|s| s.project.clone()))
+            .or_else(|| self.first_request_label("project_id"))
+    }
+
+    pub fn region(&self) -> Option<String> {
+        self.inputs
+            .region
+            .clone()
+            .or_else(|| self.service.present().and_then(|s| s.region.clone()))
+            .or_else(|| self.first_request_label("location"))
+    }
+
+    pub fn service_name(&self) -> Option<String> {
+        self.inputs
+            .service
+            .clone()
+            .or_else(|| self.service.present().map(|s| s.name.clone()))
+            .or_else(|| self.first_request_label("service_name"))
+    }
+
+    fn first_request_label(&self, k: &str) -> Option<String> {
+        self.logs
+            .present()?
+            .iter()
+            .filter(|e| e.is_request_log())
+            .find_map(|e| e.resource_label(k).map(str::to_string))
+    }
+
+    /// Every policy that applies to the service, service first, then up the hierarchy.
+    pub fn policies(&self) -> Vec<(Level, &Gathered<Policy>)> {
+        let svc = self.service_name().unwrap_or_else(|| "SERVICE".into());
+        let proj = self.project().unwrap_or_else(|| "PROJECT".into());
+        let mut v = vec![(Level::Service(svc), &self.service_policy), (Level::Project(proj), &self.project_policy)];
+        for (l, p) in &self.ancestor_policies {
+            v.push((l.clone(), p));
+        }
+        v
+    }
+
+    /// Sources that are not present, with the permission that would let the tool read them.
+    pub fn gaps(&self) -> Vec<Gap> {
+        let mut out = Vec::new();
+        let mut push = |source: &str, state: Option<GapState>, detail: Option<String>, perm: &str, denied_perm: Option<&String>| {
+            if let (Some(state), Some(detail)) = (state, detail) {
+                out.push(Gap {
+                    source: source.to_string(),
+                    state,
+                    detail,
+                    needs_permission: Some(denied_perm.cloned().unwrap_or_else(|| perm.to_string())),
+                });
+            }
+        };
+        fn denied_perm<T>(g: &Gathered<T>) -> Option<&String> {
+            match g {
+                Gathered::Denied { permission, .. } => permission.as_ref(),
+                _ => None,
+            }
+        }
+        push("service", self.service.gap_state(), self.service.absence(), "run.services.get", denied_perm(&self.service));
+        push(
+            "service_iam_policy",
+            self.service_policy.gap_state(),
+            self.service_policy.absence(),
+            "run.services.getIamPolicy",
+            denied_perm(&self.service_policy),
+        );
+        push(
+            "project_iam_policy",
+            self.project_policy.gap_state(),
+            self.project_policy.absence(),
+            "resourcemanager.projects.getIamPolicy",
+            denied_perm(&self.project_policy),
+        );
+        for (level, p) in &self.ancestor_policies {
+            let (src, perm) = match level {
+                Level::Folder(id) => (format!("folder_iam_policy:{id}"), "resourcemanager.folders.getIamPolicy"),
+                Level::Organization(id) => (format!("organization_iam_policy:{id}"), "resourcemanager.organizations.getIamPolicy"),
+                _ => continue,
+            };
+            push(&src, p.gap_state(), p.absence(), perm, denied_perm(p));
+        }
+        push("org_policies", self.org_policies.gap_state(), self.org_policies.absence(), "orgpolicy.policy.get", denied_perm(&self.org_policies));
+        push("logs", self.logs.gap_state(), self.logs.absence(), "logging.logEntries.list", denied_perm(&self.logs));
+        out
+    }
+}

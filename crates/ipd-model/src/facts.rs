@@ -1,0 +1,150 @@
+//! Facts derived from the evidence once, for every rule: the failing request, what the gate
+//! said, who the caller is.
+
+use serde::Serialize;
+
+use crate::evidence::Evidence;
+use crate::logs::{GateMessage, LogEntry};
+use crate::principal::Principal;
+use crate::time::{Timestamp, parse_rfc3339};
+
+/// How far from `--at` a log entry may be and still be "the" failing request.
+pub const MATCH_WINDOW_SECS: i64 = 300;
+
+/// Where the caller's identity came from (the contract's `caller.source`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallerSource {
+    Token,
+    Flag,
+    Bundle,
+    Adc,
+    CallerConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Caller {
+    pub principal: Principal,
+    pub source: CallerSource,
+    /// True when the caller stands for "anyone" because the owner wants a public service.
+    pub public: bool,
+}
+
+/// What the gate did with the failing request, as far as the logs show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Gate {
+    /// 403 "not authenticated" (no token, or a token without permission).
+    NotAuthenticated,
+    /// 403 with "Empty Authorization header value.": no token at all.
+    EmptyAuthorization,
+    /// 401 "not authorized to invoke": the token was rejected.
+    NotAuthorized,
+    /// The entry has no gate text and a non-zero latency: the container answered.
+    PassedGate,
+    /// Logs were read, but there is no request entry for the failing request.
+    NoLogEntry,
+    /// There is an entry but it says nothing conclusive (no gate text, zero latency).
+    Unclear,
+    /// No logs.
+    Unknown,
+}
+
+/// The failing request.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Request {
+    pub status: Option<i64>,
+    pub time: Option<Timestamp>,
+    pub url: Option<String>,
+    pub method: Option<String>,
+    pub user_agent: Option<String>,
+    pub log_insert_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Facts {
+    pub request: Request,
+    /// The request-log entry of the failing request.
+    pub entry: Option<LogEntry>,
+    pub gate: Gate,
+    pub caller: Option<Caller>,
+    /// A caller named on the flag that differs from the token's identity.
+    pub token_principal: Option<Principal>,
+    pub expect_public: bool,
+}
+
+impl Facts {
+    pub fn derive(ev: &Evidence) -> Facts {
+        let ctx_req = ev.context.as_ref().and_then(|c| c.request.as_ref());
+        let status_hint = ev.inputs.status.or_else(|| ctx_req.and_then(|r| r.status));
+        let time_hint = ev.inputs.at.or_else(|| ctx_req.and_then(|r| r.time.as_deref()).and_then(parse_rfc3339));
+        let entry = ev.logs.present().and_then(|logs| pick_entry(logs, status_hint, time_hint, ev.service_name().as_deref()));
+        let gate = match (&entry, ev.logs.is_present()) {
+            (_, false) => Gate::Unknown,
+            (None, true) => Gate::NoLogEntry,
+            (Some(e), true) => match e.gate_message() {
+                GateMessage::EmptyAuthorization => Gate::EmptyAuthorization,
+                GateMessage::NotAuthenticated => Gate::NotAuthenticated,
+                GateMessage::NotAuthorized => Gate::NotAuthorized,
+                GateMessage::None if e.latency_secs().is_some_and(|l| l > 0.0) => Gate::PassedGate,
+                GateMessage::None => Gate::Unclear,
+            },
+        };
+        let request = Request {
+            status: status_hint.or_else(|| entry.as_ref().and_then(LogEntry::status)),
+            time: time_hint.or_else(|| entry.as_ref().and_then(LogEntry::time)),
+            url: ctx_req.and_then(|r| r.url.clone()).or_else(|| entry.as_ref().and_then(|e| e.url().map(str::to_string))),
+            method: ctx_req
+                .and_then(|r| r.method.clone())
+                .or_else(|| entry.as_ref().and_then(|e| e.method().map(str::to_string))),
+            user_agent: entry.as_ref().and_then(|e| e.user_agent().map(str::to_string)),
+            log_insert_id: entry.as_ref().and_then(|e| e.insert_id.clone()),
+        };
+        let token_principal = ev.token.as_ref().and_then(|t| t.principal());
+        let expect_public = ev.inputs.expect_public || ev.context.as_ref().and_then(|c| c.expect_public).unwrap_or(false);
+        let caller = if let Some(c) = &ev.inputs.caller {
+            Some(Caller { principal: Principal::parse(c), source: CallerSource::Flag, public: false })
+        } else if let Some(p) = &token_principal {
+            Some(Caller { principal: p.clone(), source: CallerSource::Token, public: false })
+        } else if let Some(c) = ev.context.as_ref().and_then(|c| c.caller.as_ref()) {
+            Some(Caller { principal: Principal::parse(c), source: CallerSource::Bundle, public: false })
+        } else if let Some(sa) = ev.caller_configs.iter().find_map(|c| c.service_account()) {
+            Some(Caller { principal: Principal::from_email(sa), source: CallerSource::CallerConfig, public: false })
+        } else if expect_public {
+            Some(Caller { principal: Principal::AllUsers, source: CallerSource::Flag, public: true })
+        } else {
+            None
+        };
+        Facts { request, entry, gate, caller, token_principal, expect_public }
+    }
+
+    /// The status the client saw, if known.
+    pub fn status(&self) -> Option<i64> {
+        self.request.status
+    }
+}
+
+/// Chooses the request-log entry of the failing request.
+fn pick_entry(logs: &[LogEntry], status: Option<i64>, at: Option<Timestamp>, service: Option<&str>) -> Option<LogEntry> {
+    let wanted = |s: i64| match status {
+        Some(want) => s == want,
+        None => matches!(s, 401 | 403 | 404),
+    };
+    let candidates = logs.iter().filter(|e| {
+        e.is_request_log()
+            && e.status().is_some_and(wanted)
+            && match (service, e.resource_label("service_name")) {
+                (Some(svc), Some(label)) => label == svc,
+                _ => true,
+            }
+    });
+    match at {
+        Some(at) => candidates
+            .filter_map(|e| e.time().map(|t| ((t - at).num_seconds().abs(), e)))
+            .filter(|(d, _)| *d <= MATCH_WINDOW_SECS)
+            .min_by_key(|(d, _)| *d)
+            .map(|(_, e)| e.clone()),
+        // Newest first (gcloud's order), but sort to be independent of file order.
+        None => candidates.max_by_key(|e| e.time()).cloned(),
+    }
+}
