@@ -158,8 +158,12 @@ impl Token {
         }
     }
 
-    /// The principal the token speaks for (from `email`), if it names one.
+    /// The principal a Google ID token speaks for (from `email`), if it names one. Other
+    /// issuers' `email` claims (Firebase end users) are not IAM principals.
     pub fn principal(&self) -> Option<crate::Principal> {
+        if self.kind != TokenKind::GoogleIdToken {
+            return None;
+        }
         let email = self.claims.as_ref()?.email.as_deref()?;
         Some(crate::Principal::from_email(email))
     }

@@ -1,0 +1,203 @@
+//! The report: ranked findings, the checklist, gaps. Serializes to the contract's JSON.
+
+use serde::Serialize;
+
+use ipd_model::evidence::Gap;
+use ipd_model::facts::Gate;
+use ipd_model::time;
+use ipd_model::token::{Claims, TokenKind};
+use ipd_model::Evidence;
+
+use crate::cx::Cx;
+use crate::fix::{Fix, FixKind, Safety};
+use crate::registry::RULES;
+use crate::rule::{Outcome, Severity, Verdict};
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub schema_version: u32,
+    pub target: Target,
+    pub request: RequestOut,
+    pub caller: CallerOut,
+    /// The caller's token as decoded (never verified, never in full); null when none was given.
+    pub token: Option<TokenOut>,
+    pub findings: Vec<Finding>,
+    pub checks: Vec<CheckOut>,
+    pub gaps: Vec<Gap>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Target {
+    pub project: Option<String>,
+    pub region: Option<String>,
+    pub service: Option<String>,
+    pub urls: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RequestOut {
+    pub status: Option<i64>,
+    pub time: Option<String>,
+    pub url: Option<String>,
+    pub method: Option<String>,
+    pub user_agent: Option<String>,
+    pub log_insert_id: Option<String>,
+    /// What the gate did, as far as the logs show (not in contract v1's list; extra).
+    pub gate: Gate,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CallerOut {
+    pub principal: Option<String>,
+    pub source: Option<ipd_model::facts::CallerSource>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenOut {
+    #[serde(flatten)]
+    pub kind: TokenKind,
+    /// Always false: the tool decodes tokens, it never verifies signatures.
+    pub verified: bool,
+    pub redacted: String,
+    pub claims: Option<Claims>,
+    pub signature_removed_by_google: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    pub rank: usize,
+    pub code: &'static str,
+    pub cause: &'static str,
+    pub verdict: Verdict,
+    pub severity: Severity,
+    pub title: String,
+    pub explanation: String,
+    pub evidence: Vec<String>,
+    pub fixes: Vec<FixOut>,
+    /// Why this finding ranks where it does.
+    pub rank_reason: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FixOut {
+    pub kind: FixKind,
+    pub text: String,
+    pub title: String,
+    pub safety: Safety,
+}
+
+impl From<&Fix> for FixOut {
+    fn from(f: &Fix) -> FixOut {
+        FixOut { kind: f.kind, text: f.rendered(), title: f.title.clone(), safety: f.safety }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckState {
+    Fired,
+    Passed,
+    Skipped,
+    NotApplicable,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckOut {
+    pub code: &'static str,
+    pub cause: &'static str,
+    pub outcome: CheckState,
+    pub reason: String,
+}
+
+impl Report {
+    /// True when at least one finding is confirmed or likely (exit status 1).
+    pub fn has_actionable(&self) -> bool {
+        self.findings.iter().any(|f| f.verdict >= Verdict::Likely)
+    }
+
+    pub fn root_cause(&self) -> Option<&Finding> {
+        self.findings.first()
+    }
+}
+
+/// Runs every rule of the registry over the evidence and ranks what fired.
+pub fn diagnose(ev: &Evidence) -> Report {
+    let cx = Cx::new(ev);
+    let mut fired = Vec::new();
+    let mut checks = Vec::new();
+    for (pos, rule) in RULES.iter().enumerate() {
+        let meta = rule.meta();
+        let (outcome, reason) = match rule.run(&cx) {
+            Outcome::Fired(body, fixes) => {
+                let reason = body.title.clone();
+                fired.push((pos, meta, body, fixes));
+                (CheckState::Fired, reason)
+            }
+            Outcome::Passed(r) => (CheckState::Passed, r),
+            Outcome::Skipped(r) => (CheckState::Skipped, r),
+            Outcome::NotApplicable(r) => (CheckState::NotApplicable, r),
+        };
+        checks.push(CheckOut { code: meta.code, cause: meta.cause, outcome, reason });
+    }
+    // Verdict, then severity, then registry position (earlier in the request path first).
+    fired.sort_by(|a, b| {
+        b.2.verdict.cmp(&a.2.verdict).then(b.1.severity.cmp(&a.1.severity)).then(a.0.cmp(&b.0))
+    });
+    let findings = fired
+        .into_iter()
+        .enumerate()
+        .map(|(i, (pos, meta, body, fixes))| Finding {
+            rank: i + 1,
+            code: meta.code,
+            cause: meta.cause,
+            verdict: body.verdict,
+            severity: meta.severity,
+            rank_reason: format!(
+                "{} verdict, {} severity, position {} of {} in the request path",
+                body.verdict.as_str(),
+                meta.severity.as_str(),
+                pos + 1,
+                RULES.len()
+            ),
+            title: body.title,
+            explanation: body.explanation,
+            evidence: body.evidence,
+            fixes: fixes.iter().map(FixOut::from).collect(),
+        })
+        .collect();
+    let f = &cx.facts;
+    Report {
+        schema_version: SCHEMA_VERSION,
+        target: Target {
+            project: ev.project(),
+            region: ev.region(),
+            service: ev.service_name(),
+            urls: ev.service.present().map(|s| s.urls.clone()).unwrap_or_default(),
+        },
+        request: RequestOut {
+            status: f.request.status,
+            time: f.request.time.as_ref().map(time::fmt),
+            url: f.request.url.clone(),
+            method: f.request.method.clone(),
+            user_agent: f.request.user_agent.clone(),
+            log_insert_id: f.request.log_insert_id.clone(),
+            gate: f.gate,
+        },
+        caller: CallerOut {
+            principal: f.caller.as_ref().map(|c| c.principal.to_string()),
+            source: f.caller.as_ref().map(|c| c.source),
+        },
+        token: ev.token.as_ref().map(|t| TokenOut {
+            kind: t.kind.clone(),
+            verified: false,
+            redacted: t.raw.redacted(),
+            claims: t.claims.clone(),
+            signature_removed_by_google: t.signature_removed,
+        }),
+        findings,
+        checks,
+        gaps: ev.gaps(),
+    }
+}

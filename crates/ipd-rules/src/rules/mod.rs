@@ -1,0 +1,16 @@
+//! One file per rule. The order that matters is in `registry.rs`.
+
+pub mod access_token_not_id_token;
+pub mod application_denied;
+pub mod deleted_principal;
+pub mod expired_token;
+pub mod functions_invoker_role_only;
+pub mod iam_common;
+pub mod ingress_restricted;
+pub mod invalid_token;
+pub mod invoker_check_disabled;
+pub mod invoker_check_required_by_org_policy;
+pub mod missing_invoker_binding;
+pub mod no_token;
+pub mod public_access_blocked_by_domain_restriction;
+pub mod wrong_audience;
