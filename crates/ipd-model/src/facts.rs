@@ -78,7 +78,10 @@ impl Facts {
         let ctx_req = ev.context.as_ref().and_then(|c| c.request.as_ref());
         let status_hint = ev.inputs.status.or_else(|| ctx_req.and_then(|r| r.status));
         let time_hint = ev.inputs.at.or_else(|| ctx_req.and_then(|r| r.time.as_deref()).and_then(parse_rfc3339));
-        let entry = ev.logs.present().and_then(|logs| pick_entry(logs, status_hint, time_hint, ev.service_name().as_deref()));
+        let entry = ev.logs.present().and_then(|logs| match &ev.inputs.request_ref {
+            Some(r) => logs.iter().find(|e| e.insert_id.as_deref() == Some(r) || e.trace_id() == Some(r)).cloned(),
+            None => pick_entry(logs, status_hint, time_hint, ev.service_name().as_deref()),
+        });
         let gate = match (&entry, ev.logs.is_present()) {
             (_, false) => Gate::Unknown,
             (None, true) => Gate::NoLogEntry,

@@ -15,6 +15,7 @@ pub mod gathered;
 pub mod iam;
 pub mod logs;
 pub mod orgpolicy;
+pub mod paste;
 pub mod principal;
 pub mod roles;
 pub mod service;

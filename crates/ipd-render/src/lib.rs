@@ -1,0 +1,287 @@
+//! Renders a [`Report`] as text (for a terminal), JSON (the contract) or Markdown (for a
+//! ticket). Pure: returns strings; the binary prints them.
+//!
+//! Colour comes from `colored`, whose global override the binary sets (terminal detection,
+//! `NO_COLOR`, `--color`). Everything reads the same without colour.
+
+use std::fmt::Write;
+
+use colored::Colorize;
+use ipd_rules::report::{CheckState, Finding, FixOut, Report};
+use ipd_rules::{Safety, Verdict};
+
+/// The contract's JSON report, pretty-printed.
+pub fn json(report: &Report) -> String {
+    serde_json::to_string_pretty(report).unwrap_or_else(|e| format!("{{\"error\": \"cannot serialize report: {e}\"}}"))
+}
+
+fn verdict_label(v: Verdict) -> String {
+    let s = v.as_str();
+    match v {
+        Verdict::Confirmed => s.red().bold().to_string(),
+        Verdict::Likely => s.yellow().bold().to_string(),
+        Verdict::Possible => s.cyan().to_string(),
+    }
+}
+
+fn safety_label(s: Safety) -> &'static str {
+    match s {
+        Safety::Safe => "safe",
+        Safety::NeedsReview => "needs review: widens access or changes config",
+        Safety::HasPlaceholders => "fill in the <PLACEHOLDERS> first",
+    }
+}
+
+fn indent(text: &str, by: &str) -> String {
+    text.lines().map(|l| format!("{by}{l}")).collect::<Vec<_>>().join("\n")
+}
+
+/// The human report: root cause and its fix first, then context, the other findings, the
+/// checklist and the gaps.
+pub fn text(report: &Report) -> String {
+    let mut o = String::new();
+    match report.root_cause() {
+        Some(f) => {
+            let _ = writeln!(o, "{} ({}) {} {}: {}", "ROOT CAUSE".bold(), verdict_label(f.verdict), f.code, f.cause, f.title);
+            if let Some(fix) = f.fixes.first() {
+                let _ = writeln!(o, "{} ({}): {}", "FIX".bold(), safety_label(fix.safety), fix.title);
+                let _ = writeln!(o, "{}", indent(&fix.text, "  "));
+            }
+        }
+        None => {
+            let _ = writeln!(o, "{}: nothing in the evidence explains a refusal", "NO CAUSE FOUND".bold());
+            let skipped = report.checks.iter().filter(|c| c.outcome == CheckState::Skipped).count();
+            if skipped > 0 {
+                let _ = writeln!(o, "{skipped} checks were skipped for lack of evidence; see CHECKLIST for what would let them decide");
+            }
+        }
+    }
+    let _ = writeln!(o);
+    context(&mut o, report);
+    if let Some(f) = report.root_cause() {
+        let _ = writeln!(o);
+        details(&mut o, f, true);
+    }
+    let others: Vec<&Finding> = report.findings.iter().skip(1).collect();
+    if !others.is_empty() {
+        let _ = writeln!(o, "\n{}", "OTHER FINDINGS".bold());
+        for f in others {
+            let _ = writeln!(o, "{}. ({}) {} {}: {}", f.rank, verdict_label(f.verdict), f.code, f.cause, f.title);
+            details(&mut o, f, false);
+        }
+    }
+    let _ = writeln!(o, "\n{}", "CHECKLIST".bold());
+    for c in &report.checks {
+        let state = match c.outcome {
+            CheckState::Fired => "fired  ".red().to_string(),
+            CheckState::Passed => "passed ".green().to_string(),
+            CheckState::Skipped => "skipped".yellow().to_string(),
+            CheckState::NotApplicable => "n/a    ".dimmed().to_string(),
+        };
+        let _ = writeln!(o, "  {state} {} {}: {}", c.code, c.cause, c.reason);
+    }
+    if !report.gaps.is_empty() {
+        let _ = writeln!(o, "\n{}", "GAPS (evidence the tool could not use)".bold());
+        for g in &report.gaps {
+            let state = serde_json::to_value(g.state).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+            let _ = write!(o, "  - {} ({state}): {}", g.source, g.detail);
+            if let Some(p) = &g.needs_permission {
+                let _ = write!(o, " [needs `{p}`]");
+            }
+            let _ = writeln!(o);
+        }
+    }
+    o
+}
+
+fn context(o: &mut String, r: &Report) {
+    let t = &r.target;
+    let _ = writeln!(
+        o,
+        "service: {} · project {} · region {}",
+        t.service.as_deref().map(|s| format!("`{s}`")).unwrap_or_else(|| "unknown".into()),
+        t.project.as_deref().map(|s| format!("`{s}`")).unwrap_or_else(|| "unknown".into()),
+        t.region.as_deref().map(|s| format!("`{s}`")).unwrap_or_else(|| "unknown".into()),
+    );
+    let q = &r.request;
+    let mut req = Vec::new();
+    if let Some(s) = q.status {
+        req.push(s.to_string());
+    }
+    if let Some(m) = &q.method {
+        req.push(m.clone());
+    }
+    if let Some(u) = &q.url {
+        req.push(u.clone());
+    }
+    if let Some(t) = &q.time {
+        req.push(format!("at {t}"));
+    }
+    if let Some(i) = &q.log_insert_id {
+        req.push(format!("(log entry {i})"));
+    }
+    let gate = serde_json::to_value(q.gate).ok().and_then(|v| v.as_str().map(|s| s.replace('_', " "))).unwrap_or_default();
+    let _ = writeln!(o, "request: {} · gate: {gate}", if req.is_empty() { "unknown".into() } else { req.join(" ") });
+    let _ = writeln!(
+        o,
+        "caller: {}",
+        match (&r.caller.principal, &r.caller.source) {
+            (Some(p), Some(s)) => format!("{p} (from {})", serde_json::to_value(s).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()),
+            _ => "unknown".into(),
+        }
+    );
+    if let Some(tok) = &r.token {
+        let kind = serde_json::to_value(&tok.kind).ok().and_then(|v| v.get("kind").and_then(|k| k.as_str()).map(|s| s.replace('_', " "))).unwrap_or_default();
+        let _ = writeln!(o, "token: {kind} {} — decoded without verifying the signature", tok.redacted);
+        if let Some(c) = &tok.claims {
+            let mut parts = Vec::new();
+            if let Some(i) = &c.iss {
+                parts.push(format!("iss {i}"));
+            }
+            if !c.aud.is_empty() {
+                parts.push(format!("aud {}", c.aud.join(",")));
+            }
+            if let Some(e) = &c.email {
+                parts.push(format!("email {e}"));
+            }
+            if let Some(x) = c.exp.and_then(|e| chrono_fmt(e)) {
+                parts.push(format!("exp {x}"));
+            }
+            if !parts.is_empty() {
+                let _ = writeln!(o, "       {}", parts.join(" · "));
+            }
+        }
+    }
+}
+
+fn chrono_fmt(secs: i64) -> Option<String> {
+    chrono::DateTime::from_timestamp(secs, 0).map(|t| ipd_model::time::fmt(&t))
+}
+
+fn details(o: &mut String, f: &Finding, root: bool) {
+    let _ = writeln!(o, "{}", indent(&wrap(&f.explanation, 96), "   "));
+    if !f.evidence.is_empty() {
+        let _ = writeln!(o, "   evidence:");
+        for e in &f.evidence {
+            let _ = writeln!(o, "     - {e}");
+        }
+    }
+    let fixes: Vec<&FixOut> = if root { f.fixes.iter().skip(1).collect() } else { f.fixes.iter().collect() };
+    if !fixes.is_empty() {
+        let _ = writeln!(o, "   {}:", if root { "more fixes" } else { "fixes" });
+        for x in fixes {
+            let _ = writeln!(o, "     * {} ({})", x.title, safety_label(x.safety));
+            let _ = writeln!(o, "{}", indent(&x.text, "         "));
+        }
+    }
+}
+
+/// Wraps prose at `width` columns (words are never split).
+fn wrap(text: &str, width: usize) -> String {
+    let mut out = String::new();
+    let mut line = String::new();
+    for w in text.split_whitespace() {
+        if !line.is_empty() && line.chars().count() + 1 + w.chars().count() > width {
+            out.push_str(&line);
+            out.push('\n');
+            line.clear();
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(w);
+    }
+    out.push_str(&line);
+    out
+}
+
+/// Markdown for pasting into a ticket.
+pub fn markdown(report: &Report) -> String {
+    let mut o = String::new();
+    let t = &report.target;
+    let _ = writeln!(
+        o,
+        "## invoker-doctor: `{}` (project `{}`, region `{}`)\n",
+        t.service.as_deref().unwrap_or("unknown"),
+        t.project.as_deref().unwrap_or("unknown"),
+        t.region.as_deref().unwrap_or("unknown")
+    );
+    match report.root_cause() {
+        Some(f) => {
+            let _ = writeln!(o, "**Root cause ({}):** {} `{}` — {}\n", f.verdict.as_str(), f.code, f.cause, f.title);
+            let _ = writeln!(o, "{}\n", f.explanation);
+            if !f.evidence.is_empty() {
+                let _ = writeln!(o, "**Evidence**\n");
+                for e in &f.evidence {
+                    let _ = writeln!(o, "- {e}");
+                }
+                let _ = writeln!(o);
+            }
+            fixes_md(&mut o, &f.fixes);
+        }
+        None => {
+            let _ = writeln!(o, "**No cause found** in the evidence. Skipped checks below say what evidence would decide them.\n");
+        }
+    }
+    let q = &report.request;
+    let _ = writeln!(o, "**Request:** status {} · {} {} · time {} · log entry {}  ",
+        q.status.map(|s| s.to_string()).unwrap_or_else(|| "unknown".into()),
+        q.method.as_deref().unwrap_or("-"), q.url.as_deref().unwrap_or("-"),
+        q.time.as_deref().unwrap_or("unknown"), q.log_insert_id.as_deref().unwrap_or("none"));
+    let _ = writeln!(o, "**Caller:** {}  ", report.caller.principal.as_deref().map(|p| format!("`{p}`")).unwrap_or_else(|| "unknown".into()));
+    if let Some(tok) = &report.token {
+        let _ = writeln!(o, "**Token:** `{}` (decoded without verifying the signature)  ", tok.redacted);
+    }
+    let _ = writeln!(o);
+    if report.findings.len() > 1 {
+        let _ = writeln!(o, "### Other findings\n");
+        for f in report.findings.iter().skip(1) {
+            let _ = writeln!(o, "{}. **{}** {} `{}` — {}", f.rank, f.verdict.as_str(), f.code, f.cause, f.title);
+        }
+        let _ = writeln!(o);
+    }
+    let _ = writeln!(o, "### Checks\n\n| code | cause | outcome | reason |\n|---|---|---|---|");
+    for c in &report.checks {
+        let outcome = serde_json::to_value(c.outcome).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+        let _ = writeln!(o, "| {} | `{}` | {} | {} |", c.code, c.cause, outcome, c.reason.replace('|', "\\|"));
+    }
+    if !report.gaps.is_empty() {
+        let _ = writeln!(o, "\n### Gaps\n");
+        for g in &report.gaps {
+            let _ = writeln!(o, "- `{}`: {}{}", g.source, g.detail, g.needs_permission.as_deref().map(|p| format!(" (needs `{p}`)")).unwrap_or_default());
+        }
+    }
+    o
+}
+
+fn fixes_md(o: &mut String, fixes: &[FixOut]) {
+    if fixes.is_empty() {
+        return;
+    }
+    let _ = writeln!(o, "**Fix**\n");
+    for x in fixes {
+        let lang = match x.kind {
+            ipd_rules::FixKind::Gcloud => "sh",
+            ipd_rules::FixKind::Terraform => "hcl",
+            ipd_rules::FixKind::Yaml => "yaml",
+            _ => "",
+        };
+        let _ = writeln!(o, "- {} _({})_", x.title, safety_label(x.safety));
+        if lang.is_empty() {
+            let _ = writeln!(o, "\n  {}\n", x.text);
+        } else {
+            let _ = writeln!(o, "\n  ```{lang}\n{}\n  ```\n", indent(&x.text, "  "));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrap_keeps_words() {
+        assert_eq!(wrap("aaa bbb ccc", 7), "aaa bbb\nccc");
+        assert_eq!(wrap("", 7), "");
+    }
+}
