@@ -30,10 +30,12 @@ pub struct Loaded {
 /// Loads every known file of `dir`. A malformed file is an error naming the file and position.
 pub fn load(dir: &Path, inputs: Inputs) -> Result<Loaded, ParseError> {
     let shown = dir.display().to_string();
-    let rd = std::fs::read_dir(dir).map_err(|e| ParseError::new(&shown, format!("cannot read bundle directory: {e}")))?;
+    let rd = std::fs::read_dir(dir)
+        .map_err(|e| ParseError::new(&shown, format!("cannot read bundle directory: {e}")))?;
     let mut names: Vec<String> = Vec::new();
     for ent in rd {
-        let ent = ent.map_err(|e| ParseError::new(&shown, format!("cannot list bundle directory: {e}")))?;
+        let ent =
+            ent.map_err(|e| ParseError::new(&shown, format!("cannot list bundle directory: {e}")))?;
         if ent.file_type().map(|t| t.is_file()).unwrap_or(false) {
             names.push(ent.file_name().to_string_lossy().into_owned());
         }
@@ -44,21 +46,38 @@ pub fn load(dir: &Path, inputs: Inputs) -> Result<Loaded, ParseError> {
         let path = dir.join(&name);
         let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         if len > MAX_FILE_BYTES {
-            return Err(ParseError::new(&path.display().to_string(), format!("file is {len} bytes; evidence files are at most {MAX_FILE_BYTES}")));
+            return Err(ParseError::new(
+                &path.display().to_string(),
+                format!("file is {len} bytes; evidence files are at most {MAX_FILE_BYTES}"),
+            ));
         }
-        let bytes = std::fs::read(&path).map_err(|e| ParseError::new(&path.display().to_string(), format!("cannot read: {e}")))?;
+        let bytes = std::fs::read(&path).map_err(|e| {
+            ParseError::new(&path.display().to_string(), format!("cannot read: {e}"))
+        })?;
         let text = String::from_utf8(bytes).map_err(|e| {
-            ParseError::new(&path.display().to_string(), format!("not UTF-8 text (invalid byte at offset {})", e.utf8_error().valid_up_to()))
+            ParseError::new(
+                &path.display().to_string(),
+                format!(
+                    "not UTF-8 text (invalid byte at offset {})",
+                    e.utf8_error().valid_up_to()
+                ),
+            )
         })?;
         files.push((name, path.display().to_string(), text));
     }
-    let mut loaded = from_files(files.iter().map(|(n, p, t)| (n.as_str(), p.as_str(), t.as_str())))?;
+    let mut loaded = from_files(
+        files
+            .iter()
+            .map(|(n, p, t)| (n.as_str(), p.as_str(), t.as_str())),
+    )?;
     loaded.evidence.inputs = inputs;
     Ok(loaded)
 }
 
 /// Builds evidence from `(file name, display path, text)` triples; the pure part of [`load`].
-pub fn from_files<'a>(files: impl IntoIterator<Item = (&'a str, &'a str, &'a str)>) -> Result<Loaded, ParseError> {
+pub fn from_files<'a>(
+    files: impl IntoIterator<Item = (&'a str, &'a str, &'a str)>,
+) -> Result<Loaded, ParseError> {
     let mut ev = Evidence {
         service: Gathered::missing("no service.json or service.yaml in the bundle"),
         service_policy: Gathered::missing("no service-iam-policy.json in the bundle"),
@@ -77,70 +96,119 @@ pub fn from_files<'a>(files: impl IntoIterator<Item = (&'a str, &'a str, &'a str
             "service.json" | "service.yaml" | "service.yml" => {
                 ev.service = gathered(service::parse(path, text)?, "run.services.get");
             }
-            "service-iam-policy.json" => ev.service_policy = gathered(doc::parse::<Policy>(path, text)?, "run.services.getIamPolicy"),
-            "project-iam-policy.json" => {
-                ev.project_policy = gathered(doc::parse::<Policy>(path, text)?, "resourcemanager.projects.getIamPolicy")
+            "service-iam-policy.json" => {
+                ev.service_policy = gathered(
+                    doc::parse::<Policy>(path, text)?,
+                    "run.services.getIamPolicy",
+                )
             }
-            "logs.json" => ev.logs = gathered(doc::parse::<LogsFile>(path, text)?, "logging.logEntries.list").map(LogsFile::into_entries),
+            "project-iam-policy.json" => {
+                ev.project_policy = gathered(
+                    doc::parse::<Policy>(path, text)?,
+                    "resourcemanager.projects.getIamPolicy",
+                )
+            }
+            "logs.json" => {
+                ev.logs = gathered(
+                    doc::parse::<LogsFile>(path, text)?,
+                    "logging.logEntries.list",
+                )
+                .map(LogsFile::into_entries)
+            }
             "deny-policies.json" => {
-                ev.deny_policies = gathered(doc::parse::<DenyPoliciesFile>(path, text)?, "iam.denypolicies.get").map(DenyPoliciesFile::into_vec)
+                ev.deny_policies = gathered(
+                    doc::parse::<DenyPoliciesFile>(path, text)?,
+                    "iam.denypolicies.get",
+                )
+                .map(DenyPoliciesFile::into_vec)
             }
             "context.json" => match doc::parse::<Context>(path, text)? {
                 Doc::Value(c) => ev.context = Some(c),
-                Doc::Error(_) => return Err(ParseError::new(path, "context.json holds an API error, not a context object")),
+                Doc::Error(_) => {
+                    return Err(ParseError::new(
+                        path,
+                        "context.json holds an API error, not a context object",
+                    ));
+                }
             },
             "token.txt" => ev.token = Some(Token::analyze(text)),
             "case.toml" => {} // fixture metadata of this repository's tests, not evidence
             _ if is_policy_file(name, "folder-") => {
                 let id = &name["folder-".len()..name.len() - "-iam-policy.json".len()];
-                let g = gathered(doc::parse::<Policy>(path, text)?, "resourcemanager.folders.getIamPolicy");
-                ev.ancestor_policies.push((Level::Folder(id.to_string()), g));
+                let g = gathered(
+                    doc::parse::<Policy>(path, text)?,
+                    "resourcemanager.folders.getIamPolicy",
+                );
+                ev.ancestor_policies
+                    .push((Level::Folder(id.to_string()), g));
             }
             _ if is_policy_file(name, "organization-") => {
                 let id = &name["organization-".len()..name.len() - "-iam-policy.json".len()];
-                let g = gathered(doc::parse::<Policy>(path, text)?, "resourcemanager.organizations.getIamPolicy");
-                ev.ancestor_policies.push((Level::Organization(id.to_string()), g));
+                let g = gathered(
+                    doc::parse::<Policy>(path, text)?,
+                    "resourcemanager.organizations.getIamPolicy",
+                );
+                ev.ancestor_policies
+                    .push((Level::Organization(id.to_string()), g));
             }
-            _ if name == "org-policies.json" || (name.starts_with("org-policy-") && name.ends_with(".json")) => {
+            _ if name == "org-policies.json"
+                || (name.starts_with("org-policy-") && name.ends_with(".json")) =>
+            {
                 org_seen = true;
                 match doc::parse::<OrgPoliciesFile>(path, text)? {
                     Doc::Value(v) => org.extend(v.into_vec()),
                     Doc::Error(e) => org_error = Some(e),
                 }
             }
-            _ if name.starts_with("caller-") && name.ends_with(".json") => match doc::parse::<Value>(path, text)? {
-                Doc::Value(v) => match CallerConfig::from_value(&v) {
-                    Some(c) => ev.caller_configs.push(c),
-                    None => {
-                        return Err(ParseError::new(
-                            path,
-                            "not a Pub/Sub subscription, Scheduler job, Tasks task or queue, Eventarc trigger or workflow",
-                        ));
-                    }
-                },
-                Doc::Error(e) => warnings.push(format!("{path}: holds an API error ({}); caller configuration not used", e.message)),
-            },
-            _ if name.starts_with("role-") && name.ends_with(".json") => match doc::parse::<Role>(path, text)? {
-                Doc::Value(r) if !r.name.is_empty() => ev.custom_roles.push(r),
-                Doc::Value(_) => return Err(ParseError::new(path, "role has no `name`")),
-                Doc::Error(e) => warnings.push(format!("{path}: holds an API error ({}); role definition unknown", e.message)),
-            },
+            _ if name.starts_with("caller-") && name.ends_with(".json") => {
+                match doc::parse::<Value>(path, text)? {
+                    Doc::Value(v) => match CallerConfig::from_value(&v) {
+                        Some(c) => ev.caller_configs.push(c),
+                        None => {
+                            return Err(ParseError::new(
+                                path,
+                                "not a Pub/Sub subscription, Scheduler job, Tasks task or queue, Eventarc trigger or workflow",
+                            ));
+                        }
+                    },
+                    Doc::Error(e) => warnings.push(format!(
+                        "{path}: holds an API error ({}); caller configuration not used",
+                        e.message
+                    )),
+                }
+            }
+            _ if name.starts_with("role-") && name.ends_with(".json") => {
+                match doc::parse::<Role>(path, text)? {
+                    Doc::Value(r) if !r.name.is_empty() => ev.custom_roles.push(r),
+                    Doc::Value(_) => return Err(ParseError::new(path, "role has no `name`")),
+                    Doc::Error(e) => warnings.push(format!(
+                        "{path}: holds an API error ({}); role definition unknown",
+                        e.message
+                    )),
+                }
+            }
             _ => warnings.push(format!("ignoring unknown file {path}")),
         }
     }
     // Folders before organizations (nearest first); the file order is alphabetical already.
-    ev.ancestor_policies.sort_by_key(|(l, _)| matches!(l, Level::Organization(_)));
+    ev.ancestor_policies
+        .sort_by_key(|(l, _)| matches!(l, Level::Organization(_)));
     if org_seen {
         ev.org_policies = match (org_error, org.is_empty()) {
             (Some(e), true) => denied_or_failed(e, "orgpolicy.policy.get"),
             _ => Gathered::Present(org),
         };
     }
-    Ok(Loaded { evidence: ev, warnings })
+    Ok(Loaded {
+        evidence: ev,
+        warnings,
+    })
 }
 
 fn is_policy_file(name: &str, prefix: &str) -> bool {
-    name.starts_with(prefix) && name.ends_with("-iam-policy.json") && name.len() > prefix.len() + "-iam-policy.json".len()
+    name.starts_with(prefix)
+        && name.ends_with("-iam-policy.json")
+        && name.len() > prefix.len() + "-iam-policy.json".len()
 }
 
 fn gathered<T>(d: Doc<T>, permission: &str) -> Gathered<T> {
@@ -152,9 +220,24 @@ fn gathered<T>(d: Doc<T>, permission: &str) -> Gathered<T> {
 
 fn denied_or_failed<T>(e: ApiError, permission: &str) -> Gathered<T> {
     if e.is_permission_denied() {
-        Gathered::Denied { permission: Some(e.permission.clone().unwrap_or_else(|| permission.to_string())), detail: e.message }
+        Gathered::Denied {
+            permission: Some(
+                e.permission
+                    .clone()
+                    .unwrap_or_else(|| permission.to_string()),
+            ),
+            detail: e.message,
+        }
     } else {
-        Gathered::Failed { error: format!("{} {}", e.code.map(|c| c.to_string()).unwrap_or_default(), e.message).trim().to_string() }
+        Gathered::Failed {
+            error: format!(
+                "{} {}",
+                e.code.map(|c| c.to_string()).unwrap_or_default(),
+                e.message
+            )
+            .trim()
+            .to_string(),
+        }
     }
 }
 
@@ -165,21 +248,41 @@ mod tests {
     #[test]
     fn unknown_files_warn_and_errors_name_the_file() {
         let l = from_files([("notes.txt", "b/notes.txt", "hi")]).unwrap();
-        assert_eq!(l.warnings, vec!["ignoring unknown file b/notes.txt".to_string()]);
-        let e = from_files([("service-iam-policy.json", "b/service-iam-policy.json", "{\"bindings\": [}")]).unwrap_err();
-        assert!(e.to_string().starts_with("b/service-iam-policy.json:1:"), "{e}");
+        assert_eq!(
+            l.warnings,
+            vec!["ignoring unknown file b/notes.txt".to_string()]
+        );
+        let e = from_files([(
+            "service-iam-policy.json",
+            "b/service-iam-policy.json",
+            "{\"bindings\": [}",
+        )])
+        .unwrap_err();
+        assert!(
+            e.to_string().starts_with("b/service-iam-policy.json:1:"),
+            "{e}"
+        );
     }
 
     #[test]
     fn denied_file_becomes_a_gap() {
-        let text = include_str!("../../../../shared/reference/examples/error-403-no-details.github-issue.json");
-        let l = from_files([("project-iam-policy.json", "b/project-iam-policy.json", text)]).unwrap();
+        let text = include_str!(
+            "../../../../shared/reference/examples/error-403-no-details.github-issue.json"
+        );
+        let l =
+            from_files([("project-iam-policy.json", "b/project-iam-policy.json", text)]).unwrap();
         match &l.evidence.project_policy {
-            Gathered::Denied { permission, .. } => assert_eq!(permission.as_deref(), Some("resourcemanager.projects.getIamPolicy")),
+            Gathered::Denied { permission, .. } => assert_eq!(
+                permission.as_deref(),
+                Some("resourcemanager.projects.getIamPolicy")
+            ),
             other => panic!("{other:?}"),
         }
         let gaps = l.evidence.gaps();
-        assert!(gaps.iter().any(|g| g.source == "project_iam_policy" && g.state == crate::gathered::GapState::Denied));
+        assert!(
+            gaps.iter().any(|g| g.source == "project_iam_policy"
+                && g.state == crate::gathered::GapState::Denied)
+        );
     }
 
     #[test]
@@ -190,6 +293,9 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(l.evidence.ancestor_policies[0].0, Level::Folder("1".into()));
-        assert_eq!(l.evidence.ancestor_policies[1].0, Level::Organization("2".into()));
+        assert_eq!(
+            l.evidence.ancestor_policies[1].0,
+            Level::Organization("2".into())
+        );
     }
 }

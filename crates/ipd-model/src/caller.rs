@@ -34,9 +34,15 @@ impl CallerKind {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum CallerAuth {
     /// An OIDC ID token; `audience` as configured (None: the default applies).
-    Oidc { service_account: Option<String>, audience: Option<String> },
+    Oidc {
+        service_account: Option<String>,
+        audience: Option<String>,
+    },
     /// An OAuth access token (Cloud Run rejects these for invocation).
-    OAuth { service_account: Option<String>, scope: Option<String> },
+    OAuth {
+        service_account: Option<String>,
+        scope: Option<String>,
+    },
     /// No token configured.
     None,
     /// The configuration does not say statically (Workflows source without an `auth` block
@@ -56,8 +62,12 @@ impl CallerConfig {
     /// The identity the token is minted for.
     pub fn service_account(&self) -> Option<&str> {
         match &self.auth {
-            CallerAuth::Oidc { service_account, .. }
-            | CallerAuth::OAuth { service_account, .. }
+            CallerAuth::Oidc {
+                service_account, ..
+            }
+            | CallerAuth::OAuth {
+                service_account, ..
+            }
             | CallerAuth::Managed { service_account } => service_account.as_deref(),
             CallerAuth::None => None,
         }
@@ -67,7 +77,9 @@ impl CallerConfig {
     /// Scheduler, Tasks) the full target URL (facts §5.1, §5.2, §5.4).
     pub fn effective_audience(&self) -> Option<&str> {
         match &self.auth {
-            CallerAuth::Oidc { audience: Some(a), .. } if !a.is_empty() => Some(a),
+            CallerAuth::Oidc {
+                audience: Some(a), ..
+            } if !a.is_empty() => Some(a),
             CallerAuth::Oidc { .. } => self.target_url.as_deref(),
             _ => None,
         }
@@ -75,18 +87,31 @@ impl CallerConfig {
 
     /// Detects the kind from content and reads it. `None` when it is none of the kinds.
     pub fn from_value(v: &Value) -> Option<CallerConfig> {
-        let name = v.get("name").and_then(Value::as_str).unwrap_or("").to_string();
+        let name = v
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
         let token_auth = |t: &Value| -> CallerAuth {
             if let Some(o) = t.get("oidcToken") {
-                CallerAuth::Oidc { service_account: s(o, "serviceAccountEmail"), audience: s(o, "audience") }
+                CallerAuth::Oidc {
+                    service_account: s(o, "serviceAccountEmail"),
+                    audience: s(o, "audience"),
+                }
             } else if let Some(o) = t.get("oauthToken") {
-                CallerAuth::OAuth { service_account: s(o, "serviceAccountEmail"), scope: s(o, "scope") }
+                CallerAuth::OAuth {
+                    service_account: s(o, "serviceAccountEmail"),
+                    scope: s(o, "scope"),
+                }
             } else {
                 CallerAuth::None
             }
         };
-        if let Some(pc) = v.get("pushConfig").filter(|_| name.contains("/subscriptions/") || name.is_empty()) {
+        if let Some(pc) = v
+            .get("pushConfig")
+            .filter(|_| name.contains("/subscriptions/") || name.is_empty())
+        {
             return Some(CallerConfig {
                 kind: CallerKind::PubsubSubscription,
                 target_url: s(pc, "pushEndpoint"),
@@ -96,43 +121,96 @@ impl CallerConfig {
         }
         if name.contains("/subscriptions/") {
             // A pull subscription: no push endpoint at all.
-            return Some(CallerConfig { kind: CallerKind::PubsubSubscription, target_url: None, auth: CallerAuth::None, name });
+            return Some(CallerConfig {
+                kind: CallerKind::PubsubSubscription,
+                target_url: None,
+                auth: CallerAuth::None,
+                name,
+            });
         }
         if let Some(ht) = v.get("httpTarget") {
             if name.contains("/queues/") {
                 let url = ht.get("uriOverride").map(|u| {
                     let host = s(u, "host").unwrap_or_default();
-                    let path = u.get("pathOverride").and_then(|p| s(p, "path")).unwrap_or_default();
-                    format!("{}://{}{}", s(u, "scheme").unwrap_or_else(|| "https".into()).to_lowercase(), host, path)
+                    let path = u
+                        .get("pathOverride")
+                        .and_then(|p| s(p, "path"))
+                        .unwrap_or_default();
+                    format!(
+                        "{}://{}{}",
+                        s(u, "scheme")
+                            .unwrap_or_else(|| "https".into())
+                            .to_lowercase(),
+                        host,
+                        path
+                    )
                 });
-                return Some(CallerConfig { kind: CallerKind::TasksQueue, target_url: url, auth: token_auth(ht), name });
+                return Some(CallerConfig {
+                    kind: CallerKind::TasksQueue,
+                    target_url: url,
+                    auth: token_auth(ht),
+                    name,
+                });
             }
-            return Some(CallerConfig { kind: CallerKind::SchedulerJob, target_url: s(ht, "uri"), auth: token_auth(ht), name });
+            return Some(CallerConfig {
+                kind: CallerKind::SchedulerJob,
+                target_url: s(ht, "uri"),
+                auth: token_auth(ht),
+                name,
+            });
         }
         if let Some(hr) = v.get("httpRequest").filter(|_| name.contains("/tasks/")) {
-            return Some(CallerConfig { kind: CallerKind::TasksTask, target_url: s(hr, "url"), auth: token_auth(hr), name });
+            return Some(CallerConfig {
+                kind: CallerKind::TasksTask,
+                target_url: s(hr, "url"),
+                auth: token_auth(hr),
+                name,
+            });
         }
-        if v.get("destination").is_some() && (name.contains("/triggers/") || v.get("eventFilters").is_some()) {
+        if v.get("destination").is_some()
+            && (name.contains("/triggers/") || v.get("eventFilters").is_some())
+        {
             let cr = v.get("destination").and_then(|d| d.get("cloudRun"));
-            let target = cr.and_then(|c| s(c, "path")).map(|p| format!("(service `{}`) path {p}", cr.and_then(|c| s(c, "service")).unwrap_or_default()));
+            let target = cr.and_then(|c| s(c, "path")).map(|p| {
+                format!(
+                    "(service `{}`) path {p}",
+                    cr.and_then(|c| s(c, "service")).unwrap_or_default()
+                )
+            });
             return Some(CallerConfig {
                 kind: CallerKind::EventarcTrigger,
                 target_url: target,
-                auth: CallerAuth::Managed { service_account: s(v, "serviceAccount") },
+                auth: CallerAuth::Managed {
+                    service_account: s(v, "serviceAccount"),
+                },
                 name,
             });
         }
         if name.contains("/workflows/") || v.get("sourceContents").is_some() {
-            let src = v.get("sourceContents").and_then(Value::as_str).unwrap_or("");
+            let src = v
+                .get("sourceContents")
+                .and_then(Value::as_str)
+                .unwrap_or("");
             let sa = s(v, "serviceAccount").map(|a| a.rsplit('/').next().unwrap_or(&a).to_string());
             let auth = if src.contains("OIDC") {
-                CallerAuth::Oidc { service_account: sa, audience: None }
+                CallerAuth::Oidc {
+                    service_account: sa,
+                    audience: None,
+                }
             } else if src.contains("OAuth2") {
-                CallerAuth::OAuth { service_account: sa, scope: None }
+                CallerAuth::OAuth {
+                    service_account: sa,
+                    scope: None,
+                }
             } else {
                 CallerAuth::None
             };
-            return Some(CallerConfig { kind: CallerKind::Workflow, target_url: None, auth, name });
+            return Some(CallerConfig {
+                kind: CallerKind::Workflow,
+                target_url: None,
+                auth,
+                name,
+            });
         }
         None
     }
@@ -152,7 +230,10 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(c.kind, CallerKind::PubsubSubscription);
-        assert_eq!(c.effective_audience(), Some("https://a-1.europe-west1.run.app/push"));
+        assert_eq!(
+            c.effective_audience(),
+            Some("https://a-1.europe-west1.run.app/push")
+        );
         assert_eq!(c.service_account(), Some("push@p.iam.gserviceaccount.com"));
     }
 

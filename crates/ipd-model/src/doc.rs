@@ -27,7 +27,12 @@ impl fmt::Display for ParseError {
 
 impl ParseError {
     pub fn new(file: &str, message: impl Into<String>) -> Self {
-        ParseError { file: file.to_string(), line: None, column: None, message: message.into() }
+        ParseError {
+            file: file.to_string(),
+            line: None,
+            column: None,
+            message: message.into(),
+        }
     }
 
     fn from_json(file: &str, e: &serde_json::Error) -> Self {
@@ -48,7 +53,12 @@ impl ParseError {
     fn from_yaml(file: &str, e: &serde_saphyr::Error) -> Self {
         let loc = e.location();
         let msg = e.to_string();
-        let first = msg.lines().next().unwrap_or("invalid YAML").trim().to_string();
+        let first = msg
+            .lines()
+            .next()
+            .unwrap_or("invalid YAML")
+            .trim()
+            .to_string();
         ParseError {
             file: file.to_string(),
             line: loc.as_ref().map(|l| l.line()).filter(|l| *l > 0),
@@ -93,10 +103,15 @@ impl ApiError {
         let err = v.as_object()?.get("error")?.as_object()?;
         // A resource never has a top-level `error` object next to nothing else, but be strict:
         // the envelope has `code` or `status` or `message`.
-        if !(err.contains_key("code") || err.contains_key("status") || err.contains_key("message")) {
+        if !(err.contains_key("code") || err.contains_key("status") || err.contains_key("message"))
+        {
             return None;
         }
-        let message = err.get("message").and_then(Value::as_str).unwrap_or("").to_string();
+        let message = err
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         let mut reason = None;
         let mut permission = None;
         if let Some(details) = err.get("details").and_then(Value::as_array) {
@@ -120,7 +135,10 @@ impl ApiError {
         }
         Some(ApiError {
             code: err.get("code").and_then(Value::as_i64),
-            status: err.get("status").and_then(Value::as_str).map(str::to_string),
+            status: err
+                .get("status")
+                .and_then(Value::as_str)
+                .map(str::to_string),
             message,
             reason,
             permission,
@@ -129,7 +147,10 @@ impl ApiError {
 
     /// True for a refusal (403 / PERMISSION_DENIED that is not an API-disabled error).
     pub fn is_permission_denied(&self) -> bool {
-        let disabled = matches!(self.reason.as_deref(), Some("SERVICE_DISABLED" | "API_DISABLED"));
+        let disabled = matches!(
+            self.reason.as_deref(),
+            Some("SERVICE_DISABLED" | "API_DISABLED")
+        );
         !disabled && (self.code == Some(403) || self.status.as_deref() == Some("PERMISSION_DENIED"))
     }
 }
@@ -153,7 +174,8 @@ pub fn parse<T: DeserializeOwned>(file: &str, text: &str) -> Result<Doc<T>, Pars
     let text = text.trim_start_matches('\u{feff}');
     match detect(text) {
         Syntax::Json => {
-            let v: Value = serde_json::from_str(text).map_err(|e| ParseError::from_json(file, &e))?;
+            let v: Value =
+                serde_json::from_str(text).map_err(|e| ParseError::from_json(file, &e))?;
             if let Some(err) = ApiError::from_envelope(&v) {
                 return Ok(Doc::Error(err));
             }

@@ -73,11 +73,16 @@ impl Evidence {
 
     /// The project (ID or number) the evidence is about.
     pub fn project(&self) -> Option<String> {
+        // Prefer a project ID over a number: v1 services name their project by number, while
+        // logs and the v2 resource carry the ID, which reads better in fix commands.
+        let from_service = self.service.present().and_then(|s| s.project.clone());
+        let is_number = |p: &String| p.chars().all(|c| c.is_ascii_digit());
         self.inputs
             .project
             .clone()
-            .or_else(|| self.service.present().and_then(|s| s.project.clone()))
+            .or_else(|| from_service.clone().filter(|p| !is_number(p)))
             .or_else(|| self.first_request_label("project_id"))
+            .or(from_service)
     }
 
     pub fn region(&self) -> Option<String> {
@@ -108,7 +113,10 @@ impl Evidence {
     pub fn policies(&self) -> Vec<(Level, &Gathered<Policy>)> {
         let svc = self.service_name().unwrap_or_else(|| "SERVICE".into());
         let proj = self.project().unwrap_or_else(|| "PROJECT".into());
-        let mut v = vec![(Level::Service(svc), &self.service_policy), (Level::Project(proj), &self.project_policy)];
+        let mut v = vec![
+            (Level::Service(svc), &self.service_policy),
+            (Level::Project(proj), &self.project_policy),
+        ];
         for (l, p) in &self.ancestor_policies {
             v.push((l.clone(), p));
         }
@@ -118,13 +126,19 @@ impl Evidence {
     /// Sources that are not present, with the permission that would let the tool read them.
     pub fn gaps(&self) -> Vec<Gap> {
         let mut out = Vec::new();
-        let mut push = |source: &str, state: Option<GapState>, detail: Option<String>, perm: &str, denied_perm: Option<&String>| {
+        let mut push = |source: &str,
+                        state: Option<GapState>,
+                        detail: Option<String>,
+                        perm: &str,
+                        denied_perm: Option<&String>| {
             if let (Some(state), Some(detail)) = (state, detail) {
                 out.push(Gap {
                     source: source.to_string(),
                     state,
                     detail,
-                    needs_permission: Some(denied_perm.cloned().unwrap_or_else(|| perm.to_string())),
+                    needs_permission: Some(
+                        denied_perm.cloned().unwrap_or_else(|| perm.to_string()),
+                    ),
                 });
             }
         };
@@ -134,7 +148,13 @@ impl Evidence {
                 _ => None,
             }
         }
-        push("service", self.service.gap_state(), self.service.absence(), "run.services.get", denied_perm(&self.service));
+        push(
+            "service",
+            self.service.gap_state(),
+            self.service.absence(),
+            "run.services.get",
+            denied_perm(&self.service),
+        );
         push(
             "service_iam_policy",
             self.service_policy.gap_state(),
@@ -151,14 +171,32 @@ impl Evidence {
         );
         for (level, p) in &self.ancestor_policies {
             let (src, perm) = match level {
-                Level::Folder(id) => (format!("folder_iam_policy:{id}"), "resourcemanager.folders.getIamPolicy"),
-                Level::Organization(id) => (format!("organization_iam_policy:{id}"), "resourcemanager.organizations.getIamPolicy"),
+                Level::Folder(id) => (
+                    format!("folder_iam_policy:{id}"),
+                    "resourcemanager.folders.getIamPolicy",
+                ),
+                Level::Organization(id) => (
+                    format!("organization_iam_policy:{id}"),
+                    "resourcemanager.organizations.getIamPolicy",
+                ),
                 _ => continue,
             };
             push(&src, p.gap_state(), p.absence(), perm, denied_perm(p));
         }
-        push("org_policies", self.org_policies.gap_state(), self.org_policies.absence(), "orgpolicy.policy.get", denied_perm(&self.org_policies));
-        push("logs", self.logs.gap_state(), self.logs.absence(), "logging.logEntries.list", denied_perm(&self.logs));
+        push(
+            "org_policies",
+            self.org_policies.gap_state(),
+            self.org_policies.absence(),
+            "orgpolicy.policy.get",
+            denied_perm(&self.org_policies),
+        );
+        push(
+            "logs",
+            self.logs.gap_state(),
+            self.logs.absence(),
+            "logging.logEntries.list",
+            denied_perm(&self.logs),
+        );
         out
     }
 }

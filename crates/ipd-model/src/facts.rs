@@ -77,11 +77,21 @@ impl Facts {
     pub fn derive(ev: &Evidence) -> Facts {
         let ctx_req = ev.context.as_ref().and_then(|c| c.request.as_ref());
         let status_hint = ev.inputs.status.or_else(|| ctx_req.and_then(|r| r.status));
-        let time_hint = ev.inputs.at.or_else(|| ctx_req.and_then(|r| r.time.as_deref()).and_then(parse_rfc3339));
-        let entry = ev.logs.present().and_then(|logs| match &ev.inputs.request_ref {
-            Some(r) => logs.iter().find(|e| e.insert_id.as_deref() == Some(r) || e.trace_id() == Some(r)).cloned(),
-            None => pick_entry(logs, status_hint, time_hint, ev.service_name().as_deref()),
+        let time_hint = ev.inputs.at.or_else(|| {
+            ctx_req
+                .and_then(|r| r.time.as_deref())
+                .and_then(parse_rfc3339)
         });
+        let entry = ev
+            .logs
+            .present()
+            .and_then(|logs| match &ev.inputs.request_ref {
+                Some(r) => logs
+                    .iter()
+                    .find(|e| e.insert_id.as_deref() == Some(r) || e.trace_id() == Some(r))
+                    .cloned(),
+                None => pick_entry(logs, status_hint, time_hint, ev.service_name().as_deref()),
+            });
         let gate = match (&entry, ev.logs.is_present()) {
             (_, false) => Gate::Unknown,
             (None, true) => Gate::NoLogEntry,
@@ -96,29 +106,65 @@ impl Facts {
         let request = Request {
             status: status_hint.or_else(|| entry.as_ref().and_then(LogEntry::status)),
             time: time_hint.or_else(|| entry.as_ref().and_then(LogEntry::time)),
-            url: ctx_req.and_then(|r| r.url.clone()).or_else(|| entry.as_ref().and_then(|e| e.url().map(str::to_string))),
+            url: ctx_req
+                .and_then(|r| r.url.clone())
+                .or_else(|| entry.as_ref().and_then(|e| e.url().map(str::to_string))),
             method: ctx_req
                 .and_then(|r| r.method.clone())
                 .or_else(|| entry.as_ref().and_then(|e| e.method().map(str::to_string))),
-            user_agent: entry.as_ref().and_then(|e| e.user_agent().map(str::to_string)),
+            user_agent: entry
+                .as_ref()
+                .and_then(|e| e.user_agent().map(str::to_string)),
             log_insert_id: entry.as_ref().and_then(|e| e.insert_id.clone()),
         };
         let token_principal = ev.token.as_ref().and_then(|t| t.principal());
-        let expect_public = ev.inputs.expect_public || ev.context.as_ref().and_then(|c| c.expect_public).unwrap_or(false);
+        let expect_public = ev.inputs.expect_public
+            || ev
+                .context
+                .as_ref()
+                .and_then(|c| c.expect_public)
+                .unwrap_or(false);
         let caller = if let Some(c) = &ev.inputs.caller {
-            Some(Caller { principal: Principal::parse(c), source: CallerSource::Flag, public: false })
+            Some(Caller {
+                principal: Principal::parse(c),
+                source: CallerSource::Flag,
+                public: false,
+            })
         } else if let Some(p) = &token_principal {
-            Some(Caller { principal: p.clone(), source: CallerSource::Token, public: false })
+            Some(Caller {
+                principal: p.clone(),
+                source: CallerSource::Token,
+                public: false,
+            })
         } else if let Some(c) = ev.context.as_ref().and_then(|c| c.caller.as_ref()) {
-            Some(Caller { principal: Principal::parse(c), source: CallerSource::Bundle, public: false })
+            Some(Caller {
+                principal: Principal::parse(c),
+                source: CallerSource::Bundle,
+                public: false,
+            })
         } else if let Some(sa) = ev.caller_configs.iter().find_map(|c| c.service_account()) {
-            Some(Caller { principal: Principal::from_email(sa), source: CallerSource::CallerConfig, public: false })
+            Some(Caller {
+                principal: Principal::from_email(sa),
+                source: CallerSource::CallerConfig,
+                public: false,
+            })
         } else if expect_public {
-            Some(Caller { principal: Principal::AllUsers, source: CallerSource::Flag, public: true })
+            Some(Caller {
+                principal: Principal::AllUsers,
+                source: CallerSource::Flag,
+                public: true,
+            })
         } else {
             None
         };
-        Facts { request, entry, gate, caller, token_principal, expect_public }
+        Facts {
+            request,
+            entry,
+            gate,
+            caller,
+            token_principal,
+            expect_public,
+        }
     }
 
     /// The status the client saw, if known.
@@ -128,7 +174,12 @@ impl Facts {
 }
 
 /// Chooses the request-log entry of the failing request.
-fn pick_entry(logs: &[LogEntry], status: Option<i64>, at: Option<Timestamp>, service: Option<&str>) -> Option<LogEntry> {
+fn pick_entry(
+    logs: &[LogEntry],
+    status: Option<i64>,
+    at: Option<Timestamp>,
+    service: Option<&str>,
+) -> Option<LogEntry> {
     let wanted = |s: i64| match status {
         Some(want) => s == want,
         None => matches!(s, 401 | 403 | 404),

@@ -8,11 +8,18 @@ use serde::Serialize;
 pub enum Gathered<T> {
     Present(T),
     /// Not provided (no file in the bundle, or not asked for).
-    Missing { why: String },
+    Missing {
+        why: String,
+    },
     /// The source exists but could not be read for lack of a permission.
-    Denied { permission: Option<String>, detail: String },
+    Denied {
+        permission: Option<String>,
+        detail: String,
+    },
     /// Reading it failed for another reason (API disabled, server error, ...).
-    Failed { error: String },
+    Failed {
+        error: String,
+    },
 }
 
 /// The state of a source in the report's `gaps`.
@@ -45,8 +52,14 @@ impl<T> Gathered<T> {
         match self {
             Gathered::Present(_) => None,
             Gathered::Missing { why } => Some(why.clone()),
-            Gathered::Denied { permission: Some(p), .. } => Some(format!("reading it was denied (needs `{p}`)")),
-            Gathered::Denied { permission: None, detail } => Some(format!("reading it was denied: {detail}")),
+            Gathered::Denied {
+                permission: Some(p),
+                ..
+            } => Some(format!("reading it was denied (needs `{p}`)")),
+            Gathered::Denied {
+                permission: None,
+                detail,
+            } => Some(format!("reading it was denied: {detail}")),
             Gathered::Failed { error } => Some(format!("reading it failed: {error}")),
         }
     }

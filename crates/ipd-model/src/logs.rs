@@ -82,9 +82,12 @@ pub enum GateMessage {
 
 impl LogEntry {
     pub fn is_request_log(&self) -> bool {
-        self.log_name.as_deref().is_some_and(|n| n.ends_with(REQUEST_LOG_SUFFIX))
+        self.log_name
+            .as_deref()
+            .is_some_and(|n| n.ends_with(REQUEST_LOG_SUFFIX))
             || (self.http_request.is_some()
-                && self.resource.as_ref().and_then(|r| r.kind.as_deref()) == Some("cloud_run_revision")
+                && self.resource.as_ref().and_then(|r| r.kind.as_deref())
+                    == Some("cloud_run_revision")
                 && self.log_name.is_none())
     }
 
@@ -97,34 +100,51 @@ impl LogEntry {
     }
 
     pub fn latency_secs(&self) -> Option<f64> {
-        self.http_request.as_ref().and_then(|h| h.latency.as_deref()).and_then(parse_duration_secs)
+        self.http_request
+            .as_ref()
+            .and_then(|h| h.latency.as_deref())
+            .and_then(parse_duration_secs)
     }
 
     pub fn method(&self) -> Option<&str> {
-        self.http_request.as_ref().and_then(|h| h.request_method.as_deref())
+        self.http_request
+            .as_ref()
+            .and_then(|h| h.request_method.as_deref())
     }
 
     pub fn user_agent(&self) -> Option<&str> {
-        self.http_request.as_ref().and_then(|h| h.user_agent.as_deref())
+        self.http_request
+            .as_ref()
+            .and_then(|h| h.user_agent.as_deref())
     }
 
     pub fn url(&self) -> Option<&str> {
-        self.http_request.as_ref().and_then(|h| h.request_url.as_deref())
+        self.http_request
+            .as_ref()
+            .and_then(|h| h.request_url.as_deref())
     }
 
     pub fn resource_label(&self, k: &str) -> Option<&str> {
-        self.resource.as_ref().and_then(|r| r.labels.get(k)).map(String::as_str)
+        self.resource
+            .as_ref()
+            .and_then(|r| r.labels.get(k))
+            .map(String::as_str)
     }
 
     /// The text a reader would search: `textPayload`, or `jsonPayload.message`.
     pub fn message(&self) -> Option<&str> {
         self.text_payload.as_deref().or_else(|| {
-            self.json_payload.as_ref().and_then(|j| j.get("message")).and_then(Value::as_str)
+            self.json_payload
+                .as_ref()
+                .and_then(|j| j.get("message"))
+                .and_then(Value::as_str)
         })
     }
 
     pub fn gate_message(&self) -> GateMessage {
-        let Some(t) = self.text_payload.as_deref() else { return GateMessage::None };
+        let Some(t) = self.text_payload.as_deref() else {
+            return GateMessage::None;
+        };
         if t.contains(EMPTY_AUTHORIZATION) {
             GateMessage::EmptyAuthorization
         } else if t.contains(GATE_403) {
@@ -138,7 +158,9 @@ impl LogEntry {
 
     /// The trace ID (32 hex) from `trace` (`projects/P/traces/ID` or bare).
     pub fn trace_id(&self) -> Option<&str> {
-        self.trace.as_deref().map(|t| t.rsplit('/').next().unwrap_or(t))
+        self.trace
+            .as_deref()
+            .map(|t| t.rsplit('/').next().unwrap_or(t))
     }
 }
 
@@ -195,7 +217,9 @@ mod tests {
     fn both_file_shapes() {
         let a: LogsFile = serde_json::from_str("[]").unwrap();
         assert!(a.into_entries().is_empty());
-        let b: LogsFile = serde_json::from_str(r#"{"entries": [{"insertId": "x"}], "nextPageToken": "t"}"#).unwrap();
+        let b: LogsFile =
+            serde_json::from_str(r#"{"entries": [{"insertId": "x"}], "nextPageToken": "t"}"#)
+                .unwrap();
         assert_eq!(b.into_entries().len(), 1);
         let c: LogsFile = serde_json::from_str("{}").unwrap();
         assert!(c.into_entries().is_empty());

@@ -92,7 +92,9 @@ pub fn constraint_of(p: &OrgPolicy) -> Option<String> {
         }
         return Some(n.trim_start_matches("constraints/").to_string());
     }
-    p.constraint.as_deref().map(|c| c.trim_start_matches("constraints/").to_string())
+    p.constraint
+        .as_deref()
+        .map(|c| c.trim_start_matches("constraints/").to_string())
 }
 
 /// The evaluated state of one constraint, as the rules need it.
@@ -167,11 +169,16 @@ impl Effective {
             return false;
         }
         let allowed_public = self.parameters.as_ref().is_some_and(|p| {
-            ["allowedPrincipalSets", "allowedMemberSubjects"].iter().any(|k| {
-                p.get(*k).and_then(Value::as_array).is_some_and(|a| {
-                    a.iter().any(|v| v.as_str().is_some_and(|s| s == PUBLIC_PRINCIPAL_SET || s == "allUsers"))
+            ["allowedPrincipalSets", "allowedMemberSubjects"]
+                .iter()
+                .any(|k| {
+                    p.get(*k).and_then(Value::as_array).is_some_and(|a| {
+                        a.iter().any(|v| {
+                            v.as_str()
+                                .is_some_and(|s| s == PUBLIC_PRINCIPAL_SET || s == "allUsers")
+                        })
+                    })
                 })
-            })
         });
         !allowed_public
     }
@@ -211,7 +218,10 @@ mod tests {
         )
         .unwrap();
         assert!(!Effective::from_policy(&p).unwrap().blocks_public_members());
-        let p: OrgPolicy = serde_json::from_str(r#"{"name":"projects/123/policies/run.managed.requireInvokerIam"}"#).unwrap();
+        let p: OrgPolicy = serde_json::from_str(
+            r#"{"name":"projects/123/policies/run.managed.requireInvokerIam"}"#,
+        )
+        .unwrap();
         assert!(!Effective::from_policy(&p).unwrap().enforced);
     }
 }

@@ -13,13 +13,23 @@ pub enum Paste {
     /// A 32-hex trace ID.
     TraceId(String),
     /// An `X-Cloud-Trace-Context` value `TRACE_ID/SPAN_ID;o=1`.
-    TraceContext { trace: String, span: Option<String> },
+    TraceContext {
+        trace: String,
+        span: Option<String>,
+    },
     /// A log entry's `insertId`.
     InsertId(String),
     /// A Logs Explorer URL, with the project and the query it carries.
-    LogsExplorerUrl { project: Option<String>, query: Option<String> },
+    LogsExplorerUrl {
+        project: Option<String>,
+        query: Option<String>,
+    },
     /// An error page or message a client received.
-    ErrorPage { status: Option<i64>, origin: Origin, detail: String },
+    ErrorPage {
+        status: Option<i64>,
+        origin: Origin,
+        detail: String,
+    },
     Unknown,
 }
 
@@ -83,21 +93,38 @@ pub fn classify(input: &str) -> Paste {
         return logs_url(s);
     }
     let first_word = s.split_whitespace().next().unwrap_or("");
-    let bearerish = lower.starts_with("bearer ") || lower.starts_with("authorization:") || lower.starts_with("x-serverless-authorization:");
+    let bearerish = lower.starts_with("bearer ")
+        || lower.starts_with("authorization:")
+        || lower.starts_with("x-serverless-authorization:");
     if bearerish || first_word.starts_with("eyJ") || first_word.starts_with("ya29.") {
         let t = Token::analyze(s);
         if t.kind != TokenKind::Empty {
             return Paste::Token(Box::new(t));
         }
     }
-    let header_value = s.strip_prefix("X-Cloud-Trace-Context:").or_else(|| s.strip_prefix("x-cloud-trace-context:")).map(str::trim).unwrap_or(s);
+    let header_value = s
+        .strip_prefix("X-Cloud-Trace-Context:")
+        .or_else(|| s.strip_prefix("x-cloud-trace-context:"))
+        .map(str::trim)
+        .unwrap_or(s);
     if let Some((trace, rest)) = header_value.split_once('/') {
         if is_hex(trace, 32) && !s.contains(' ') {
-            let span = rest.split(';').next().filter(|x| !x.is_empty()).map(str::to_string);
-            return Paste::TraceContext { trace: trace.to_lowercase(), span };
+            let span = rest
+                .split(';')
+                .next()
+                .filter(|x| !x.is_empty())
+                .map(str::to_string);
+            return Paste::TraceContext {
+                trace: trace.to_lowercase(),
+                span,
+            };
         }
     }
-    if let Some(t) = s.strip_prefix("projects/").and_then(|r| r.split_once("/traces/")).map(|(_, t)| t) {
+    if let Some(t) = s
+        .strip_prefix("projects/")
+        .and_then(|r| r.split_once("/traces/"))
+        .map(|(_, t)| t)
+    {
         if is_hex(t, 32) {
             return Paste::TraceId(t.to_lowercase());
         }
@@ -105,7 +132,10 @@ pub fn classify(input: &str) -> Paste {
     if is_hex(s, 32) {
         return Paste::TraceId(s.to_lowercase());
     }
-    if !s.contains(char::is_whitespace) && (8..=64).contains(&s.len()) && s.chars().all(|c| c.is_ascii_alphanumeric()) {
+    if !s.contains(char::is_whitespace)
+        && (8..=64).contains(&s.len())
+        && s.chars().all(|c| c.is_ascii_alphanumeric())
+    {
         return Paste::InsertId(s.to_string());
     }
     error_page(s).unwrap_or(Paste::Unknown)
@@ -113,46 +143,101 @@ pub fn classify(input: &str) -> Paste {
 
 fn error_page(s: &str) -> Option<Paste> {
     let l = s.to_ascii_lowercase();
-    if l.contains("invalid iap credentials") || l.contains("x-goog-iap-generated-response") || l.contains("you don't have access") {
-        let status = if l.contains("invalid iap credentials") && !l.contains("empty token") { Some(401) } else if l.contains("you don't have access") { Some(403) } else { None };
-        return Some(Paste::ErrorPage { status, origin: Origin::Iap, detail: "the page comes from Identity-Aware Proxy".into() });
+    if l.contains("invalid iap credentials")
+        || l.contains("x-goog-iap-generated-response")
+        || l.contains("you don't have access")
+    {
+        let status = if l.contains("invalid iap credentials") && !l.contains("empty token") {
+            Some(401)
+        } else if l.contains("you don't have access") {
+            Some(403)
+        } else {
+            None
+        };
+        return Some(Paste::ErrorPage {
+            status,
+            origin: Origin::Iap,
+            detail: "the page comes from Identity-Aware Proxy".into(),
+        });
     }
     if s.contains(EMPTY_AUTHORIZATION) {
-        return Some(Paste::ErrorPage { status: Some(403), origin: Origin::CloudRunGate, detail: "Cloud Run's gate: the request had an empty Authorization header".into() });
+        return Some(Paste::ErrorPage {
+            status: Some(403),
+            origin: Origin::CloudRunGate,
+            detail: "Cloud Run's gate: the request had an empty Authorization header".into(),
+        });
     }
     if s.contains(GATE_403) {
-        return Some(Paste::ErrorPage { status: Some(403), origin: Origin::CloudRunGate, detail: "Cloud Run's gate: 403 \"not authenticated\"".into() });
+        return Some(Paste::ErrorPage {
+            status: Some(403),
+            origin: Origin::CloudRunGate,
+            detail: "Cloud Run's gate: 403 \"not authenticated\"".into(),
+        });
     }
     if s.contains(GATE_401) {
-        return Some(Paste::ErrorPage { status: Some(401), origin: Origin::CloudRunGate, detail: "Cloud Run's gate: 401 \"not authorized to invoke\"".into() });
+        return Some(Paste::ErrorPage {
+            status: Some(401),
+            origin: Origin::CloudRunGate,
+            detail: "Cloud Run's gate: 401 \"not authorized to invoke\"".into(),
+        });
     }
     let gfe = l.contains("your client does not have permission");
     if l.contains("403 forbidden") || l.contains("error: forbidden") {
         return Some(Paste::ErrorPage {
             status: Some(403),
-            origin: if gfe { Origin::CloudRunGate } else { Origin::Other },
-            detail: if gfe { "Google's 403 page, as Cloud Run's gate serves it".into() } else { "a 403 page".into() },
+            origin: if gfe {
+                Origin::CloudRunGate
+            } else {
+                Origin::Other
+            },
+            detail: if gfe {
+                "Google's 403 page, as Cloud Run's gate serves it".into()
+            } else {
+                "a 403 page".into()
+            },
         });
     }
     if l.contains("401 unauthorized") || l.contains("error: unauthorized") {
         return Some(Paste::ErrorPage {
             status: Some(401),
-            origin: if gfe { Origin::CloudRunGate } else { Origin::Other },
-            detail: if gfe { "Google's 401 page, as Cloud Run's gate serves it".into() } else { "a 401 page".into() },
+            origin: if gfe {
+                Origin::CloudRunGate
+            } else {
+                Origin::Other
+            },
+            detail: if gfe {
+                "Google's 401 page, as Cloud Run's gate serves it".into()
+            } else {
+                "a 401 page".into()
+            },
         });
     }
     if l.contains("404") && (l.contains("not found") || l.contains("error: not found")) {
-        return Some(Paste::ErrorPage { status: Some(404), origin: Origin::Other, detail: "a 404 page".into() });
+        return Some(Paste::ErrorPage {
+            status: Some(404),
+            origin: Origin::Other,
+            detail: "a 404 page".into(),
+        });
     }
     if l.contains("invalid_token") || l.contains("could not be verified") {
-        return Some(Paste::ErrorPage { status: Some(401), origin: Origin::CloudRunGate, detail: "a rejected token (`WWW-Authenticate: Bearer error=\"invalid_token\"`)".into() });
+        return Some(Paste::ErrorPage {
+            status: Some(401),
+            origin: Origin::CloudRunGate,
+            detail: "a rejected token (`WWW-Authenticate: Bearer error=\"invalid_token\"`)".into(),
+        });
     }
     None
 }
 
 fn logs_url(s: &str) -> Paste {
-    let project = s.split(['?', '&', ';']).find_map(|p| p.strip_prefix("project=")).map(|p| percent_decode(p.split('#').next().unwrap_or(p)));
-    let query = s.split(['?', '&', ';']).find_map(|p| p.strip_prefix("query=")).map(percent_decode);
+    let project = s
+        .split(['?', '&', ';'])
+        .find_map(|p| p.strip_prefix("project="))
+        .map(|p| percent_decode(p.split('#').next().unwrap_or(p)));
+    let query = s
+        .split(['?', '&', ';'])
+        .find_map(|p| p.strip_prefix("query="))
+        .map(percent_decode);
     Paste::LogsExplorerUrl { project, query }
 }
 
@@ -162,7 +247,10 @@ fn query_ref(q: &str) -> Option<String> {
     for key in ["insertId=", "trace="] {
         if let Some(rest) = q.split(key).nth(1) {
             let v = rest.trim_start_matches('"');
-            let v: String = v.chars().take_while(|c| *c != '"' && !c.is_whitespace()).collect();
+            let v: String = v
+                .chars()
+                .take_while(|c| *c != '"' && !c.is_whitespace())
+                .collect();
             let v = v.rsplit('/').next().unwrap_or(&v).to_string();
             if !v.is_empty() {
                 return Some(v);
@@ -198,32 +286,68 @@ mod tests {
 
     #[test]
     fn ids_and_headers() {
-        assert_eq!(classify("6d1e82a184914a699a4638b5fed5ab90"), Paste::TraceId("6d1e82a184914a699a4638b5fed5ab90".into()));
+        assert_eq!(
+            classify("6d1e82a184914a699a4638b5fed5ab90"),
+            Paste::TraceId("6d1e82a184914a699a4638b5fed5ab90".into())
+        );
         assert_eq!(
             classify("6D1E82A184914A699A4638B5FED5AB90/123;o=1"),
-            Paste::TraceContext { trace: "6d1e82a184914a699a4638b5fed5ab90".into(), span: Some("123".into()) }
+            Paste::TraceContext {
+                trace: "6d1e82a184914a699a4638b5fed5ab90".into(),
+                span: Some("123".into())
+            }
         );
-        assert_eq!(classify("68f714bb000325e525216f18"), Paste::InsertId("68f714bb000325e525216f18".into()));
+        assert_eq!(
+            classify("68f714bb000325e525216f18"),
+            Paste::InsertId("68f714bb000325e525216f18".into())
+        );
         assert!(matches!(classify("Bearer ya29.abc"), Paste::Token(_)));
     }
 
     #[test]
     fn real_log_entry_and_pages() {
-        let e = include_str!("../../../../shared/reference/examples/cloud-run-request-log-403-unauthenticated.json");
+        let e = include_str!(
+            "../../../../shared/reference/examples/cloud-run-request-log-403-unauthenticated.json"
+        );
         let p = classify(e);
         assert_eq!(p.kind(), "log_entry");
         assert_eq!(p.request_ref().as_deref(), Some("68f714bb000325e525216f18"));
         let html = "<html><head><title>403 Forbidden</title></head><body><h1>Error: Forbidden</h1><h2>Your client does not have permission to get URL <code>/</code> from this server.</h2></body></html>";
-        assert_eq!(classify(html), Paste::ErrorPage { status: Some(403), origin: Origin::CloudRunGate, detail: "Google's 403 page, as Cloud Run's gate serves it".into() });
-        assert!(matches!(classify("Invalid IAP credentials: Unable to parse JWT"), Paste::ErrorPage { origin: Origin::Iap, status: Some(401), .. }));
+        assert_eq!(
+            classify(html),
+            Paste::ErrorPage {
+                status: Some(403),
+                origin: Origin::CloudRunGate,
+                detail: "Google's 403 page, as Cloud Run's gate serves it".into()
+            }
+        );
+        assert!(matches!(
+            classify("Invalid IAP credentials: Unable to parse JWT"),
+            Paste::ErrorPage {
+                origin: Origin::Iap,
+                status: Some(401),
+                ..
+            }
+        ));
     }
 
     #[test]
     fn logs_explorer_url() {
         let u = "https://console.cloud.google.com/logs/query;query=trace%3D%22projects%2Fshop-prod%2Ftraces%2F6d1e82a184914a699a4638b5fed5ab90%22;duration=PT1H?project=shop-prod";
         let p = classify(u);
-        assert_eq!(p, Paste::LogsExplorerUrl { project: Some("shop-prod".into()), query: Some("trace=\"projects/shop-prod/traces/6d1e82a184914a699a4638b5fed5ab90\"".into()) });
-        assert_eq!(p.request_ref().as_deref(), Some("6d1e82a184914a699a4638b5fed5ab90"));
+        assert_eq!(
+            p,
+            Paste::LogsExplorerUrl {
+                project: Some("shop-prod".into()),
+                query: Some(
+                    "trace=\"projects/shop-prod/traces/6d1e82a184914a699a4638b5fed5ab90\"".into()
+                )
+            }
+        );
+        assert_eq!(
+            p.request_ref().as_deref(),
+            Some("6d1e82a184914a699a4638b5fed5ab90")
+        );
     }
 
     #[test]

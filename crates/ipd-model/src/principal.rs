@@ -14,7 +14,10 @@ pub enum Principal {
     Group(String),
     Domain(String),
     /// `deleted:user:x?uid=…`, `deleted:serviceAccount:x?uid=…`, `deleted:group:…`.
-    Deleted { inner: Box<Principal>, uid: Option<String> },
+    Deleted {
+        inner: Box<Principal>,
+        uid: Option<String>,
+    },
     /// `principal://…` or `principalSet://…` (federation, principal sets).
     Uri(String),
     /// Anything else, kept verbatim (`projectOwner:…`, unknown prefixes).
@@ -36,7 +39,10 @@ impl Principal {
                 Some((b, u)) => (b, Some(u.to_string())),
                 None => (rest, None),
             };
-            return Principal::Deleted { inner: Box::new(Principal::parse(body)), uid };
+            return Principal::Deleted {
+                inner: Box::new(Principal::parse(body)),
+                uid,
+            };
         }
         if s.starts_with("principal://") || s.starts_with("principalSet://") {
             return Principal::Uri(s.to_string());
@@ -82,13 +88,23 @@ impl Principal {
             (AllAuthenticatedUsers, AllUsers) => Coverage::No,
             (AllAuthenticatedUsers, User(_) | ServiceAccount(_)) => Coverage::Yes,
             (User(a), User(b)) | (ServiceAccount(a), ServiceAccount(b)) => {
-                if a == b { Coverage::Yes } else { Coverage::No }
+                if a == b {
+                    Coverage::Yes
+                } else {
+                    Coverage::No
+                }
             }
             (Domain(d), User(e)) => {
-                if e.rsplit_once('@').is_some_and(|(_, dom)| dom == d) { Coverage::Yes } else { Coverage::No }
+                if e.rsplit_once('@').is_some_and(|(_, dom)| dom == d) {
+                    Coverage::Yes
+                } else {
+                    Coverage::No
+                }
             }
             (Group(_), User(_) | ServiceAccount(_) | Group(_)) => Coverage::Maybe,
-            (Uri(u), User(_) | ServiceAccount(_)) if u.starts_with("principalSet://") => Coverage::Maybe,
+            (Uri(u), User(_) | ServiceAccount(_)) if u.starts_with("principalSet://") => {
+                Coverage::Maybe
+            }
             _ => Coverage::No,
         }
     }
@@ -111,7 +127,10 @@ impl fmt::Display for Principal {
             Principal::ServiceAccount(e) => write!(f, "serviceAccount:{e}"),
             Principal::Group(e) => write!(f, "group:{e}"),
             Principal::Domain(d) => write!(f, "domain:{d}"),
-            Principal::Deleted { inner, uid: Some(u) } => write!(f, "deleted:{inner}?uid={u}"),
+            Principal::Deleted {
+                inner,
+                uid: Some(u),
+            } => write!(f, "deleted:{inner}?uid={u}"),
             Principal::Deleted { inner, uid: None } => write!(f, "deleted:{inner}"),
             Principal::Uri(s) | Principal::Other(s) => f.write_str(s),
         }
@@ -125,31 +144,63 @@ mod tests {
     #[test]
     fn parses_member_syntax() {
         assert_eq!(Principal::parse("allUsers"), Principal::AllUsers);
-        assert_eq!(Principal::parse("user:Alice@Example.com"), Principal::User("alice@example.com".into()));
+        assert_eq!(
+            Principal::parse("user:Alice@Example.com"),
+            Principal::User("alice@example.com".into())
+        );
         let d = Principal::parse("deleted:serviceAccount:a@p.iam.gserviceaccount.com?uid=123");
         assert_eq!(
             d,
             Principal::Deleted {
-                inner: Box::new(Principal::ServiceAccount("a@p.iam.gserviceaccount.com".into())),
+                inner: Box::new(Principal::ServiceAccount(
+                    "a@p.iam.gserviceaccount.com".into()
+                )),
                 uid: Some("123".into())
             }
         );
-        assert_eq!(d.to_string(), "deleted:serviceAccount:a@p.iam.gserviceaccount.com?uid=123");
-        assert_eq!(Principal::parse("a@p.iam.gserviceaccount.com"), Principal::ServiceAccount("a@p.iam.gserviceaccount.com".into()));
-        assert!(matches!(Principal::parse("principalSet://goog/public:all"), Principal::Uri(_)));
-        assert!(matches!(Principal::parse("projectOwner:p"), Principal::Other(_)));
+        assert_eq!(
+            d.to_string(),
+            "deleted:serviceAccount:a@p.iam.gserviceaccount.com?uid=123"
+        );
+        assert_eq!(
+            Principal::parse("a@p.iam.gserviceaccount.com"),
+            Principal::ServiceAccount("a@p.iam.gserviceaccount.com".into())
+        );
+        assert!(matches!(
+            Principal::parse("principalSet://goog/public:all"),
+            Principal::Uri(_)
+        ));
+        assert!(matches!(
+            Principal::parse("projectOwner:p"),
+            Principal::Other(_)
+        ));
     }
 
     #[test]
     fn coverage() {
         let alice = Principal::parse("user:alice@example.com");
-        assert_eq!(Principal::parse("domain:example.com").covers(&alice), Coverage::Yes);
-        assert_eq!(Principal::parse("domain:other.com").covers(&alice), Coverage::No);
-        assert_eq!(Principal::parse("group:eng@example.com").covers(&alice), Coverage::Maybe);
-        assert_eq!(Principal::AllAuthenticatedUsers.covers(&Principal::AllUsers), Coverage::No);
+        assert_eq!(
+            Principal::parse("domain:example.com").covers(&alice),
+            Coverage::Yes
+        );
+        assert_eq!(
+            Principal::parse("domain:other.com").covers(&alice),
+            Coverage::No
+        );
+        assert_eq!(
+            Principal::parse("group:eng@example.com").covers(&alice),
+            Coverage::Maybe
+        );
+        assert_eq!(
+            Principal::AllAuthenticatedUsers.covers(&Principal::AllUsers),
+            Coverage::No
+        );
         assert_eq!(Principal::AllUsers.covers(&alice), Coverage::Yes);
         // A deleted member never covers a live caller.
-        assert_eq!(Principal::parse("deleted:user:alice@example.com?uid=1").covers(&alice), Coverage::No);
+        assert_eq!(
+            Principal::parse("deleted:user:alice@example.com?uid=1").covers(&alice),
+            Coverage::No
+        );
     }
 }
 

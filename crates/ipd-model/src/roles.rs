@@ -78,7 +78,11 @@ pub enum Grants {
 pub fn grants_invoke(role: &str, custom: &[Role]) -> Grants {
     if let Some(r) = custom.iter().find(|r| r.name == role) {
         let disabled = r.deleted || r.stage.as_deref() == Some("DISABLED");
-        return if !disabled && r.included_permissions.iter().any(|p| p == INVOKE_PERMISSION) {
+        return if !disabled
+            && r.included_permissions
+                .iter()
+                .any(|p| p == INVOKE_PERMISSION)
+        {
             Grants::Yes
         } else {
             Grants::No
@@ -104,16 +108,31 @@ mod tests {
         assert_eq!(grants_invoke("roles/run.invoker", &[]), Grants::Yes);
         assert_eq!(grants_invoke("roles/run.developer", &[]), Grants::Yes);
         assert_eq!(grants_invoke("roles/run.viewer", &[]), Grants::No);
-        assert_eq!(grants_invoke("roles/cloudfunctions.invoker", &[]), Grants::No);
-        assert_eq!(grants_invoke("projects/p/roles/custom", &[]), Grants::Unknown);
+        assert_eq!(
+            grants_invoke("roles/cloudfunctions.invoker", &[]),
+            Grants::No
+        );
+        assert_eq!(
+            grants_invoke("projects/p/roles/custom", &[]),
+            Grants::Unknown
+        );
         let custom = Role {
             name: "projects/p/roles/custom".into(),
             included_permissions: vec!["run.routes.invoke".into()],
             ..Default::default()
         };
-        assert_eq!(grants_invoke("projects/p/roles/custom", std::slice::from_ref(&custom)), Grants::Yes);
-        let disabled = Role { stage: Some("DISABLED".into()), ..custom };
-        assert_eq!(grants_invoke("projects/p/roles/custom", &[disabled]), Grants::No);
+        assert_eq!(
+            grants_invoke("projects/p/roles/custom", std::slice::from_ref(&custom)),
+            Grants::Yes
+        );
+        let disabled = Role {
+            stage: Some("DISABLED".into()),
+            ..custom
+        };
+        assert_eq!(
+            grants_invoke("projects/p/roles/custom", &[disabled]),
+            Grants::No
+        );
         for r in NON_INVOKER_ROLES {
             assert!(!INVOKER_ROLES.contains(r));
         }

@@ -89,7 +89,9 @@ pub struct Service {
 impl Service {
     /// True for a Cloud Functions (2nd gen) function served by this Cloud Run service.
     pub fn is_function(&self) -> bool {
-        self.labels.get("goog-managed-by").is_some_and(|v| v == "cloudfunctions")
+        self.labels
+            .get("goog-managed-by")
+            .is_some_and(|v| v == "cloudfunctions")
             || self.urls.iter().any(|u| u.contains(".cloudfunctions.net"))
     }
 
@@ -100,7 +102,12 @@ impl Service {
 
     /// Parses a document already read as JSON/YAML into a [`Service`].
     pub fn from_raw(file: &str, raw: RawService) -> Result<Service, ParseError> {
-        if raw.api_version.as_deref().is_some_and(|a| a.contains("serving.knative.dev")) || raw.metadata.is_some() {
+        if raw
+            .api_version
+            .as_deref()
+            .is_some_and(|a| a.contains("serving.knative.dev"))
+            || raw.metadata.is_some()
+        {
             from_v1(file, raw)
         } else {
             from_v2(file, raw)
@@ -186,7 +193,10 @@ fn push_unique(v: &mut Vec<String>, s: &str) {
 
 fn json_string_list(file: &str, key: &str, value: &str) -> Result<Vec<String>, ParseError> {
     serde_json::from_str::<Vec<String>>(value).map_err(|e| {
-        ParseError::new(file, format!("annotation `{key}` is not a JSON array of strings ({e}): {value:?}"))
+        ParseError::new(
+            file,
+            format!("annotation `{key}` is not a JSON array of strings ({e}): {value:?}"),
+        )
     })
 }
 
@@ -228,15 +238,21 @@ fn from_v1(file: &str, raw: RawService) -> Result<Service, ParseError> {
     let region = meta.labels.get("cloud.googleapis.com/location").cloned();
     let mut svc = Service {
         name,
-        project_number: project.clone().filter(|p| p.chars().all(|c| c.is_ascii_digit())),
+        project_number: project
+            .clone()
+            .filter(|p| p.chars().all(|c| c.is_ascii_digit())),
         project,
         region,
         urls,
         derived_urls: vec![],
         custom_audiences,
-        invoker_iam_disabled: ann.get("run.googleapis.com/invoker-iam-disabled").is_some_and(|v| is_true(v)),
+        invoker_iam_disabled: ann
+            .get("run.googleapis.com/invoker-iam-disabled")
+            .is_some_and(|v| is_true(v)),
         ingress,
-        default_url_disabled: ann.get("run.googleapis.com/default-url-disabled").is_some_and(|v| is_true(v)),
+        default_url_disabled: ann
+            .get("run.googleapis.com/default-url-disabled")
+            .is_some_and(|v| is_true(v)),
         iap_enabled: false,
         runtime_service_account: raw
             .spec
@@ -251,13 +267,17 @@ fn from_v1(file: &str, raw: RawService) -> Result<Service, ParseError> {
 }
 
 fn from_v2(file: &str, raw: RawService) -> Result<Service, ParseError> {
-    let full = raw
-        .name
-        .clone()
-        .ok_or_else(|| ParseError::new(file, "service has neither `name` (Admin API v2) nor `metadata` (v1)"))?;
+    let full = raw.name.clone().ok_or_else(|| {
+        ParseError::new(
+            file,
+            "service has neither `name` (Admin API v2) nor `metadata` (v1)",
+        )
+    })?;
     let segs: Vec<&str> = full.split('/').collect();
     let (project, region, name) = match segs.as_slice() {
-        ["projects", p, "locations", l, "services", s] => (Some(p.to_string()), Some(l.to_string()), s.to_string()),
+        ["projects", p, "locations", l, "services", s] => {
+            (Some(p.to_string()), Some(l.to_string()), s.to_string())
+        }
         _ => (None, None, full.clone()),
     };
     let mut urls = Vec::new();
@@ -269,14 +289,20 @@ fn from_v2(file: &str, raw: RawService) -> Result<Service, ParseError> {
     }
     let mut svc = Service {
         name,
-        project_number: project.clone().filter(|p| p.chars().all(|c| c.is_ascii_digit())),
+        project_number: project
+            .clone()
+            .filter(|p| p.chars().all(|c| c.is_ascii_digit())),
         project,
         region,
         urls,
         derived_urls: vec![],
         custom_audiences: raw.custom_audiences,
         invoker_iam_disabled: raw.invoker_iam_disabled.unwrap_or(false),
-        ingress: raw.ingress.as_deref().map(Ingress::from_v2).unwrap_or(Ingress::Unspecified),
+        ingress: raw
+            .ingress
+            .as_deref()
+            .map(Ingress::from_v2)
+            .unwrap_or(Ingress::Unspecified),
         default_url_disabled: raw.default_uri_disabled.unwrap_or(false),
         iap_enabled: raw.iap_enabled.unwrap_or(false),
         runtime_service_account: raw.template.and_then(|t| t.service_account),
@@ -291,10 +317,16 @@ fn from_v2(file: &str, raw: RawService) -> Result<Service, ParseError> {
 /// number is known.
 fn finish(svc: &mut Service) {
     if svc.project_number.is_none() {
-        svc.project_number = svc.urls.iter().find_map(|u| deterministic_parts(u, &svc.name).map(|(n, _)| n));
+        svc.project_number = svc
+            .urls
+            .iter()
+            .find_map(|u| deterministic_parts(u, &svc.name).map(|(n, _)| n));
     }
     if svc.region.is_none() {
-        svc.region = svc.urls.iter().find_map(|u| deterministic_parts(u, &svc.name).map(|(_, r)| r));
+        svc.region = svc
+            .urls
+            .iter()
+            .find_map(|u| deterministic_parts(u, &svc.name).map(|(_, r)| r));
     }
     if let (Some(num), Some(region)) = (&svc.project_number, &svc.region) {
         let det = format!("https://{}-{}.{}.run.app", svc.name, num, region);
@@ -310,7 +342,8 @@ pub fn deterministic_parts(url: &str, service: &str) -> Option<(String, String)>
     let rest = host.strip_suffix(".run.app")?;
     let (first, region) = rest.split_once('.')?;
     let num = first.strip_prefix(service)?.strip_prefix('-')?;
-    (!num.is_empty() && num.chars().all(|c| c.is_ascii_digit())).then(|| (num.to_string(), region.to_string()))
+    (!num.is_empty() && num.chars().all(|c| c.is_ascii_digit()))
+        .then(|| (num.to_string(), region.to_string()))
 }
 
 /// Parses the text of `service.json` / `service.yaml`.
@@ -335,14 +368,19 @@ mod tests {
 
     #[test]
     fn v2_real_gcpdiag_shape() {
-        let text = include_str!("../../../../shared/reference/examples/run-v2-services-list.gcpdiag-cloudrun1.json");
+        let text = include_str!(
+            "../../../../shared/reference/examples/run-v2-services-list.gcpdiag-cloudrun1.json"
+        );
         let v: serde_json::Value = serde_json::from_str(text).unwrap();
         let one = v["services"][0].to_string();
         let s = ok("service.json", &one);
         assert_eq!(s.name, "cloudrun1");
         assert_eq!(s.project.as_deref(), Some("gcpdiag-cloudrun1-aaaa"));
         assert_eq!(s.region.as_deref(), Some("us-central1"));
-        assert_eq!(s.urls, vec!["https://cloudrun1-vavezhxkqq-uc.a.run.app".to_string()]);
+        assert_eq!(
+            s.urls,
+            vec!["https://cloudrun1-vavezhxkqq-uc.a.run.app".to_string()]
+        );
         assert_eq!(s.ingress, Ingress::All);
         assert!(!s.invoker_iam_disabled);
     }
@@ -353,14 +391,22 @@ mod tests {
         let s = ok("service.yaml", y);
         assert!(s.invoker_iam_disabled);
         assert_eq!(s.ingress, Ingress::Internal);
-        assert_eq!(s.custom_audiences, vec!["https://api.example.com".to_string()]);
-        assert_eq!(s.derived_urls, vec!["https://api-123456789012.europe-west1.run.app".to_string()]);
+        assert_eq!(
+            s.custom_audiences,
+            vec!["https://api.example.com".to_string()]
+        );
+        assert_eq!(
+            s.derived_urls,
+            vec!["https://api-123456789012.europe-west1.run.app".to_string()]
+        );
         assert_eq!(s.format, ServiceFormat::KnativeV1);
     }
 
     #[test]
     fn google_doc_snippet_parses() {
-        let y = include_str!("../../../../shared/reference/examples/run-v1-knative-service-invoker-iam-disabled.google-doc-snippet.yaml");
+        let y = include_str!(
+            "../../../../shared/reference/examples/run-v1-knative-service-invoker-iam-disabled.google-doc-snippet.yaml"
+        );
         let s = ok("service.yaml", y);
         assert!(s.invoker_iam_disabled);
         assert_eq!(s.name, "SERVICE_NAME");
@@ -376,9 +422,15 @@ mod tests {
     #[test]
     fn deterministic_url() {
         assert_eq!(
-            deterministic_parts("https://orders-api-123.europe-west1.run.app/x", "orders-api"),
+            deterministic_parts(
+                "https://orders-api-123.europe-west1.run.app/x",
+                "orders-api"
+            ),
             Some(("123".into(), "europe-west1".into()))
         );
-        assert_eq!(deterministic_parts("https://orders-api-x7k-ew.a.run.app", "orders-api"), None);
+        assert_eq!(
+            deterministic_parts("https://orders-api-x7k-ew.a.run.app", "orders-api"),
+            None
+        );
     }
 }

@@ -6,7 +6,9 @@ pub type Timestamp = DateTime<Utc>;
 
 /// Parses an RFC 3339 timestamp (0 to 9 fractional digits, any offset) into UTC.
 pub fn parse_rfc3339(s: &str) -> Option<Timestamp> {
-    DateTime::<FixedOffset>::parse_from_rfc3339(s.trim()).ok().map(|t| t.with_timezone(&Utc))
+    DateTime::<FixedOffset>::parse_from_rfc3339(s.trim())
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
 }
 
 /// Parses a `google-duration` (`"0s"`, `"0.183s"`, `"60.369159188s"`) into seconds.

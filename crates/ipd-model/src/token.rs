@@ -96,13 +96,21 @@ pub enum TokenKind {
     /// An OAuth 2.0 refresh token (`1//`).
     RefreshToken,
     /// A Firebase Authentication ID token (`iss` = `https://securetoken.google.com/PROJECT`).
-    FirebaseIdToken { project: String },
+    FirebaseIdToken {
+        project: String,
+    },
     /// A JWT from some other issuer (Auth0, Okta, an app's own, IAP, ...).
-    OtherIssuer { issuer: Option<String> },
+    OtherIssuer {
+        issuer: Option<String>,
+    },
     /// Not a JWT and not a recognised opaque token.
-    Malformed { reason: String },
+    Malformed {
+        reason: String,
+    },
     /// More than one token in the header value.
-    Multiple { count: usize },
+    Multiple {
+        count: usize,
+    },
     Empty,
 }
 
@@ -141,7 +149,14 @@ impl Token {
             .map(|p| p.trim())
             .filter(|p| !p.is_empty() && !p.eq_ignore_ascii_case("bearer"))
             .collect();
-        let mut t = Token { raw, kind: TokenKind::Empty, header: None, claims: None, signature_removed: false, had_bearer_prefix };
+        let mut t = Token {
+            raw,
+            kind: TokenKind::Empty,
+            header: None,
+            claims: None,
+            signature_removed: false,
+            had_bearer_prefix,
+        };
         match parts.len() {
             0 => t,
             1 => {
@@ -170,9 +185,10 @@ impl Token {
 
     /// True for a `gcloud auth print-identity-token` user token.
     pub fn is_gcloud_user_token(&self) -> bool {
-        self.claims
-            .as_ref()
-            .is_some_and(|c| c.aud.iter().any(|a| a == GCLOUD_CLIENT_ID) || c.azp.as_deref() == Some(GCLOUD_CLIENT_ID))
+        self.claims.as_ref().is_some_and(|c| {
+            c.aud.iter().any(|a| a == GCLOUD_CLIENT_ID)
+                || c.azp.as_deref() == Some(GCLOUD_CLIENT_ID)
+        })
     }
 }
 
@@ -188,21 +204,28 @@ fn classify_one(s: &str, t: &mut Token) {
     let segs: Vec<&str> = s.split('.').collect();
     if segs.len() != 3 {
         t.kind = TokenKind::Malformed {
-            reason: format!("a JWT has 3 dot-separated segments; this has {}", segs.len()),
+            reason: format!(
+                "a JWT has 3 dot-separated segments; this has {}",
+                segs.len()
+            ),
         };
         return;
     }
     let header = match decode_json_segment(segs[0]) {
         Ok(v) => v,
         Err(why) => {
-            t.kind = TokenKind::Malformed { reason: format!("the header segment {why}") };
+            t.kind = TokenKind::Malformed {
+                reason: format!("the header segment {why}"),
+            };
             return;
         }
     };
     let payload = match decode_json_segment(segs[1]) {
         Ok(v) => v,
         Err(why) => {
-            t.kind = TokenKind::Malformed { reason: format!("the payload segment {why}") };
+            t.kind = TokenKind::Malformed {
+                reason: format!("the payload segment {why}"),
+            };
             return;
         }
     };
@@ -216,7 +239,10 @@ fn classify_one(s: &str, t: &mut Token) {
         iss: str_field(&payload, "iss"),
         aud: match payload.get("aud") {
             Some(Value::String(a)) => vec![a.clone()],
-            Some(Value::Array(a)) => a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect(),
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect(),
             _ => vec![],
         },
         azp: str_field(&payload, "azp"),
@@ -236,9 +262,13 @@ fn classify_one(s: &str, t: &mut Token) {
     t.kind = match iss.as_deref() {
         Some(i) if GOOGLE_ISSUERS.contains(&i) => TokenKind::GoogleIdToken,
         Some(i) if i.starts_with("https://securetoken.google.com/") => TokenKind::FirebaseIdToken {
-            project: i.trim_start_matches("https://securetoken.google.com/").to_string(),
+            project: i
+                .trim_start_matches("https://securetoken.google.com/")
+                .to_string(),
         },
-        other => TokenKind::OtherIssuer { issuer: other.map(str::to_string) },
+        other => TokenKind::OtherIssuer {
+            issuer: other.map(str::to_string),
+        },
     };
     t.header = Some(header);
     t.claims = Some(claims);
@@ -250,7 +280,11 @@ fn decode_json_segment(seg: &str) -> Result<Value, String> {
         .or_else(|_| URL_SAFE.decode(seg))
         .map_err(|_| "is not base64url".to_string())?;
     let v: Value = serde_json::from_slice(&bytes).map_err(|_| "is not JSON".to_string())?;
-    if v.is_object() { Ok(v) } else { Err("is not a JSON object".to_string()) }
+    if v.is_object() {
+        Ok(v)
+    } else {
+        Err("is not a JSON object".to_string())
+    }
 }
 
 fn str_field(v: &Value, k: &str) -> Option<String> {
@@ -292,12 +326,19 @@ mod tests {
         let c = tok.claims.as_ref().unwrap();
         assert_eq!(c.aud, vec!["https://a.run.app".to_string()]);
         assert_eq!(c.exp, Some(100));
-        assert_eq!(tok.principal().unwrap().to_string(), "serviceAccount:x@p.iam.gserviceaccount.com");
+        assert_eq!(
+            tok.principal().unwrap().to_string(),
+            "serviceAccount:x@p.iam.gserviceaccount.com"
+        );
     }
 
     #[test]
     fn redaction_never_shows_the_token() {
-        let t = jwt(json!({"alg":"RS256"}), json!({"iss":"https://accounts.google.com"}), "c2lnbmF0dXJlc2lnbmF0dXJl");
+        let t = jwt(
+            json!({"alg":"RS256"}),
+            json!({"iss":"https://accounts.google.com"}),
+            "c2lnbmF0dXJlc2lnbmF0dXJl",
+        );
         let tok = Token::analyze(&t);
         let shown = format!("{} {:?} {:?}", tok.raw, tok.raw, tok);
         assert!(!shown.contains("c2lnbmF0dXJl"), "{shown}");
@@ -306,22 +347,51 @@ mod tests {
 
     #[test]
     fn kinds() {
-        assert_eq!(Token::analyze("ya29.a0AfH6SMB").kind, TokenKind::AccessToken);
+        assert_eq!(
+            Token::analyze("ya29.a0AfH6SMB").kind,
+            TokenKind::AccessToken
+        );
         assert_eq!(Token::analyze("1//0gabc").kind, TokenKind::RefreshToken);
-        assert!(matches!(Token::analyze("abc.def").kind, TokenKind::Malformed { .. }));
-        assert!(matches!(Token::analyze("a.b.c").kind, TokenKind::Malformed { .. }));
+        assert!(matches!(
+            Token::analyze("abc.def").kind,
+            TokenKind::Malformed { .. }
+        ));
+        assert!(matches!(
+            Token::analyze("a.b.c").kind,
+            TokenKind::Malformed { .. }
+        ));
         assert_eq!(Token::analyze("  ").kind, TokenKind::Empty);
-        let fb = jwt(json!({"alg":"RS256"}), json!({"iss":"https://securetoken.google.com/shop","aud":"shop"}), "x");
-        assert_eq!(Token::analyze(&fb).kind, TokenKind::FirebaseIdToken { project: "shop".into() });
+        let fb = jwt(
+            json!({"alg":"RS256"}),
+            json!({"iss":"https://securetoken.google.com/shop","aud":"shop"}),
+            "x",
+        );
+        assert_eq!(
+            Token::analyze(&fb).kind,
+            TokenKind::FirebaseIdToken {
+                project: "shop".into()
+            }
+        );
         let two = format!("{fb}, {fb}");
         assert_eq!(Token::analyze(&two).kind, TokenKind::Multiple { count: 2 });
-        let other = jwt(json!({"alg":"HS256"}), json!({"iss":"https://tenant.auth0.com/"}), "x");
-        assert!(matches!(Token::analyze(&other).kind, TokenKind::OtherIssuer { .. }));
+        let other = jwt(
+            json!({"alg":"HS256"}),
+            json!({"iss":"https://tenant.auth0.com/"}),
+            "x",
+        );
+        assert!(matches!(
+            Token::analyze(&other).kind,
+            TokenKind::OtherIssuer { .. }
+        ));
     }
 
     #[test]
     fn signature_removed_is_noticed() {
-        let t = jwt(json!({"alg":"RS256"}), json!({"iss":"https://accounts.google.com"}), SIGNATURE_REMOVED);
+        let t = jwt(
+            json!({"alg":"RS256"}),
+            json!({"iss":"https://accounts.google.com"}),
+            SIGNATURE_REMOVED,
+        );
         assert!(Token::analyze(&t).signature_removed);
     }
 }

@@ -52,8 +52,6 @@ pub struct IamView {
     pub unread: Vec<(Level, String)>,
 }
 
-
-
 pub struct Cx<'a> {
     pub ev: &'a Evidence,
     pub facts: Facts,
@@ -80,7 +78,10 @@ impl<'a> Cx<'a> {
     }
 
     pub fn token(&self) -> Option<&Token> {
-        self.ev.token.as_ref().filter(|t| t.kind != TokenKind::Empty)
+        self.ev
+            .token
+            .as_ref()
+            .filter(|t| t.kind != TokenKind::Empty)
     }
 
     pub fn status(&self) -> Option<i64> {
@@ -135,7 +136,10 @@ impl<'a> Cx<'a> {
     // Names for fix commands: real values where the evidence has them, placeholders otherwise.
 
     pub fn service_arg(&self) -> Arg {
-        self.ev.service_name().map(Arg::Lit).unwrap_or(Arg::Placeholder("SERVICE"))
+        self.ev
+            .service_name()
+            .map(Arg::Lit)
+            .unwrap_or(Arg::Placeholder("SERVICE"))
     }
 
     pub fn region_flag(&self) -> Arg {
@@ -153,7 +157,9 @@ impl<'a> Cx<'a> {
     }
 
     pub fn service_name_or(&self, fallback: &str) -> String {
-        self.ev.service_name().unwrap_or_else(|| fallback.to_string())
+        self.ev
+            .service_name()
+            .unwrap_or_else(|| fallback.to_string())
     }
 
     pub fn project_or(&self, fallback: &str) -> String {
@@ -186,7 +192,13 @@ impl<'a> Cx<'a> {
 
     /// `gcloud run services update SERVICE FLAGS...`.
     pub fn update_argv(&self, flags: &[&str]) -> Vec<Arg> {
-        let mut v: Vec<Arg> = vec!["gcloud".into(), "run".into(), "services".into(), "update".into(), self.service_arg()];
+        let mut v: Vec<Arg> = vec![
+            "gcloud".into(),
+            "run".into(),
+            "services".into(),
+            "update".into(),
+            self.service_arg(),
+        ];
         v.push(self.region_flag());
         v.push(self.project_flag());
         v.extend(flags.iter().map(|f| Arg::lit(*f)));
@@ -210,7 +222,9 @@ impl<'a> Cx<'a> {
         use ipd_model::facts::CallerSource;
         let c = self.caller()?;
         if c.public {
-            return Some("caller: anyone (`allUsers`), because the owner wants the service public".into());
+            return Some(
+                "caller: anyone (`allUsers`), because the owner wants the service public".into(),
+            );
         }
         let from = match c.source {
             CallerSource::Token => "the token's `email` claim",
@@ -234,7 +248,12 @@ impl<'a> Cx<'a> {
         if !self.iam.read.is_empty() {
             v.push(format!(
                 "IAM policies read: {}",
-                self.iam.read.iter().map(|l| l.to_string()).collect::<Vec<_>>().join(", ")
+                self.iam
+                    .read
+                    .iter()
+                    .map(|l| l.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         }
         for (l, why) in &self.iam.unread {
@@ -273,7 +292,10 @@ pub fn evaluate_iam(ev: &Evidence, caller: &Principal) -> IamView {
                     why_maybe: why,
                 };
                 if let Principal::Deleted { inner, .. } = &p {
-                    if inner.email().is_some() && inner.email() == caller.email() && grants == Grants::Yes {
+                    if inner.email().is_some()
+                        && inner.email() == caller.email()
+                        && grants == Grants::Yes
+                    {
                         view.deleted.push(gref(None));
                     }
                     continue;

@@ -71,22 +71,47 @@ impl Fix {
             title: title.into(),
             argv,
             body: String::new(),
-            safety: if has_placeholder { Safety::HasPlaceholders } else { safety },
+            safety: if has_placeholder {
+                Safety::HasPlaceholders
+            } else {
+                safety
+            },
         }
     }
 
-    pub fn text(kind: FixKind, title: impl Into<String>, body: impl Into<String>, safety: Safety) -> Fix {
+    pub fn text(
+        kind: FixKind,
+        title: impl Into<String>,
+        body: impl Into<String>,
+        safety: Safety,
+    ) -> Fix {
         let body = body.into();
-        let safety = if body.contains("<") && body.contains(">") && kind != FixKind::Note && safety == Safety::Safe {
+        let safety = if body.contains("<")
+            && body.contains(">")
+            && kind != FixKind::Note
+            && safety == Safety::Safe
+        {
             Safety::HasPlaceholders
         } else {
             safety
         };
-        Fix { kind, title: title.into(), argv: vec![], body, safety }
+        Fix {
+            kind,
+            title: title.into(),
+            argv: vec![],
+            body,
+            safety,
+        }
     }
 
     pub fn note(title: impl Into<String>, body: impl Into<String>) -> Fix {
-        Fix { kind: FixKind::Note, title: title.into(), argv: vec![], body: body.into(), safety: Safety::Safe }
+        Fix {
+            kind: FixKind::Note,
+            title: title.into(),
+            argv: vec![],
+            body: body.into(),
+            safety: Safety::Safe,
+        }
     }
 
     /// What to show: the shell-quoted command, or the body.
@@ -94,7 +119,11 @@ impl Fix {
         if self.argv.is_empty() {
             self.body.clone()
         } else {
-            self.argv.iter().map(render_arg).collect::<Vec<_>>().join(" ")
+            self.argv
+                .iter()
+                .map(render_arg)
+                .collect::<Vec<_>>()
+                .join(" ")
         }
     }
 }
@@ -110,7 +139,8 @@ fn render_arg(a: &Arg) -> String {
 /// Quotes for POSIX shells: bare when only safe characters, else single quotes.
 pub fn shell_quote(s: &str) -> String {
     let safe = !s.is_empty()
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || "_-./:=@,%+".contains(c));
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-./:=@,%+".contains(c));
     if safe {
         s.to_string()
     } else {
@@ -124,17 +154,27 @@ mod tests {
 
     #[test]
     fn quoting() {
-        assert_eq!(shell_quote("--member=serviceAccount:a@p.iam.gserviceaccount.com"), "--member=serviceAccount:a@p.iam.gserviceaccount.com");
+        assert_eq!(
+            shell_quote("--member=serviceAccount:a@p.iam.gserviceaccount.com"),
+            "--member=serviceAccount:a@p.iam.gserviceaccount.com"
+        );
         assert_eq!(shell_quote("a b"), "'a b'");
         assert_eq!(shell_quote("it's"), r"'it'\''s'");
         assert_eq!(shell_quote(""), "''");
-        assert_eq!(shell_quote("deleted:serviceAccount:a@b?uid=1"), "'deleted:serviceAccount:a@b?uid=1'");
+        assert_eq!(
+            shell_quote("deleted:serviceAccount:a@b?uid=1"),
+            "'deleted:serviceAccount:a@b?uid=1'"
+        );
         assert_eq!(shell_quote("$(rm -rf /)"), "'$(rm -rf /)'");
     }
 
     #[test]
     fn placeholders_mark_the_fix() {
-        let f = Fix::command("x", vec!["gcloud".into(), Arg::FlagPlaceholder("--region", "REGION")], Safety::Safe);
+        let f = Fix::command(
+            "x",
+            vec!["gcloud".into(), Arg::FlagPlaceholder("--region", "REGION")],
+            Safety::Safe,
+        );
         assert_eq!(f.safety, Safety::HasPlaceholders);
         assert_eq!(f.rendered(), "gcloud --region=<REGION>");
     }

@@ -46,39 +46,90 @@ mod tests {
         let mut seen = HashSet::new();
         for r in RULES {
             let m = r.meta();
-            assert!(m.code.len() == 6 && m.code.starts_with("IPD") && m.code[3..].chars().all(|c| c.is_ascii_digit()), "{}", m.code);
+            assert!(
+                m.code.len() == 6
+                    && m.code.starts_with("IPD")
+                    && m.code[3..].chars().all(|c| c.is_ascii_digit()),
+                "{}",
+                m.code
+            );
             assert!(seen.insert(m.code), "duplicate code {}", m.code);
-            assert!(!RETIRED.iter().any(|(c, _)| *c == m.code), "{} is retired", m.code);
-            assert!(m.name.chars().all(|c| c.is_ascii_lowercase() || c == '-'), "{}", m.name);
-            assert_eq!(m.cause, m.name.replace('-', "_"), "cause and name of {} must agree", m.code);
+            assert!(
+                !RETIRED.iter().any(|(c, _)| *c == m.code),
+                "{} is retired",
+                m.code
+            );
+            assert!(
+                m.name.chars().all(|c| c.is_ascii_lowercase() || c == '-'),
+                "{}",
+                m.name
+            );
+            assert_eq!(
+                m.cause,
+                m.name.replace('-', "_"),
+                "cause and name of {} must agree",
+                m.code
+            );
         }
     }
 
     #[test]
     fn doc_sections_present_in_order() {
-        const SECTIONS: [&str; 7] = ["## What it checks", "## Why it breaks the request", "## Evidence used", "## Example", "## Fix", "## Fix safety", "## References"];
+        const SECTIONS: [&str; 7] = [
+            "## What it checks",
+            "## Why it breaks the request",
+            "## Evidence used",
+            "## Example",
+            "## Fix",
+            "## Fix safety",
+            "## References",
+        ];
         for r in RULES {
             let doc = r.meta().doc;
             let mut at = 0;
             for s in SECTIONS {
-                let pos = doc[at..].find(&format!("{s}\n")).unwrap_or_else(|| panic!("{} lacks or misorders `{s}`", r.meta().code));
+                let pos = doc[at..]
+                    .find(&format!("{s}\n"))
+                    .unwrap_or_else(|| panic!("{} lacks or misorders `{s}`", r.meta().code));
                 at += pos + s.len();
             }
             let example = doc.split("## Example").nth(1).unwrap_or("");
-            assert!(example.contains("`fixtures/"), "{}: the Example section must name a fixture", r.meta().code);
+            assert!(
+                example.contains("`fixtures/"),
+                "{}: the Example section must name a fixture",
+                r.meta().code
+            );
         }
     }
 
     #[test]
     fn causes_are_the_contract_vocabulary() {
         const CONTRACT: [&str; 18] = [
-            "application_denied", "invoker_check_disabled", "no_token", "access_token_not_id_token", "invalid_token",
-            "expired_token", "wrong_audience", "missing_invoker_binding", "functions_invoker_role_only", "deleted_principal",
-            "public_access_blocked_by_domain_restriction", "invoker_check_required_by_org_policy", "ingress_restricted",
-            "iam_condition_not_met", "deny_policy", "iam_propagation_delay", "vpc_service_controls", "iap_denied",
+            "application_denied",
+            "invoker_check_disabled",
+            "no_token",
+            "access_token_not_id_token",
+            "invalid_token",
+            "expired_token",
+            "wrong_audience",
+            "missing_invoker_binding",
+            "functions_invoker_role_only",
+            "deleted_principal",
+            "public_access_blocked_by_domain_restriction",
+            "invoker_check_required_by_org_policy",
+            "ingress_restricted",
+            "iam_condition_not_met",
+            "deny_policy",
+            "iam_propagation_delay",
+            "vpc_service_controls",
+            "iap_denied",
         ];
         for r in RULES {
-            assert!(CONTRACT.contains(&r.meta().cause), "{} is not a contract cause", r.meta().cause);
+            assert!(
+                CONTRACT.contains(&r.meta().cause),
+                "{} is not a contract cause",
+                r.meta().cause
+            );
         }
     }
 }

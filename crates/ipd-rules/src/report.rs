@@ -2,11 +2,11 @@
 
 use serde::Serialize;
 
+use ipd_model::Evidence;
 use ipd_model::evidence::Gap;
 use ipd_model::facts::Gate;
 use ipd_model::time;
 use ipd_model::token::{Claims, TokenKind};
-use ipd_model::Evidence;
 
 use crate::cx::Cx;
 use crate::fix::{Fix, FixKind, Safety};
@@ -90,7 +90,12 @@ pub struct FixOut {
 
 impl From<&Fix> for FixOut {
     fn from(f: &Fix) -> FixOut {
-        FixOut { kind: f.kind, text: f.rendered(), title: f.title.clone(), safety: f.safety }
+        FixOut {
+            kind: f.kind,
+            text: f.rendered(),
+            title: f.title.clone(),
+            safety: f.safety,
+        }
     }
 }
 
@@ -139,11 +144,19 @@ pub fn diagnose(ev: &Evidence) -> Report {
             Outcome::Skipped(r) => (CheckState::Skipped, r),
             Outcome::NotApplicable(r) => (CheckState::NotApplicable, r),
         };
-        checks.push(CheckOut { code: meta.code, cause: meta.cause, outcome, reason });
+        checks.push(CheckOut {
+            code: meta.code,
+            cause: meta.cause,
+            outcome,
+            reason,
+        });
     }
     // Verdict, then severity, then registry position (earlier in the request path first).
     fired.sort_by(|a, b| {
-        b.2.verdict.cmp(&a.2.verdict).then(b.1.severity.cmp(&a.1.severity)).then(a.0.cmp(&b.0))
+        b.2.verdict
+            .cmp(&a.2.verdict)
+            .then(b.1.severity.cmp(&a.1.severity))
+            .then(a.0.cmp(&b.0))
     });
     let findings = fired
         .into_iter()
@@ -174,7 +187,11 @@ pub fn diagnose(ev: &Evidence) -> Report {
             project: ev.project(),
             region: ev.region(),
             service: ev.service_name(),
-            urls: ev.service.present().map(|s| s.urls.clone()).unwrap_or_default(),
+            urls: ev
+                .service
+                .present()
+                .map(|s| s.urls.clone())
+                .unwrap_or_default(),
         },
         request: RequestOut {
             status: f.request.status,

@@ -39,7 +39,12 @@ pub fn policy(v: Value) -> Gathered<ipd_model::iam::Policy> {
 }
 
 /// A request-log entry.
-pub fn entry(status: i64, text: Option<&str>, latency: &str, method: &str) -> ipd_model::logs::LogEntry {
+pub fn entry(
+    status: i64,
+    text: Option<&str>,
+    latency: &str,
+    method: &str,
+) -> ipd_model::logs::LogEntry {
     let mut v = json!({
         "insertId": "6750a1f2000c3b7d1a2b3c4d",
         "httpRequest": {"requestMethod": method, "requestUrl": format!("{URL}/orders"), "status": status,
@@ -61,7 +66,12 @@ pub const TEXT_401: &str = "The request was not authorized to invoke this servic
 /// A made-up JWT with `claims` (signature is junk: the tool never verifies).
 pub fn jwt(claims: Value) -> String {
     let e = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
-    format!("{}.{}.{}", e(&json!({"alg": "RS256", "kid": "abc", "typ": "JWT"})), e(&claims), "ZmFrZXNpZ25hdHVyZQ")
+    format!(
+        "{}.{}.{}",
+        e(&json!({"alg": "RS256", "kid": "abc", "typ": "JWT"})),
+        e(&claims),
+        "ZmFrZXNpZ25hdHVyZQ"
+    )
 }
 
 /// A Google SA ID token for `aud`, issued at 2026-11-20T10:00:00Z.

@@ -23,7 +23,7 @@ declare_rule! {
     /// (a 403 lowers the verdict to `possible`).
     ///
     /// ## Example
-    /// `fixtures/access-token-sent-401`
+    /// `fixtures/access-token-ya29-sent-401`
     ///
     /// ## Fix
     /// Send an ID token minted for the service URL (`gcloud auth print-identity-token`,
@@ -60,9 +60,16 @@ impl RuleImpl for AccessTokenNotIdToken {
 
     fn check(&self, cx: &Cx) -> Check<State> {
         if cx.invoker_check_disabled() {
-            return Check::NotApplicable("the invoker check is disabled; tokens are not checked".into());
+            return Check::NotApplicable(
+                "the invoker check is disabled; tokens are not checked".into(),
+            );
         }
-        if let Some(c) = cx.ev.caller_configs.iter().find(|c| matches!(c.auth, CallerAuth::OAuth { .. })) {
+        if let Some(c) = cx
+            .ev
+            .caller_configs
+            .iter()
+            .find(|c| matches!(c.auth, CallerAuth::OAuth { .. }))
+        {
             return Check::Fire(State::Caller(c.name.clone(), c.kind));
         }
         match cx.token() {
@@ -78,13 +85,24 @@ impl RuleImpl for AccessTokenNotIdToken {
         let title = match s {
             State::Token => {
                 if let Some(t) = cx.token() {
-                    evidence.push(format!("token {}: an OAuth 2.0 access token (`ya29.` prefix), not a JWT", t.raw.redacted()));
+                    evidence.push(format!(
+                        "token {}: an OAuth 2.0 access token (`ya29.` prefix), not a JWT",
+                        t.raw.redacted()
+                    ));
                 }
-                format!("the caller sent an OAuth access token to `{svc}`, which accepts only ID tokens")
+                format!(
+                    "the caller sent an OAuth access token to `{svc}`, which accepts only ID tokens"
+                )
             }
             State::Caller(name, kind) => {
-                evidence.push(format!("{} `{name}`: `oauthToken` configured instead of `oidcToken`", kind.label()));
-                format!("{} `{name}` sends an OAuth access token, which Cloud Run rejects", kind.label())
+                evidence.push(format!(
+                    "{} `{name}`: `oauthToken` configured instead of `oidcToken`",
+                    kind.label()
+                ));
+                format!(
+                    "{} `{name}` sends an OAuth access token, which Cloud Run rejects",
+                    kind.label()
+                )
             }
         };
         if let Some(st) = cx.status() {
@@ -94,12 +112,20 @@ impl RuleImpl for AccessTokenNotIdToken {
         if let Some(c) = cx.status_caveat(true) {
             explanation.push_str(&format!(" Note: {c}."));
         }
-        Body { verdict: cx.token_verdict(), title, explanation, evidence }
+        Body {
+            verdict: cx.token_verdict(),
+            title,
+            explanation,
+            evidence,
+        }
     }
 
     fn fixes(&self, s: &State, cx: &Cx) -> Vec<Fix> {
         let url = cx.main_url();
-        let aud = url.clone().map(|u| Arg::lit(format!("--audiences={u}"))).unwrap_or(Arg::FlagPlaceholder("--audiences", "SERVICE_URL"));
+        let aud = url
+            .clone()
+            .map(|u| Arg::lit(format!("--audiences={u}")))
+            .unwrap_or(Arg::FlagPlaceholder("--audiences", "SERVICE_URL"));
         match s {
             State::Caller(name, kind) => vec![crate::rules::no_token::caller_oidc_fix(
                 *kind,
@@ -109,7 +135,13 @@ impl RuleImpl for AccessTokenNotIdToken {
             State::Token => vec![
                 Fix::command(
                     "mint an ID token for the service as a service account",
-                    vec!["gcloud".into(), "auth".into(), "print-identity-token".into(), Arg::FlagPlaceholder("--impersonate-service-account", "INVOKER_SA_EMAIL"), aud],
+                    vec![
+                        "gcloud".into(),
+                        "auth".into(),
+                        "print-identity-token".into(),
+                        Arg::FlagPlaceholder("--impersonate-service-account", "INVOKER_SA_EMAIL"),
+                        aud,
+                    ],
                     Safety::Safe,
                 ),
                 Fix::note(
@@ -136,15 +168,24 @@ mod tests {
     fn access_token_fires() {
         let mut ev = base();
         ev.token = Some(Token::analyze("Bearer ya29.a0AfB_byDfakefakefake"));
-        assert_eq!(fired(&run(&AccessTokenNotIdToken, &ev)), Some(Verdict::Confirmed));
+        assert_eq!(
+            fired(&run(&AccessTokenNotIdToken, &ev)),
+            Some(Verdict::Confirmed)
+        );
         ev.inputs.status = Some(403);
-        assert_eq!(fired(&run(&AccessTokenNotIdToken, &ev)), Some(Verdict::Possible));
+        assert_eq!(
+            fired(&run(&AccessTokenNotIdToken, &ev)),
+            Some(Verdict::Possible)
+        );
     }
 
     #[test]
     fn id_token_passes() {
         let mut ev = base();
         ev.token = Some(sa_token(URL));
-        assert!(matches!(run(&AccessTokenNotIdToken, &ev), crate::Outcome::Passed(_)));
+        assert!(matches!(
+            run(&AccessTokenNotIdToken, &ev),
+            crate::Outcome::Passed(_)
+        ));
     }
 }

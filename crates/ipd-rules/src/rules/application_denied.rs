@@ -57,12 +57,27 @@ impl RuleImpl for ApplicationDenied {
 
     fn check(&self, cx: &Cx) -> Check<State> {
         match cx.gate() {
-            Gate::PassedGate => Check::Fire(State { verdict: Verdict::Confirmed }),
-            Gate::Unclear if cx.invoker_check_disabled() => Check::Fire(State { verdict: Verdict::Likely }),
-            Gate::Unclear => Check::Skip("the request entry has no gate text and zero latency: cannot tell who answered".into()),
-            Gate::Unknown => Check::Skip(format!("no request log: {}", cx.ev.logs.absence().unwrap_or_default())),
-            Gate::NoLogEntry => Check::NotApplicable("no request-log entry for the failing request: it never reached the service".into()),
-            g => Check::Pass(format!("Cloud Run's gate refused the request ({})", gate_text(g))),
+            Gate::PassedGate => Check::Fire(State {
+                verdict: Verdict::Confirmed,
+            }),
+            Gate::Unclear if cx.invoker_check_disabled() => Check::Fire(State {
+                verdict: Verdict::Likely,
+            }),
+            Gate::Unclear => Check::Skip(
+                "the request entry has no gate text and zero latency: cannot tell who answered"
+                    .into(),
+            ),
+            Gate::Unknown => Check::Skip(format!(
+                "no request log: {}",
+                cx.ev.logs.absence().unwrap_or_default()
+            )),
+            Gate::NoLogEntry => Check::NotApplicable(
+                "no request-log entry for the failing request: it never reached the service".into(),
+            ),
+            g => Check::Pass(format!(
+                "Cloud Run's gate refused the request ({})",
+                gate_text(g)
+            )),
         }
     }
 
@@ -75,8 +90,13 @@ impl RuleImpl for ApplicationDenied {
                 e.insert_id.as_deref().unwrap_or("?"),
                 e.method().unwrap_or("?"),
                 e.url().unwrap_or("?"),
-                e.status().map(|s| s.to_string()).unwrap_or_else(|| "?".into()),
-                e.http_request.as_ref().and_then(|h| h.latency.as_deref()).unwrap_or("?")
+                e.status()
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| "?".into()),
+                e.http_request
+                    .as_ref()
+                    .and_then(|h| h.latency.as_deref())
+                    .unwrap_or("?")
             ));
         }
         if cx.invoker_check_disabled() {
@@ -95,7 +115,10 @@ impl RuleImpl for ApplicationDenied {
         if let Some(s) = cx.ev.service_name() {
             filter.push_str(&format!(" AND resource.labels.service_name=\"{s}\""));
         }
-        if let (Some(tr), Some(p)) = (cx.facts.entry.as_ref().and_then(|e| e.trace.clone()), cx.ev.project()) {
+        if let (Some(tr), Some(p)) = (
+            cx.facts.entry.as_ref().and_then(|e| e.trace.clone()),
+            cx.ev.project(),
+        ) {
             let id = tr.rsplit('/').next().unwrap_or(&tr).to_string();
             filter.push_str(&format!(" AND trace=\"projects/{p}/traces/{id}\""));
         } else {
@@ -104,7 +127,15 @@ impl RuleImpl for ApplicationDenied {
         vec![
             Fix::command(
                 "read what the application logged for this request",
-                vec!["gcloud".into(), "logging".into(), "read".into(), Arg::lit(filter), cx.project_flag(), "--limit=50".into(), "--format=json".into()],
+                vec![
+                    "gcloud".into(),
+                    "logging".into(),
+                    "read".into(),
+                    Arg::lit(filter),
+                    cx.project_flag(),
+                    "--limit=50".into(),
+                    "--format=json".into(),
+                ],
                 Safety::Safe,
             ),
             Fix::note(
@@ -134,13 +165,19 @@ mod tests {
     fn latency_without_gate_text_is_the_app() {
         let mut ev = base();
         ev.logs = Gathered::Present(vec![entry(403, None, "0.183s", "POST")]);
-        assert_eq!(fired(&run(&ApplicationDenied, &ev)), Some(Verdict::Confirmed));
+        assert_eq!(
+            fired(&run(&ApplicationDenied, &ev)),
+            Some(Verdict::Confirmed)
+        );
     }
 
     #[test]
     fn gate_text_passes() {
         let mut ev = base();
         ev.logs = Gathered::Present(vec![entry(403, Some(TEXT_403), "0s", "POST")]);
-        assert!(matches!(run(&ApplicationDenied, &ev), crate::Outcome::Passed(_)));
+        assert!(matches!(
+            run(&ApplicationDenied, &ev),
+            crate::Outcome::Passed(_)
+        ));
     }
 }

@@ -72,9 +72,15 @@ impl RuleImpl for DeletedPrincipal {
                     return Check::Pass("a live binding grants the caller".into());
                 }
                 if cx.iam.deleted.is_empty() {
-                    return Check::Pass("no invoker binding names a deleted principal with the caller's email".into());
+                    return Check::Pass(
+                        "no invoker binding names a deleted principal with the caller's email"
+                            .into(),
+                    );
                 }
-                Check::Fire(State { bindings: cx.iam.deleted.clone(), known_caller: true })
+                Check::Fire(State {
+                    bindings: cx.iam.deleted.clone(),
+                    known_caller: true,
+                })
             }
             Some(_) => Check::NotApplicable("the caller is the public (allUsers)".into()),
             None => {
@@ -82,9 +88,14 @@ impl RuleImpl for DeletedPrincipal {
                 if all.is_empty() {
                     Check::Pass("no invoker binding names a deleted principal".into())
                 } else if cx.status() == Some(403) || cx.status().is_none() {
-                    Check::Fire(State { bindings: all, known_caller: false })
+                    Check::Fire(State {
+                        bindings: all,
+                        known_caller: false,
+                    })
                 } else {
-                    Check::NotApplicable("deleted principals on invoker bindings, but the status is not 403".into())
+                    Check::NotApplicable(
+                        "deleted principals on invoker bindings, but the status is not 403".into(),
+                    )
                 }
             }
         }
@@ -97,14 +108,32 @@ impl RuleImpl for DeletedPrincipal {
             Principal::Deleted { uid, .. } => uid.clone(),
             _ => None,
         };
-        let mut evidence: Vec<String> = s.bindings.iter().map(|g| format!("binding {}", g.describe())).collect();
-        let sub = cx.token().and_then(|t| t.claims.as_ref()).and_then(|c| c.sub.clone());
+        let mut evidence: Vec<String> = s
+            .bindings
+            .iter()
+            .map(|g| format!("binding {}", g.describe()))
+            .collect();
+        let sub = cx
+            .token()
+            .and_then(|t| t.claims.as_ref())
+            .and_then(|c| c.sub.clone());
         let recreated = matches!((&uid, &sub), (Some(u), Some(s)) if u != s);
         if let (Some(u), Some(sb)) = (&uid, &sub) {
-            evidence.push(format!("binding uid `{u}`, token `sub` `{sb}`{}", if recreated { ": a different account with the same email" } else { "" }));
+            evidence.push(format!(
+                "binding uid `{u}`, token `sub` `{sb}`{}",
+                if recreated {
+                    ": a different account with the same email"
+                } else {
+                    ""
+                }
+            ));
         }
         evidence.extend(cx.caller_line());
-        let verdict = if s.known_caller { cap(Verdict::Confirmed, cx.iam_verdict_cap()) } else { Verdict::Possible };
+        let verdict = if s.known_caller {
+            cap(Verdict::Confirmed, cx.iam_verdict_cap())
+        } else {
+            Verdict::Possible
+        };
         let mut explanation = if recreated {
             "The service account was deleted and re-created with the same email. IAM rewrote the old binding to `deleted:…?uid=OLD_ID`, and the new account (a different unique ID, the token's `sub`) is not covered by it.".to_string()
         } else {
@@ -120,7 +149,15 @@ impl RuleImpl for DeletedPrincipal {
             Principal::Deleted { inner, .. } => inner.to_string(),
             other => other.to_string(),
         };
-        Body { verdict, title: format!("the `{}` binding names deleted principal `{inner}`", first.role), explanation, evidence }
+        Body {
+            verdict,
+            title: format!(
+                "the `{}` binding names deleted principal `{inner}`",
+                first.role
+            ),
+            explanation,
+            evidence,
+        }
     }
 
     fn fixes(&self, s: &State, cx: &Cx) -> Vec<Fix> {
@@ -134,14 +171,24 @@ impl RuleImpl for DeletedPrincipal {
             v.push(Fix::command(
                 "remove the binding of the deleted principal",
                 vec![
-                    "gcloud".into(), "run".into(), "services".into(), "remove-iam-policy-binding".into(), cx.service_arg(), cx.region_flag(), cx.project_flag(),
-                    Arg::lit(format!("--member={}", first.member)), Arg::lit(format!("--role={}", first.role)),
+                    "gcloud".into(),
+                    "run".into(),
+                    "services".into(),
+                    "remove-iam-policy-binding".into(),
+                    cx.service_arg(),
+                    cx.region_flag(),
+                    cx.project_flag(),
+                    Arg::lit(format!("--member={}", first.member)),
+                    Arg::lit(format!("--role={}", first.role)),
                 ],
                 Safety::Safe,
             ));
         }
         v.push(Fix::command(
-            format!("grant `roles/run.invoker` to the current `{inner}` on service `{}`", cx.service_name_or("SERVICE")),
+            format!(
+                "grant `roles/run.invoker` to the current `{inner}` on service `{}`",
+                cx.service_name_or("SERVICE")
+            ),
             cx.grant_argv(&inner, "roles/run.invoker"),
             Safety::NeedsReview,
         ));
@@ -162,7 +209,13 @@ fn deleted_invoker_members(cx: &Cx) -> Vec<GrantRef> {
                 continue;
             }
             for m in b.members.iter().filter(|m| m.starts_with("deleted:")) {
-                out.push(GrantRef { level: level.clone(), role: b.role.clone(), member: m.clone(), condition: None, why_maybe: None });
+                out.push(GrantRef {
+                    level: level.clone(),
+                    role: b.role.clone(),
+                    member: m.clone(),
+                    condition: None,
+                    why_maybe: None,
+                });
             }
         }
     }
@@ -178,16 +231,26 @@ mod tests {
     #[test]
     fn recreated_sa_fires() {
         let mut ev = base();
-        ev.service_policy = policy(json!({"bindings": [{"role": "roles/run.invoker", "members": [format!("deleted:serviceAccount:{SA}?uid=999")]}]}));
+        ev.service_policy = policy(
+            json!({"bindings": [{"role": "roles/run.invoker", "members": [format!("deleted:serviceAccount:{SA}?uid=999")]}]}),
+        );
         ev.token = Some(sa_token(URL));
-        assert_eq!(fired(&run(&DeletedPrincipal, &ev)), Some(Verdict::Confirmed));
+        assert_eq!(
+            fired(&run(&DeletedPrincipal, &ev)),
+            Some(Verdict::Confirmed)
+        );
     }
 
     #[test]
     fn live_binding_passes() {
         let mut ev = base();
-        ev.service_policy = policy(json!({"bindings": [{"role": "roles/run.invoker", "members": [format!("deleted:serviceAccount:{SA}?uid=999"), format!("serviceAccount:{SA}")]}]}));
+        ev.service_policy = policy(
+            json!({"bindings": [{"role": "roles/run.invoker", "members": [format!("deleted:serviceAccount:{SA}?uid=999"), format!("serviceAccount:{SA}")]}]}),
+        );
         ev.token = Some(sa_token(URL));
-        assert!(matches!(run(&DeletedPrincipal, &ev), crate::Outcome::Passed(_)));
+        assert!(matches!(
+            run(&DeletedPrincipal, &ev),
+            crate::Outcome::Passed(_)
+        ));
     }
 }

@@ -60,24 +60,43 @@ impl RuleImpl for ExpiredToken {
 
     fn check(&self, cx: &Cx) -> Check<State> {
         if cx.invoker_check_disabled() {
-            return Check::NotApplicable("the invoker check is disabled; tokens are not checked".into());
+            return Check::NotApplicable(
+                "the invoker check is disabled; tokens are not checked".into(),
+            );
         }
         let Some(t) = cx.token() else {
             return Check::Skip("no token was given (token.txt or --token)".into());
         };
-        if !matches!(t.kind, TokenKind::GoogleIdToken | TokenKind::FirebaseIdToken { .. } | TokenKind::OtherIssuer { .. }) {
+        if !matches!(
+            t.kind,
+            TokenKind::GoogleIdToken
+                | TokenKind::FirebaseIdToken { .. }
+                | TokenKind::OtherIssuer { .. }
+        ) {
             return Check::NotApplicable("not a JWT with claims".into());
         }
-        let Some(exp) = t.claims.as_ref().and_then(|c| c.exp).and_then(|e| DateTime::<Utc>::from_timestamp(e, 0)) else {
+        let Some(exp) = t
+            .claims
+            .as_ref()
+            .and_then(|c| c.exp)
+            .and_then(|e| DateTime::<Utc>::from_timestamp(e, 0))
+        else {
             return Check::Skip("the token has no `exp` claim".into());
         };
         let Some(at) = cx.facts.request.time else {
-            return Check::Skip(format!("the request time is unknown (pass --at); the token expires at {}", time::fmt(&exp)));
+            return Check::Skip(format!(
+                "the request time is unknown (pass --at); the token expires at {}",
+                time::fmt(&exp)
+            ));
         };
         if exp <= at {
             Check::Fire(State { exp, at })
         } else {
-            Check::Pass(format!("the token was valid until {}, after the request at {}", time::fmt(&exp), time::fmt(&at)))
+            Check::Pass(format!(
+                "the token was valid until {}, after the request at {}",
+                time::fmt(&exp),
+                time::fmt(&at)
+            ))
         }
     }
 
@@ -91,7 +110,12 @@ impl RuleImpl for ExpiredToken {
             format!("token `exp` {} (decoded, not verified)", time::fmt(&s.exp)),
             format!("request time {}", time::fmt(&s.at)),
         ];
-        if let Some(iat) = cx.token().and_then(|t| t.claims.as_ref()).and_then(|c| c.iat).and_then(|i| DateTime::<Utc>::from_timestamp(i, 0)) {
+        if let Some(iat) = cx
+            .token()
+            .and_then(|t| t.claims.as_ref())
+            .and_then(|c| c.iat)
+            .and_then(|i| DateTime::<Utc>::from_timestamp(i, 0))
+        {
             evidence.push(format!("token issued at {}", time::fmt(&iat)));
         }
         let mut explanation = format!(
@@ -104,11 +128,19 @@ impl RuleImpl for ExpiredToken {
         if let Some(c) = cx.status_caveat(true) {
             explanation.push_str(&format!(" Note: {c}."));
         }
-        Body { verdict, title: format!("the ID token expired {} before the request", human(late)), explanation, evidence }
+        Body {
+            verdict,
+            title: format!("the ID token expired {} before the request", human(late)),
+            explanation,
+            evidence,
+        }
     }
 
     fn fixes(&self, _: &State, cx: &Cx) -> Vec<Fix> {
-        let aud = cx.main_url().map(|u| Arg::lit(format!("--audiences={u}"))).unwrap_or(Arg::FlagPlaceholder("--audiences", "SERVICE_URL"));
+        let aud = cx
+            .main_url()
+            .map(|u| Arg::lit(format!("--audiences={u}")))
+            .unwrap_or(Arg::FlagPlaceholder("--audiences", "SERVICE_URL"));
         vec![
             Fix::note(
                 "fetch a fresh ID token instead of reusing one",
@@ -116,7 +148,13 @@ impl RuleImpl for ExpiredToken {
             ),
             Fix::command(
                 "mint a fresh token by hand to retry",
-                vec!["gcloud".into(), "auth".into(), "print-identity-token".into(), Arg::FlagPlaceholder("--impersonate-service-account", "INVOKER_SA_EMAIL"), aud],
+                vec![
+                    "gcloud".into(),
+                    "auth".into(),
+                    "print-identity-token".into(),
+                    Arg::FlagPlaceholder("--impersonate-service-account", "INVOKER_SA_EMAIL"),
+                    aud,
+                ],
                 Safety::Safe,
             ),
         ]
@@ -152,7 +190,10 @@ mod tests {
     fn valid_token_passes_and_unknown_time_skips() {
         let mut ev = base();
         ev.token = Some(sa_token(URL));
-        assert!(matches!(run(&ExpiredToken, &ev), crate::Outcome::Skipped(_)));
+        assert!(matches!(
+            run(&ExpiredToken, &ev),
+            crate::Outcome::Skipped(_)
+        ));
         ev.logs = Gathered::Present(vec![entry(401, Some(TEXT_401), "0s", "GET")]); // 10:15
         assert!(matches!(run(&ExpiredToken, &ev), crate::Outcome::Passed(_)));
     }

@@ -58,18 +58,31 @@ impl RuleImpl for FunctionsInvokerRoleOnly {
             return Check::Skip("the caller is unknown (pass --caller or --token)".into());
         }
         if cx.iam.functions_invoker.is_empty() {
-            return Check::Pass("the caller holds no `roles/cloudfunctions.invoker` binding".into());
+            return Check::Pass(
+                "the caller holds no `roles/cloudfunctions.invoker` binding".into(),
+            );
         }
         if !cx.iam.definite.is_empty() || !cx.iam.conditional.is_empty() {
             return Check::Pass("the caller also holds a role with `run.routes.invoke`".into());
         }
-        Check::Fire(State { grants: cx.iam.functions_invoker.clone() })
+        Check::Fire(State {
+            grants: cx.iam.functions_invoker.clone(),
+        })
     }
 
     fn finding(&self, s: &State, cx: &Cx) -> Body {
-        let caller = cx.caller().map(|c| c.principal.to_string()).unwrap_or_default();
-        let mut evidence: Vec<String> = s.grants.iter().map(|g| format!("binding {}", g.describe())).collect();
-        evidence.push(format!("no binding with `run.routes.invoke` covers `{caller}`"));
+        let caller = cx
+            .caller()
+            .map(|c| c.principal.to_string())
+            .unwrap_or_default();
+        let mut evidence: Vec<String> = s
+            .grants
+            .iter()
+            .map(|g| format!("binding {}", g.describe()))
+            .collect();
+        evidence.push(format!(
+            "no binding with `run.routes.invoke` covers `{caller}`"
+        ));
         if cx.service().is_some_and(|s| s.is_function()) {
             evidence.push("the service is a Cloud Functions (2nd gen) function".into());
         }
@@ -79,24 +92,39 @@ impl RuleImpl for FunctionsInvokerRoleOnly {
         }
         Body {
             verdict: cap(Verdict::Confirmed, cx.iam_verdict_cap()),
-            title: format!("`{caller}` has `roles/cloudfunctions.invoker`, which does not grant `run.routes.invoke` on `{}`", cx.service_name_or("SERVICE")),
+            title: format!(
+                "`{caller}` has `roles/cloudfunctions.invoker`, which does not grant `run.routes.invoke` on `{}`",
+                cx.service_name_or("SERVICE")
+            ),
             explanation,
             evidence,
         }
     }
 
     fn fixes(&self, _: &State, cx: &Cx) -> Vec<Fix> {
-        let caller = cx.caller().map(|c| c.principal.to_string()).unwrap_or_else(|| "<MEMBER>".into());
+        let caller = cx
+            .caller()
+            .map(|c| c.principal.to_string())
+            .unwrap_or_else(|| "<MEMBER>".into());
         vec![
             Fix::command(
                 format!("grant `roles/run.invoker` on the function's service to `{caller}`"),
                 vec![
-                    "gcloud".into(), "functions".into(), "add-invoker-policy-binding".into(), cx.service_arg(), cx.region_flag(), cx.project_flag(),
+                    "gcloud".into(),
+                    "functions".into(),
+                    "add-invoker-policy-binding".into(),
+                    cx.service_arg(),
+                    cx.region_flag(),
+                    cx.project_flag(),
                     Arg::lit(format!("--member={caller}")),
                 ],
                 Safety::NeedsReview,
             ),
-            Fix::command("or grant it on the Cloud Run service directly", cx.grant_argv(&caller, "roles/run.invoker"), Safety::NeedsReview),
+            Fix::command(
+                "or grant it on the Cloud Run service directly",
+                cx.grant_argv(&caller, "roles/run.invoker"),
+                Safety::NeedsReview,
+            ),
         ]
     }
 }
@@ -110,11 +138,21 @@ mod tests {
     #[test]
     fn functions_invoker_alone_fires() {
         let mut ev = base();
-        ev.project_policy = policy(json!({"bindings": [{"role": "roles/cloudfunctions.invoker", "members": [format!("serviceAccount:{SA}")]}]}));
+        ev.project_policy = policy(
+            json!({"bindings": [{"role": "roles/cloudfunctions.invoker", "members": [format!("serviceAccount:{SA}")]}]}),
+        );
         ev.service_policy = policy(json!({"etag": "ACAB"}));
         ev.token = Some(sa_token(URL));
-        assert_eq!(fired(&run(&FunctionsInvokerRoleOnly, &ev)), Some(Verdict::Confirmed));
-        ev.service_policy = policy(json!({"bindings": [{"role": "roles/run.invoker", "members": [format!("serviceAccount:{SA}")]}]}));
-        assert!(matches!(run(&FunctionsInvokerRoleOnly, &ev), crate::Outcome::Passed(_)));
+        assert_eq!(
+            fired(&run(&FunctionsInvokerRoleOnly, &ev)),
+            Some(Verdict::Confirmed)
+        );
+        ev.service_policy = policy(
+            json!({"bindings": [{"role": "roles/run.invoker", "members": [format!("serviceAccount:{SA}")]}]}),
+        );
+        assert!(matches!(
+            run(&FunctionsInvokerRoleOnly, &ev),
+            crate::Outcome::Passed(_)
+        ));
     }
 }

@@ -10,11 +10,25 @@ use crate::rule::Verdict;
 /// when the service and project policies and at least one ancestor were read, and nothing
 /// that was provided is unreadable.
 pub fn completeness(cx: &Cx) -> (Verdict, Option<String>) {
-    let unread_core = cx.iam.unread.iter().any(|(l, _)| matches!(l, Level::Service(_) | Level::Project(_)));
+    let unread_core = cx
+        .iam
+        .unread
+        .iter()
+        .any(|(l, _)| matches!(l, Level::Service(_) | Level::Project(_)));
     let any_unread = !cx.iam.unread.is_empty();
-    let ancestors_read = cx.iam.read.iter().any(|l| matches!(l, Level::Folder(_) | Level::Organization(_)));
+    let ancestors_read = cx
+        .iam
+        .read
+        .iter()
+        .any(|l| matches!(l, Level::Folder(_) | Level::Organization(_)));
     if unread_core || any_unread {
-        (Verdict::Likely, Some("not every policy in the hierarchy could be read; a grant there would also count".into()))
+        (
+            Verdict::Likely,
+            Some(
+                "not every policy in the hierarchy could be read; a grant there would also count"
+                    .into(),
+            ),
+        )
     } else if !ancestors_read {
         (
             Verdict::Likely,

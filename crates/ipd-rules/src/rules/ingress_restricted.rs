@@ -26,7 +26,7 @@ declare_rule! {
     /// Without logs the verdict is `likely`.
     ///
     /// ## Example
-    /// `fixtures/ingress-internal-404-no-log`
+    /// `fixtures/ingress-internal-only-404-no-request-log`
     ///
     /// ## Fix
     /// Call the service from an allowed path (inside the VPC, or through the load balancer),
@@ -63,24 +63,43 @@ impl RuleImpl for IngressRestricted {
 
     fn check(&self, cx: &Cx) -> Check<State> {
         let Some(svc) = cx.service() else {
-            return Check::Skip(format!("service description not available: {}", cx.ev.service.absence().unwrap_or_default()));
+            return Check::Skip(format!(
+                "service description not available: {}",
+                cx.ev.service.absence().unwrap_or_default()
+            ));
         };
         if svc.ingress.admits_internet() && !svc.default_url_disabled {
-            return Check::Pass(format!("ingress is `{}` and the default URL is enabled", svc.ingress.gcloud()));
+            return Check::Pass(format!(
+                "ingress is `{}` and the default URL is enabled",
+                svc.ingress.gcloud()
+            ));
         }
         let verdict = match (cx.status(), cx.gate()) {
             (Some(404), Gate::NoLogEntry) => Verdict::Confirmed,
             (Some(404), Gate::Unknown) => Verdict::Likely,
             (Some(404), _) => {
-                return Check::Pass("a request-log entry exists for the 404, so the request reached the service".into());
+                return Check::Pass(
+                    "a request-log entry exists for the 404, so the request reached the service"
+                        .into(),
+                );
             }
             (None, Gate::NoLogEntry) => Verdict::Possible,
             (Some(s), _) => {
-                return Check::NotApplicable(format!("the client saw {s}; ingress blocks answer 404"));
+                return Check::NotApplicable(format!(
+                    "the client saw {s}; ingress blocks answer 404"
+                ));
             }
-            (None, _) => return Check::NotApplicable("the status is unknown and the logs do not point at ingress".into()),
+            (None, _) => {
+                return Check::NotApplicable(
+                    "the status is unknown and the logs do not point at ingress".into(),
+                );
+            }
         };
-        Check::Fire(State { ingress: svc.ingress, default_url_disabled: svc.default_url_disabled, verdict })
+        Check::Fire(State {
+            ingress: svc.ingress,
+            default_url_disabled: svc.default_url_disabled,
+            verdict,
+        })
     }
 
     fn finding(&self, s: &State, cx: &Cx) -> Body {
@@ -88,7 +107,10 @@ impl RuleImpl for IngressRestricted {
         let title = if s.default_url_disabled && s.ingress.admits_internet() {
             format!("the default URL of service `{svc}` is disabled, so requests to it get 404")
         } else {
-            format!("ingress `{}` on service `{svc}` rejects the request with 404 before it reaches the service", s.ingress.gcloud())
+            format!(
+                "ingress `{}` on service `{svc}` rejects the request with 404 before it reaches the service",
+                s.ingress.gcloud()
+            )
         };
         let mut evidence = vec![format!("service `{svc}`: ingress `{}`", s.ingress.gcloud())];
         if s.default_url_disabled {
@@ -113,16 +135,30 @@ impl RuleImpl for IngressRestricted {
         let mut v = vec![Fix::note(
             "call the service through an allowed path",
             match s.ingress {
-                Ingress::Internal => "Call from inside the VPC network (Direct VPC egress or a Serverless VPC Access connector routing all traffic), from the same project's VPC, Shared VPC, or a VPC-SC perimeter where Cloud Run is a restricted service.",
-                Ingress::InternalAndCloudLoadBalancing => "Call through the external Application Load Balancer (serverless NEG) in front of the service, or from inside the VPC.",
-                _ => "Call the URL that is enabled (the load balancer or custom domain in front of the service).",
+                Ingress::Internal => {
+                    "Call from inside the VPC network (Direct VPC egress or a Serverless VPC Access connector routing all traffic), from the same project's VPC, Shared VPC, or a VPC-SC perimeter where Cloud Run is a restricted service."
+                }
+                Ingress::InternalAndCloudLoadBalancing => {
+                    "Call through the external Application Load Balancer (serverless NEG) in front of the service, or from inside the VPC."
+                }
+                _ => {
+                    "Call the URL that is enabled (the load balancer or custom domain in front of the service)."
+                }
             },
         )];
         if !s.ingress.admits_internet() {
-            v.push(Fix::command("allow ingress from all networks", cx.update_argv(&["--ingress=all"]), Safety::NeedsReview));
+            v.push(Fix::command(
+                "allow ingress from all networks",
+                cx.update_argv(&["--ingress=all"]),
+                Safety::NeedsReview,
+            ));
         }
         if s.default_url_disabled {
-            v.push(Fix::command("re-enable the default `run.app` URL", cx.update_argv(&["--default-url"]), Safety::NeedsReview));
+            v.push(Fix::command(
+                "re-enable the default `run.app` URL",
+                cx.update_argv(&["--default-url"]),
+                Safety::NeedsReview,
+            ));
         }
         v
     }
@@ -138,10 +174,14 @@ mod tests {
     #[test]
     fn fires_on_404_without_log_entry() {
         let mut ev = base();
-        ev.service = Gathered::Present(service(json!({"ingress": "INGRESS_TRAFFIC_INTERNAL_ONLY"})));
+        ev.service =
+            Gathered::Present(service(json!({"ingress": "INGRESS_TRAFFIC_INTERNAL_ONLY"})));
         ev.logs = Gathered::Present(vec![]);
         ev.inputs.status = Some(404);
-        assert_eq!(fired(&run(&IngressRestricted, &ev)), Some(Verdict::Confirmed));
+        assert_eq!(
+            fired(&run(&IngressRestricted, &ev)),
+            Some(Verdict::Confirmed)
+        );
         ev.logs = Gathered::missing("none");
         assert_eq!(fired(&run(&IngressRestricted, &ev)), Some(Verdict::Likely));
     }
@@ -151,10 +191,17 @@ mod tests {
         let mut ev = base();
         ev.inputs.status = Some(404);
         ev.logs = Gathered::Present(vec![]);
-        assert!(matches!(run(&IngressRestricted, &ev), crate::Outcome::Passed(_)));
-        ev.service = Gathered::Present(service(json!({"ingress": "INGRESS_TRAFFIC_INTERNAL_ONLY"})));
+        assert!(matches!(
+            run(&IngressRestricted, &ev),
+            crate::Outcome::Passed(_)
+        ));
+        ev.service =
+            Gathered::Present(service(json!({"ingress": "INGRESS_TRAFFIC_INTERNAL_ONLY"})));
         ev.inputs.status = Some(403);
-        assert!(matches!(run(&IngressRestricted, &ev), crate::Outcome::NotApplicable(_)));
+        assert!(matches!(
+            run(&IngressRestricted, &ev),
+            crate::Outcome::NotApplicable(_)
+        ));
     }
 
     #[test]
@@ -163,6 +210,9 @@ mod tests {
         ev.service = Gathered::Present(service(json!({"defaultUriDisabled": true})));
         ev.inputs.status = Some(404);
         ev.logs = Gathered::Present(vec![]);
-        assert_eq!(fired(&run(&IngressRestricted, &ev)), Some(Verdict::Confirmed));
+        assert_eq!(
+            fired(&run(&IngressRestricted, &ev)),
+            Some(Verdict::Confirmed)
+        );
     }
 }

@@ -59,7 +59,9 @@ impl RuleImpl for InvalidToken {
 
     fn check(&self, cx: &Cx) -> Check<State> {
         if cx.invoker_check_disabled() {
-            return Check::NotApplicable("the invoker check is disabled; tokens are not checked".into());
+            return Check::NotApplicable(
+                "the invoker check is disabled; tokens are not checked".into(),
+            );
         }
         let Some(t) = cx.token() else {
             return Check::Skip("no token was given (token.txt or --token)".into());
@@ -68,21 +70,44 @@ impl RuleImpl for InvalidToken {
             TokenKind::GoogleIdToken => {
                 let alg = t.header.as_ref().and_then(|h| h.alg.clone());
                 match alg.as_deref() {
-                    Some("RS256") | None => return Check::Pass("a JWT from a Google issuer (signature not verified)".into()),
-                    Some(a) => (format!("a JWT claiming a Google issuer but signed with `{a}`; Google signs ID tokens with RS256"), false),
+                    Some("RS256") | None => {
+                        return Check::Pass(
+                            "a JWT from a Google issuer (signature not verified)".into(),
+                        );
+                    }
+                    Some(a) => (
+                        format!(
+                            "a JWT claiming a Google issuer but signed with `{a}`; Google signs ID tokens with RS256"
+                        ),
+                        false,
+                    ),
                 }
             }
-            TokenKind::AccessToken => return Check::NotApplicable("an access token (see IPD011)".into()),
+            TokenKind::AccessToken => {
+                return Check::NotApplicable("an access token (see IPD011)".into());
+            }
             TokenKind::Empty => return Check::Skip("the token is empty".into()),
-            TokenKind::RefreshToken => ("an OAuth refresh token (`1//…`), which is never sent as a bearer token".into(), false),
+            TokenKind::RefreshToken => (
+                "an OAuth refresh token (`1//…`), which is never sent as a bearer token".into(),
+                false,
+            ),
             TokenKind::FirebaseIdToken { project } => (
-                format!("a Firebase Authentication ID token (issuer `https://securetoken.google.com/{project}`), which identifies an app user, not a Google principal"),
+                format!(
+                    "a Firebase Authentication ID token (issuer `https://securetoken.google.com/{project}`), which identifies an app user, not a Google principal"
+                ),
                 true,
             ),
-            TokenKind::OtherIssuer { issuer: Some(i) } => (format!("a JWT from issuer `{i}`, not Google"), true),
-            TokenKind::OtherIssuer { issuer: None } => ("a JWT without an `iss` claim".into(), true),
+            TokenKind::OtherIssuer { issuer: Some(i) } => {
+                (format!("a JWT from issuer `{i}`, not Google"), true)
+            }
+            TokenKind::OtherIssuer { issuer: None } => {
+                ("a JWT without an `iss` claim".into(), true)
+            }
             TokenKind::Malformed { reason } => (format!("not a valid JWT: {reason}"), false),
-            TokenKind::Multiple { count } => (format!("{count} tokens in one header value; the invoker check needs exactly one"), false),
+            TokenKind::Multiple { count } => (
+                format!("{count} tokens in one header value; the invoker check needs exactly one"),
+                false,
+            ),
         };
         Check::Fire(State { what, app_token })
     }
@@ -97,13 +122,19 @@ impl RuleImpl for InvalidToken {
                     "decoded claims (signature not verified): iss `{}`, aud `{}`{}",
                     c.iss.as_deref().unwrap_or("-"),
                     c.aud.join(", "),
-                    c.email.as_deref().map(|e| format!(", email `{e}`")).unwrap_or_default()
+                    c.email
+                        .as_deref()
+                        .map(|e| format!(", email `{e}`"))
+                        .unwrap_or_default()
                 ));
             }
         }
         if let Some(e) = &cx.facts.entry {
             if let Some(t) = &e.text_payload {
-                evidence.push(format!("log text: \"{}\"", t.split(" Read more at").next().unwrap_or(t)));
+                evidence.push(format!(
+                    "log text: \"{}\"",
+                    t.split(" Read more at").next().unwrap_or(t)
+                ));
             }
         }
         let mut explanation = format!(
@@ -130,7 +161,11 @@ impl RuleImpl for InvalidToken {
             "send exactly one Google ID token minted for the service",
             format!(
                 "Mint it for audience {url} (metadata server `identity` endpoint, `gcloud auth print-identity-token`, or a client library's ID-token call) and send it as `Authorization: Bearer TOKEN`{}.",
-                if s.app_token { ", or as `X-Serverless-Authorization: Bearer TOKEN` while `Authorization` carries the application's own token" } else { "" }
+                if s.app_token {
+                    ", or as `X-Serverless-Authorization: Bearer TOKEN` while `Authorization` carries the application's own token"
+                } else {
+                    ""
+                }
             ),
         )];
         if s.app_token {
@@ -155,7 +190,9 @@ mod tests {
     #[test]
     fn firebase_and_malformed_fire() {
         let mut ev = base();
-        ev.token = Some(Token::analyze(&jwt(json!({"iss": "https://securetoken.google.com/shop-prod", "aud": "shop-prod"}))));
+        ev.token = Some(Token::analyze(&jwt(
+            json!({"iss": "https://securetoken.google.com/shop-prod", "aud": "shop-prod"}),
+        )));
         assert_eq!(fired(&run(&InvalidToken, &ev)), Some(Verdict::Confirmed));
         ev.token = Some(Token::analyze("abc.def"));
         assert_eq!(fired(&run(&InvalidToken, &ev)), Some(Verdict::Confirmed));

@@ -19,7 +19,7 @@ declare_rule! {
     /// The service description; the status the client saw.
     ///
     /// ## Example
-    /// `fixtures/invoker-check-disabled-403-no-logs`
+    /// `fixtures/invoker-check-disabled-v2-403`
     ///
     /// ## Fix
     /// Look for the component that refused the request: the application's logs for the same
@@ -51,20 +51,27 @@ impl RuleImpl for InvokerCheckDisabled {
 
     fn check(&self, cx: &Cx) -> Check<()> {
         let Some(svc) = cx.service() else {
-            return Check::Skip(format!("service description not available: {}", cx.ev.service.absence().unwrap_or_default()));
+            return Check::Skip(format!(
+                "service description not available: {}",
+                cx.ev.service.absence().unwrap_or_default()
+            ));
         };
         if !svc.invoker_iam_disabled {
             return Check::Pass("the invoker IAM check is enabled".into());
         }
         match cx.status() {
-            Some(404) => Check::NotApplicable("the client saw 404, which is not an authorization answer".into()),
+            Some(404) => Check::NotApplicable(
+                "the client saw 404, which is not an authorization answer".into(),
+            ),
             _ => Check::Fire(()),
         }
     }
 
     fn finding(&self, _: &(), cx: &Cx) -> Body {
         let svc = cx.service_name_or("SERVICE");
-        let mut evidence = vec![format!("service `{svc}`: invoker IAM check disabled (the service is public)")];
+        let mut evidence = vec![format!(
+            "service `{svc}`: invoker IAM check disabled (the service is public)"
+        )];
         if let Some(s) = cx.status() {
             evidence.push(format!("the client saw {s}"));
         }
@@ -82,13 +89,23 @@ impl RuleImpl for InvokerCheckDisabled {
     fn fixes(&self, _: &(), cx: &Cx) -> Vec<Fix> {
         let svc = cx.service_arg();
         let filter = match &svc {
-            Arg::Lit(s) => format!("resource.type=\"cloud_run_revision\" AND resource.labels.service_name=\"{s}\" AND httpRequest.status>=401"),
+            Arg::Lit(s) => format!(
+                "resource.type=\"cloud_run_revision\" AND resource.labels.service_name=\"{s}\" AND httpRequest.status>=401"
+            ),
             _ => "resource.type=\"cloud_run_revision\" AND httpRequest.status>=401".to_string(),
         };
         vec![
             Fix::command(
                 "read the service's refused requests and the application logs around them",
-                vec!["gcloud".into(), "logging".into(), "read".into(), Arg::lit(filter), cx.project_flag(), "--limit=20".into(), "--format=json".into()],
+                vec![
+                    "gcloud".into(),
+                    "logging".into(),
+                    "read".into(),
+                    Arg::lit(filter),
+                    cx.project_flag(),
+                    "--limit=20".into(),
+                    "--format=json".into(),
+                ],
                 Safety::Safe,
             ),
             Fix::command(
@@ -112,14 +129,23 @@ mod tests {
         let mut ev = base();
         ev.service = Gathered::Present(service(json!({"invokerIamDisabled": true})));
         ev.inputs.status = Some(403);
-        assert_eq!(fired(&run(&InvokerCheckDisabled, &ev)), Some(Verdict::Confirmed));
+        assert_eq!(
+            fired(&run(&InvokerCheckDisabled, &ev)),
+            Some(Verdict::Confirmed)
+        );
     }
 
     #[test]
     fn passes_when_enabled_and_skips_without_service() {
         let ev = base();
-        assert!(matches!(run(&InvokerCheckDisabled, &ev), crate::Outcome::Passed(_)));
+        assert!(matches!(
+            run(&InvokerCheckDisabled, &ev),
+            crate::Outcome::Passed(_)
+        ));
         let ev = ipd_model::Evidence::default();
-        assert!(matches!(run(&InvokerCheckDisabled, &ev), crate::Outcome::Skipped(_)));
+        assert!(matches!(
+            run(&InvokerCheckDisabled, &ev),
+            crate::Outcome::Skipped(_)
+        ));
     }
 }

@@ -65,10 +65,18 @@ impl RuleImpl for InvokerCheckRequiredByOrgPolicy {
             };
         }
         match cx.ev.constraint(REQUIRE_INVOKER_IAM) {
-            None => Check::Skip(format!("`{REQUIRE_INVOKER_IAM}` is not among the org policies provided")),
+            None => Check::Skip(format!(
+                "`{REQUIRE_INVOKER_IAM}` is not among the org policies provided"
+            )),
             Some(p) if p.enforced => Check::Fire(State {
-                drs_blocks: cx.ev.constraint(DRS_LEGACY).is_some_and(|p| p.restricts_members())
-                    || cx.ev.constraint(DRS_MANAGED).is_some_and(|p: Effective| p.blocks_public_members()),
+                drs_blocks: cx
+                    .ev
+                    .constraint(DRS_LEGACY)
+                    .is_some_and(|p| p.restricts_members())
+                    || cx
+                        .ev
+                        .constraint(DRS_MANAGED)
+                        .is_some_and(|p: Effective| p.blocks_public_members()),
             }),
             Some(_) => Check::Pass(format!("`{REQUIRE_INVOKER_IAM}` is not enforced")),
         }
@@ -90,7 +98,9 @@ impl RuleImpl for InvokerCheckRequiredByOrgPolicy {
         };
         Body {
             verdict: Verdict::Confirmed,
-            title: format!("`run.managed.requireInvokerIam` keeps the invoker check on for `{svc}`, and `allUsers` is not bound"),
+            title: format!(
+                "`run.managed.requireInvokerIam` keeps the invoker check on for `{svc}`, and `allUsers` is not bound"
+            ),
             explanation,
             evidence,
         }
@@ -101,19 +111,29 @@ impl RuleImpl for InvokerCheckRequiredByOrgPolicy {
         let exception = Fix::text(
             FixKind::Yaml,
             "or ask for a project-level exception (policy.yaml, applied with `gcloud org-policies set-policy policy.yaml`)",
-            format!("name: projects/{project}/policies/{REQUIRE_INVOKER_IAM}\nspec:\n  rules:\n  - enforce: false"),
+            format!(
+                "name: projects/{project}/policies/{REQUIRE_INVOKER_IAM}\nspec:\n  rules:\n  - enforce: false"
+            ),
             Safety::NeedsReview,
         );
         let mut v = Vec::new();
         if !s.drs_blocks {
-            v.push(Fix::command("grant `roles/run.invoker` to `allUsers`", cx.grant_argv("allUsers", "roles/run.invoker"), Safety::NeedsReview));
+            v.push(Fix::command(
+                "grant `roles/run.invoker` to `allUsers`",
+                cx.grant_argv("allUsers", "roles/run.invoker"),
+                Safety::NeedsReview,
+            ));
         }
         v.push(exception);
         v.push(Fix::command(
             "read the effective constraint to confirm",
             vec![
-                "gcloud".into(), "org-policies".into(), "describe".into(), Arg::lit(format!("constraints/{REQUIRE_INVOKER_IAM}")),
-                "--effective".into(), cx.project_flag(),
+                "gcloud".into(),
+                "org-policies".into(),
+                "describe".into(),
+                Arg::lit(format!("constraints/{REQUIRE_INVOKER_IAM}")),
+                "--effective".into(),
+                cx.project_flag(),
             ],
             Safety::Safe,
         ));
@@ -134,8 +154,15 @@ mod tests {
         ev.inputs.expect_public = true;
         ev.service_policy = policy(json!({"etag": "ACAB"}));
         ev.org_policies = Gathered::Present(serde_json::from_value(json!([{"name": "projects/1/policies/run.managed.requireInvokerIam", "spec": {"rules": [{"enforce": true}]}}])).unwrap());
-        assert_eq!(fired(&run(&InvokerCheckRequiredByOrgPolicy, &ev)), Some(Verdict::Confirmed));
-        ev.service_policy = policy(json!({"bindings": [{"role": "roles/run.invoker", "members": ["allUsers"]}]}));
-        assert!(matches!(run(&InvokerCheckRequiredByOrgPolicy, &ev), crate::Outcome::Passed(_)));
+        assert_eq!(
+            fired(&run(&InvokerCheckRequiredByOrgPolicy, &ev)),
+            Some(Verdict::Confirmed)
+        );
+        ev.service_policy =
+            policy(json!({"bindings": [{"role": "roles/run.invoker", "members": ["allUsers"]}]}));
+        assert!(matches!(
+            run(&InvokerCheckRequiredByOrgPolicy, &ev),
+            crate::Outcome::Passed(_)
+        ));
     }
 }

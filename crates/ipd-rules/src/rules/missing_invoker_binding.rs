@@ -64,7 +64,9 @@ impl RuleImpl for MissingInvokerBinding {
 
     fn check(&self, cx: &Cx) -> Check<State> {
         if cx.invoker_check_disabled() {
-            return Check::NotApplicable("the invoker check is disabled, so IAM is not consulted".into());
+            return Check::NotApplicable(
+                "the invoker check is disabled, so IAM is not consulted".into(),
+            );
         }
         let Some(caller) = cx.caller() else {
             return Check::Skip("the caller is unknown: pass --caller or --token, or add token.txt or context.json to the bundle".into());
@@ -84,14 +86,24 @@ impl RuleImpl for MissingInvokerBinding {
                 g.describe()
             ));
         }
-        Check::Fire(State { maybe: cx.iam.maybe.clone(), public: caller.public })
+        Check::Fire(State {
+            maybe: cx.iam.maybe.clone(),
+            public: caller.public,
+        })
     }
 
     fn finding(&self, s: &State, cx: &Cx) -> Body {
         let svc = cx.service_name_or("SERVICE");
-        let caller = cx.caller().map(|c| c.principal.to_string()).unwrap_or_default();
+        let caller = cx
+            .caller()
+            .map(|c| c.principal.to_string())
+            .unwrap_or_default();
         let (base, gap) = completeness(cx);
-        let verdict = if s.maybe.is_empty() { cap(base, cx.iam_verdict_cap()) } else { Verdict::Possible };
+        let verdict = if s.maybe.is_empty() {
+            cap(base, cx.iam_verdict_cap())
+        } else {
+            Verdict::Possible
+        };
         let mut evidence = Vec::new();
         evidence.extend(cx.caller_line());
         evidence.extend(cx.iam_coverage_lines());
@@ -100,19 +112,30 @@ impl RuleImpl for MissingInvokerBinding {
                 let invokers: Vec<String> = p
                     .bindings
                     .iter()
-                    .filter(|b| ipd_model::roles::grants_invoke(&b.role, &cx.ev.custom_roles) == ipd_model::roles::Grants::Yes)
+                    .filter(|b| {
+                        ipd_model::roles::grants_invoke(&b.role, &cx.ev.custom_roles)
+                            == ipd_model::roles::Grants::Yes
+                    })
                     .flat_map(|b| b.members.iter().map(move |m| format!("`{m}` ({})", b.role)))
                     .collect();
                 if matches!(level, ipd_model::iam::Level::Service(_)) || !invokers.is_empty() {
                     evidence.push(format!(
                         "{level}: {}",
-                        if invokers.is_empty() { "no member holds a role with `run.routes.invoke`".to_string() } else { format!("invoke granted to {}", invokers.join(", ")) }
+                        if invokers.is_empty() {
+                            "no member holds a role with `run.routes.invoke`".to_string()
+                        } else {
+                            format!("invoke granted to {}", invokers.join(", "))
+                        }
                     ));
                 }
             }
         }
         for g in &s.maybe {
-            evidence.push(format!("binding {} might apply: {}", g.describe(), g.why_maybe.as_deref().unwrap_or("")));
+            evidence.push(format!(
+                "binding {} might apply: {}",
+                g.describe(),
+                g.why_maybe.as_deref().unwrap_or("")
+            ));
         }
         if let Some(st) = cx.status() {
             evidence.push(format!("the client saw {st}"));
@@ -131,7 +154,9 @@ impl RuleImpl for MissingInvokerBinding {
             )
         };
         if !s.maybe.is_empty() {
-            explanation.push_str(" Some bindings might cover the caller (see evidence); check them before granting.");
+            explanation.push_str(
+                " Some bindings might cover the caller (see evidence); check them before granting.",
+            );
         }
         if let Some(g) = gap {
             explanation.push_str(&format!(" Caveat: {g}."));
@@ -139,7 +164,12 @@ impl RuleImpl for MissingInvokerBinding {
         if let Some(c) = cx.status_caveat(false) {
             explanation.push_str(&format!(" Note: {c}."));
         }
-        Body { verdict, title, explanation, evidence }
+        Body {
+            verdict,
+            title,
+            explanation,
+            evidence,
+        }
     }
 
     fn fixes(&self, s: &State, cx: &Cx) -> Vec<Fix> {
@@ -159,10 +189,16 @@ impl RuleImpl for MissingInvokerBinding {
             v.push(Fix::text(FixKind::Terraform, "the same in Terraform", "resource \"google_cloud_run_v2_service\" \"service\" {\n  # ...\n  invoker_iam_disabled = true\n}", Safety::NeedsReview));
             return v;
         }
-        let caller = cx.caller().map(|c| c.principal.to_string()).unwrap_or_else(|| "<MEMBER>".into());
+        let caller = cx
+            .caller()
+            .map(|c| c.principal.to_string())
+            .unwrap_or_else(|| "<MEMBER>".into());
         for g in s.maybe.iter().filter(|g| g.member.starts_with("group:")) {
             let group = g.member.trim_start_matches("group:");
-            if let Some(email) = cx.caller().and_then(|c| c.principal.email().map(str::to_string)) {
+            if let Some(email) = cx
+                .caller()
+                .and_then(|c| c.principal.email().map(str::to_string))
+            {
                 v.push(Fix::note(
                     format!("check whether `{email}` is in `{group}`"),
                     format!("gcloud identity groups memberships check-transitive-membership --group-email={group} --member-email={email}"),
@@ -174,7 +210,12 @@ impl RuleImpl for MissingInvokerBinding {
             cx.grant_argv(&caller, "roles/run.invoker"),
             Safety::NeedsReview,
         ));
-        v.push(Fix::text(FixKind::Terraform, "the same in Terraform", cx.grant_terraform(&caller, "roles/run.invoker"), Safety::NeedsReview));
+        v.push(Fix::text(
+            FixKind::Terraform,
+            "the same in Terraform",
+            cx.grant_terraform(&caller, "roles/run.invoker"),
+            Safety::NeedsReview,
+        ));
         v
     }
 }
@@ -185,7 +226,10 @@ mod tests {
     use crate::testkit::*;
     use serde_json::json;
 
-    fn ev_with(service_policy: serde_json::Value, project_policy: serde_json::Value) -> ipd_model::Evidence {
+    fn ev_with(
+        service_policy: serde_json::Value,
+        project_policy: serde_json::Value,
+    ) -> ipd_model::Evidence {
         let mut ev = base();
         ev.service_policy = policy(service_policy);
         ev.project_policy = policy(project_policy);
@@ -195,38 +239,74 @@ mod tests {
 
     #[test]
     fn unbound_caller_fires_likely_without_ancestors() {
-        let ev = ev_with(json!({"bindings": [{"role": "roles/run.invoker", "members": ["serviceAccount:other@shop-prod.iam.gserviceaccount.com"]}]}), json!({"bindings": [{"role": "roles/viewer", "members": [format!("serviceAccount:{SA}")]}]}));
-        assert_eq!(fired(&run(&MissingInvokerBinding, &ev)), Some(Verdict::Likely));
+        let ev = ev_with(
+            json!({"bindings": [{"role": "roles/run.invoker", "members": ["serviceAccount:other@shop-prod.iam.gserviceaccount.com"]}]}),
+            json!({"bindings": [{"role": "roles/viewer", "members": [format!("serviceAccount:{SA}")]}]}),
+        );
+        assert_eq!(
+            fired(&run(&MissingInvokerBinding, &ev)),
+            Some(Verdict::Likely)
+        );
     }
 
     #[test]
     fn confirmed_with_ancestors_and_possible_on_401() {
         let mut ev = ev_with(json!({"etag": "ACAB"}), json!({}));
-        ev.ancestor_policies.push((ipd_model::iam::Level::Organization("1".into()), policy(json!({}))));
-        assert_eq!(fired(&run(&MissingInvokerBinding, &ev)), Some(Verdict::Confirmed));
+        ev.ancestor_policies.push((
+            ipd_model::iam::Level::Organization("1".into()),
+            policy(json!({})),
+        ));
+        assert_eq!(
+            fired(&run(&MissingInvokerBinding, &ev)),
+            Some(Verdict::Confirmed)
+        );
         ev.inputs.status = Some(401);
-        assert_eq!(fired(&run(&MissingInvokerBinding, &ev)), Some(Verdict::Possible));
+        assert_eq!(
+            fired(&run(&MissingInvokerBinding, &ev)),
+            Some(Verdict::Possible)
+        );
     }
 
     #[test]
     fn project_level_developer_and_domain_grant() {
-        let ev = ev_with(json!({}), json!({"bindings": [{"role": "roles/run.developer", "members": [format!("serviceAccount:{SA}")]}]}));
-        assert!(matches!(run(&MissingInvokerBinding, &ev), crate::Outcome::Passed(_)));
-        let mut ev = ev_with(json!({"bindings": [{"role": "roles/run.invoker", "members": ["domain:shop.example.com"]}]}), json!({}));
+        let ev = ev_with(
+            json!({}),
+            json!({"bindings": [{"role": "roles/run.developer", "members": [format!("serviceAccount:{SA}")]}]}),
+        );
+        assert!(matches!(
+            run(&MissingInvokerBinding, &ev),
+            crate::Outcome::Passed(_)
+        ));
+        let mut ev = ev_with(
+            json!({"bindings": [{"role": "roles/run.invoker", "members": ["domain:shop.example.com"]}]}),
+            json!({}),
+        );
         ev.inputs.caller = Some("user:alice@shop.example.com".into());
-        assert!(matches!(run(&MissingInvokerBinding, &ev), crate::Outcome::Passed(_)));
+        assert!(matches!(
+            run(&MissingInvokerBinding, &ev),
+            crate::Outcome::Passed(_)
+        ));
     }
 
     #[test]
     fn group_binding_is_possible() {
-        let ev = ev_with(json!({"bindings": [{"role": "roles/run.invoker", "members": ["group:callers@shop.example.com"]}]}), json!({}));
-        assert_eq!(fired(&run(&MissingInvokerBinding, &ev)), Some(Verdict::Possible));
+        let ev = ev_with(
+            json!({"bindings": [{"role": "roles/run.invoker", "members": ["group:callers@shop.example.com"]}]}),
+            json!({}),
+        );
+        assert_eq!(
+            fired(&run(&MissingInvokerBinding, &ev)),
+            Some(Verdict::Possible)
+        );
     }
 
     #[test]
     fn unknown_caller_skips() {
         let mut ev = ev_with(json!({}), json!({}));
         ev.token = None;
-        assert!(matches!(run(&MissingInvokerBinding, &ev), crate::Outcome::Skipped(_)));
+        assert!(matches!(
+            run(&MissingInvokerBinding, &ev),
+            crate::Outcome::Skipped(_)
+        ));
     }
 }

@@ -24,7 +24,7 @@ declare_rule! {
     /// caller configurations.
     ///
     /// ## Example
-    /// `fixtures/no-token-cloud-tasks-empty-authorization`
+    /// `fixtures/no-token-cloud-tasks-without-oidc`
     ///
     /// ## Fix
     /// Make the caller attach `Authorization: Bearer ID_TOKEN` (or
@@ -74,32 +74,54 @@ impl RuleImpl for NoToken {
 
     fn check(&self, cx: &Cx) -> Check<State> {
         if cx.invoker_check_disabled() {
-            return Check::NotApplicable("the invoker check is disabled; no token is needed".into());
+            return Check::NotApplicable(
+                "the invoker check is disabled; no token is needed".into(),
+            );
         }
-        if let Some(c) = cx.ev.caller_configs.iter().find(|c| c.auth == CallerAuth::None) {
-            return Check::Fire(State { why: Why::CallerSendsNone(c.kind, c.name.clone()), verdict: Verdict::Confirmed });
+        if let Some(c) = cx
+            .ev
+            .caller_configs
+            .iter()
+            .find(|c| c.auth == CallerAuth::None)
+        {
+            return Check::Fire(State {
+                why: Why::CallerSendsNone(c.kind, c.name.clone()),
+                verdict: Verdict::Confirmed,
+            });
         }
         let has_token = cx.token().is_some();
         let method = cx.facts.request.method.as_deref().unwrap_or("");
         let ua = cx.facts.request.user_agent.as_deref().unwrap_or("");
         match cx.gate() {
-            Gate::EmptyAuthorization => Check::Fire(State { why: Why::EmptyAuthorization, verdict: Verdict::Confirmed }),
-            Gate::NotAuthenticated if method == "OPTIONS" => {
-                Check::Fire(State { why: Why::Preflight, verdict: Verdict::Confirmed })
-            }
-            Gate::NotAuthenticated if has_token => {
-                Check::Pass("a token was provided; the 403 points at the caller's permission instead".into())
-            }
-            Gate::NotAuthenticated if is_browser(ua) => Check::Fire(State { why: Why::Browser, verdict: Verdict::Likely }),
-            Gate::NotAuthenticated if cx.caller().is_none() => {
-                Check::Fire(State { why: Why::Unverifiable, verdict: Verdict::Possible })
-            }
-            Gate::NotAuthenticated => Check::Pass("the caller is known; the 403 is examined as a permission problem".into()),
-            Gate::Unknown if !has_token => {
-                Check::Skip("no request log and no token: cannot tell whether a token was sent".into())
-            }
+            Gate::EmptyAuthorization => Check::Fire(State {
+                why: Why::EmptyAuthorization,
+                verdict: Verdict::Confirmed,
+            }),
+            Gate::NotAuthenticated if method == "OPTIONS" => Check::Fire(State {
+                why: Why::Preflight,
+                verdict: Verdict::Confirmed,
+            }),
+            Gate::NotAuthenticated if has_token => Check::Pass(
+                "a token was provided; the 403 points at the caller's permission instead".into(),
+            ),
+            Gate::NotAuthenticated if is_browser(ua) => Check::Fire(State {
+                why: Why::Browser,
+                verdict: Verdict::Likely,
+            }),
+            Gate::NotAuthenticated if cx.caller().is_none() => Check::Fire(State {
+                why: Why::Unverifiable,
+                verdict: Verdict::Possible,
+            }),
+            Gate::NotAuthenticated => Check::Pass(
+                "the caller is known; the 403 is examined as a permission problem".into(),
+            ),
+            Gate::Unknown if !has_token => Check::Skip(
+                "no request log and no token: cannot tell whether a token was sent".into(),
+            ),
             _ if has_token => Check::Pass("a token was provided".into()),
-            g => Check::Pass(format!("the request log does not show a missing token (gate: {g:?})")),
+            g => Check::Pass(format!(
+                "the request log does not show a missing token (gate: {g:?})"
+            )),
         }
     }
 
@@ -112,8 +134,13 @@ impl RuleImpl for NoToken {
                 e.insert_id.as_deref().unwrap_or("?"),
                 e.method().unwrap_or("?"),
                 e.url().unwrap_or("?"),
-                e.status().map(|s| s.to_string()).unwrap_or_else(|| "?".into()),
-                e.http_request.as_ref().and_then(|h| h.latency.as_deref()).unwrap_or("?"),
+                e.status()
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| "?".into()),
+                e.http_request
+                    .as_ref()
+                    .and_then(|h| h.latency.as_deref())
+                    .unwrap_or("?"),
                 e.user_agent().unwrap_or("?")
             ));
             if let Some(t) = &e.text_payload {
@@ -142,12 +169,20 @@ impl RuleImpl for NoToken {
                 "The log says \"The request was not authenticated\", which Cloud Run writes both when no token was sent and when the token's principal lacks run.routes.invoke. No token and no caller were given to tell which: pass --token or --caller to decide.".to_string(),
             ),
         };
-        Body { verdict: s.verdict, title, explanation, evidence }
+        Body {
+            verdict: s.verdict,
+            title,
+            explanation,
+            evidence,
+        }
     }
 
     fn fixes(&self, s: &State, cx: &Cx) -> Vec<Fix> {
         let url = cx.main_url();
-        let url_arg = url.clone().map(Arg::Lit).unwrap_or(Arg::Placeholder("SERVICE_URL"));
+        let url_arg = url
+            .clone()
+            .map(Arg::Lit)
+            .unwrap_or(Arg::Placeholder("SERVICE_URL"));
         let mut v = Vec::new();
         match &s.why {
             Why::EmptyAuthorization | Why::Unverifiable => {
@@ -156,10 +191,25 @@ impl RuleImpl for NoToken {
                     v.push(Fix::command(
                         "make the queue's HTTP tasks carry an OIDC token",
                         vec![
-                            "gcloud".into(), "tasks".into(), "queues".into(), "update".into(), Arg::Placeholder("QUEUE"),
+                            "gcloud".into(),
+                            "tasks".into(),
+                            "queues".into(),
+                            "update".into(),
+                            Arg::Placeholder("QUEUE"),
                             Arg::FlagPlaceholder("--location", "LOCATION"),
-                            Arg::FlagPlaceholder("--http-oidc-service-account-email-override", "INVOKER_SA_EMAIL"),
-                            match &url { Some(u) => Arg::lit(format!("--http-oidc-token-audience-override={u}")), None => Arg::FlagPlaceholder("--http-oidc-token-audience-override", "SERVICE_URL") },
+                            Arg::FlagPlaceholder(
+                                "--http-oidc-service-account-email-override",
+                                "INVOKER_SA_EMAIL",
+                            ),
+                            match &url {
+                                Some(u) => {
+                                    Arg::lit(format!("--http-oidc-token-audience-override={u}"))
+                                }
+                                None => Arg::FlagPlaceholder(
+                                    "--http-oidc-token-audience-override",
+                                    "SERVICE_URL",
+                                ),
+                            },
                         ],
                         Safety::NeedsReview,
                     ));
@@ -167,10 +217,23 @@ impl RuleImpl for NoToken {
                     v.push(Fix::command(
                         "make the Scheduler job send an OIDC token",
                         vec![
-                            "gcloud".into(), "scheduler".into(), "jobs".into(), "update".into(), "http".into(), Arg::Placeholder("JOB"),
+                            "gcloud".into(),
+                            "scheduler".into(),
+                            "jobs".into(),
+                            "update".into(),
+                            "http".into(),
+                            Arg::Placeholder("JOB"),
                             Arg::FlagPlaceholder("--location", "LOCATION"),
-                            Arg::FlagPlaceholder("--oidc-service-account-email", "INVOKER_SA_EMAIL"),
-                            match &url { Some(u) => Arg::lit(format!("--oidc-token-audience={u}")), None => Arg::FlagPlaceholder("--oidc-token-audience", "SERVICE_URL") },
+                            Arg::FlagPlaceholder(
+                                "--oidc-service-account-email",
+                                "INVOKER_SA_EMAIL",
+                            ),
+                            match &url {
+                                Some(u) => Arg::lit(format!("--oidc-token-audience={u}")),
+                                None => {
+                                    Arg::FlagPlaceholder("--oidc-token-audience", "SERVICE_URL")
+                                }
+                            },
                         ],
                         Safety::NeedsReview,
                     ));
@@ -187,7 +250,15 @@ impl RuleImpl for NoToken {
             Why::Preflight | Why::Browser => {
                 v.push(Fix::command(
                     "during development, reach the service through an authenticated local proxy",
-                    vec!["gcloud".into(), "run".into(), "services".into(), "proxy".into(), cx.service_arg(), cx.region_flag(), cx.project_flag()],
+                    vec![
+                        "gcloud".into(),
+                        "run".into(),
+                        "services".into(),
+                        "proxy".into(),
+                        cx.service_arg(),
+                        cx.region_flag(),
+                        cx.project_flag(),
+                    ],
                     Safety::Safe,
                 ));
                 v.push(Fix::note(
@@ -209,24 +280,52 @@ impl RuleImpl for NoToken {
 /// The command that gives a Google-managed caller an OIDC token.
 pub fn caller_oidc_fix(kind: CallerKind, name: &str, url: &Arg) -> Fix {
     let short = name.rsplit('/').next().unwrap_or(name).to_string();
-    let location = name.split('/').skip_while(|s| *s != "locations").nth(1).map(|l| Arg::lit(format!("--location={l}")));
+    let location = name
+        .split('/')
+        .skip_while(|s| *s != "locations")
+        .nth(1)
+        .map(|l| Arg::lit(format!("--location={l}")));
     let aud = |flag: &'static str| match url {
         Arg::Lit(u) => Arg::lit(format!("{flag}={u}")),
         _ => Arg::FlagPlaceholder(flag, "SERVICE_URL"),
     };
     let mut argv: Vec<Arg> = match kind {
         CallerKind::PubsubSubscription => vec![
-            "gcloud".into(), "pubsub".into(), "subscriptions".into(), "update".into(), Arg::lit(short),
-            Arg::FlagPlaceholder("--push-auth-service-account", "INVOKER_SA_EMAIL"), aud("--push-auth-token-audience"),
+            "gcloud".into(),
+            "pubsub".into(),
+            "subscriptions".into(),
+            "update".into(),
+            Arg::lit(short),
+            Arg::FlagPlaceholder("--push-auth-service-account", "INVOKER_SA_EMAIL"),
+            aud("--push-auth-token-audience"),
         ],
         CallerKind::SchedulerJob => vec![
-            "gcloud".into(), "scheduler".into(), "jobs".into(), "update".into(), "http".into(), Arg::lit(short),
-            Arg::FlagPlaceholder("--oidc-service-account-email", "INVOKER_SA_EMAIL"), aud("--oidc-token-audience"),
+            "gcloud".into(),
+            "scheduler".into(),
+            "jobs".into(),
+            "update".into(),
+            "http".into(),
+            Arg::lit(short),
+            Arg::FlagPlaceholder("--oidc-service-account-email", "INVOKER_SA_EMAIL"),
+            aud("--oidc-token-audience"),
         ],
         CallerKind::TasksQueue | CallerKind::TasksTask => vec![
-            "gcloud".into(), "tasks".into(), "queues".into(), "update".into(),
-            Arg::lit(name.split('/').skip_while(|s| *s != "queues").nth(1).unwrap_or(&short).to_string()),
-            Arg::FlagPlaceholder("--http-oidc-service-account-email-override", "INVOKER_SA_EMAIL"), aud("--http-oidc-token-audience-override"),
+            "gcloud".into(),
+            "tasks".into(),
+            "queues".into(),
+            "update".into(),
+            Arg::lit(
+                name.split('/')
+                    .skip_while(|s| *s != "queues")
+                    .nth(1)
+                    .unwrap_or(&short)
+                    .to_string(),
+            ),
+            Arg::FlagPlaceholder(
+                "--http-oidc-service-account-email-override",
+                "INVOKER_SA_EMAIL",
+            ),
+            aud("--http-oidc-token-audience-override"),
         ],
         CallerKind::Workflow | CallerKind::EventarcTrigger => {
             return Fix::note(
@@ -240,7 +339,11 @@ pub fn caller_oidc_fix(kind: CallerKind, name: &str, url: &Arg) -> Fix {
             argv.insert(argv.len() - 2, l);
         }
     }
-    Fix::command(format!("configure an OIDC token on {} `{}`", kind.label(), name), argv, Safety::NeedsReview)
+    Fix::command(
+        format!("configure an OIDC token on {} `{}`", kind.label(), name),
+        argv,
+        Safety::NeedsReview,
+    )
 }
 
 fn first_sentence_pair(t: &str) -> String {

@@ -54,16 +54,24 @@ pub struct State {
 /// The owner wants the service public, it is not, and nothing already makes it public.
 pub fn wants_public_but_is_not(cx: &Cx) -> Result<(), Check<State>> {
     if !cx.facts.expect_public {
-        return Err(Check::NotApplicable("the owner does not expect the service to be public (--expect-public)".into()));
+        return Err(Check::NotApplicable(
+            "the owner does not expect the service to be public (--expect-public)".into(),
+        ));
     }
     if cx.invoker_check_disabled() {
-        return Err(Check::NotApplicable("the invoker check is disabled: the service is already public".into()));
+        return Err(Check::NotApplicable(
+            "the invoker check is disabled: the service is already public".into(),
+        ));
     }
     if let Some(role) = public_binding(cx.ev) {
-        return Err(Check::Pass(format!("`allUsers` already holds `{role}` on the service")));
+        return Err(Check::Pass(format!(
+            "`allUsers` already holds `{role}` on the service"
+        )));
     }
     if let Some(why) = cx.ev.org_policies.absence() {
-        return Err(Check::Skip(format!("effective org policies not available: {why}")));
+        return Err(Check::Skip(format!(
+            "effective org policies not available: {why}"
+        )));
     }
     Ok(())
 }
@@ -79,14 +87,24 @@ impl RuleImpl for PublicAccessBlockedByDomainRestriction {
         if let Err(c) = wants_public_but_is_not(cx) {
             return c;
         }
-        if let Some(p) = cx.ev.constraint(DRS_LEGACY).filter(Effective::restricts_members) {
+        if let Some(p) = cx
+            .ev
+            .constraint(DRS_LEGACY)
+            .filter(Effective::restricts_members)
+        {
             return Check::Fire(State { policy: p });
         }
-        if let Some(p) = cx.ev.constraint(DRS_MANAGED).filter(Effective::blocks_public_members) {
+        if let Some(p) = cx
+            .ev
+            .constraint(DRS_MANAGED)
+            .filter(Effective::blocks_public_members)
+        {
             return Check::Fire(State { policy: p });
         }
         match (cx.ev.constraint(DRS_LEGACY), cx.ev.constraint(DRS_MANAGED)) {
-            (None, None) => Check::Skip(format!("neither `{DRS_LEGACY}` nor `{DRS_MANAGED}` is among the org policies provided")),
+            (None, None) => Check::Skip(format!(
+                "neither `{DRS_LEGACY}` nor `{DRS_MANAGED}` is among the org policies provided"
+            )),
             _ => Check::Pass("domain restricted sharing does not block `allUsers`".into()),
         }
     }
@@ -97,12 +115,19 @@ impl RuleImpl for PublicAccessBlockedByDomainRestriction {
             "effective org policy `constraints/{}`: {}",
             s.policy.constraint,
             if s.policy.constraint == DRS_LEGACY {
-                if s.policy.deny_all { "denyAll".to_string() } else { format!("allowed customers {}", s.policy.allowed_values.join(", ")) }
+                if s.policy.deny_all {
+                    "denyAll".to_string()
+                } else {
+                    format!("allowed customers {}", s.policy.allowed_values.join(", "))
+                }
             } else {
-                "enforced without `principalSet://goog/public:all` among allowed principal sets".to_string()
+                "enforced without `principalSet://goog/public:all` among allowed principal sets"
+                    .to_string()
             }
         )];
-        evidence.push(format!("service `{svc}`: invoker check on, no `allUsers` binding"));
+        evidence.push(format!(
+            "service `{svc}`: invoker check on, no `allUsers` binding"
+        ));
         if let Some(st) = cx.status() {
             evidence.push(format!("the client saw {st}"));
         }
@@ -115,7 +140,10 @@ impl RuleImpl for PublicAccessBlockedByDomainRestriction {
     }
 
     fn fixes(&self, _: &State, cx: &Cx) -> Vec<Fix> {
-        let enforced = cx.ev.constraint(REQUIRE_INVOKER_IAM).is_some_and(|p| p.enforced);
+        let enforced = cx
+            .ev
+            .constraint(REQUIRE_INVOKER_IAM)
+            .is_some_and(|p| p.enforced);
         if enforced {
             return vec![Fix::note(
                 "`run.managed.requireInvokerIam` also forbids disabling the invoker check",
@@ -123,14 +151,23 @@ impl RuleImpl for PublicAccessBlockedByDomainRestriction {
             )];
         }
         vec![
-            Fix::command("disable the invoker IAM check to make the service public", cx.update_argv(&["--no-invoker-iam-check"]), Safety::NeedsReview),
+            Fix::command(
+                "disable the invoker IAM check to make the service public",
+                cx.update_argv(&["--no-invoker-iam-check"]),
+                Safety::NeedsReview,
+            ),
             Fix::text(
                 FixKind::Terraform,
                 "the same in Terraform",
                 "resource \"google_cloud_run_v2_service\" \"service\" {\n  # ...\n  invoker_iam_disabled = true\n}",
                 Safety::NeedsReview,
             ),
-            Fix::text(FixKind::Yaml, "the same in a service YAML (`gcloud run services replace`)", "metadata:\n  annotations:\n    run.googleapis.com/invoker-iam-disabled: 'true'", Safety::NeedsReview),
+            Fix::text(
+                FixKind::Yaml,
+                "the same in a service YAML (`gcloud run services replace`)",
+                "metadata:\n  annotations:\n    run.googleapis.com/invoker-iam-disabled: 'true'",
+                Safety::NeedsReview,
+            ),
         ]
     }
 }
@@ -151,17 +188,30 @@ mod tests {
         let mut ev = base();
         ev.inputs.expect_public = true;
         ev.service_policy = policy(json!({"etag": "ACAB"}));
-        ev.org_policies = org(json!([{"name": "projects/1/policies/iam.allowedPolicyMemberDomains", "spec": {"rules": [{"values": {"allowedValues": ["C0abc"]}}]}}]));
-        assert_eq!(fired(&run(&PublicAccessBlockedByDomainRestriction, &ev)), Some(Verdict::Confirmed));
+        ev.org_policies = org(
+            json!([{"name": "projects/1/policies/iam.allowedPolicyMemberDomains", "spec": {"rules": [{"values": {"allowedValues": ["C0abc"]}}]}}]),
+        );
+        assert_eq!(
+            fired(&run(&PublicAccessBlockedByDomainRestriction, &ev)),
+            Some(Verdict::Confirmed)
+        );
         ev.inputs.expect_public = false;
-        assert!(matches!(run(&PublicAccessBlockedByDomainRestriction, &ev), crate::Outcome::NotApplicable(_)));
+        assert!(matches!(
+            run(&PublicAccessBlockedByDomainRestriction, &ev),
+            crate::Outcome::NotApplicable(_)
+        ));
     }
 
     #[test]
     fn allow_all_passes() {
         let mut ev = base();
         ev.inputs.expect_public = true;
-        ev.org_policies = org(json!([{"name": "projects/1/policies/iam.allowedPolicyMemberDomains", "spec": {"rules": [{"allowAll": true}]}}]));
-        assert!(matches!(run(&PublicAccessBlockedByDomainRestriction, &ev), crate::Outcome::Passed(_)));
+        ev.org_policies = org(
+            json!([{"name": "projects/1/policies/iam.allowedPolicyMemberDomains", "spec": {"rules": [{"allowAll": true}]}}]),
+        );
+        assert!(matches!(
+            run(&PublicAccessBlockedByDomainRestriction, &ev),
+            crate::Outcome::Passed(_)
+        ));
     }
 }

@@ -73,7 +73,9 @@ impl RuleImpl for WrongAudience {
 
     fn check(&self, cx: &Cx) -> Check<State> {
         if cx.invoker_check_disabled() {
-            return Check::NotApplicable("the invoker check is disabled; tokens are not checked".into());
+            return Check::NotApplicable(
+                "the invoker check is disabled; tokens are not checked".into(),
+            );
         }
         let Some(t) = cx.token() else {
             return Check::Skip("no token was given (token.txt or --token)".into());
@@ -82,23 +84,38 @@ impl RuleImpl for WrongAudience {
             return Check::NotApplicable("not a Google ID token (see IPD011/IPD012)".into());
         }
         let Some(svc) = cx.service() else {
-            return Check::Skip(format!("service description not available: {}", cx.ev.service.absence().unwrap_or_default()));
+            return Check::Skip(format!(
+                "service description not available: {}",
+                cx.ev.service.absence().unwrap_or_default()
+            ));
         };
         let aud: Vec<String> = t.claims.as_ref().map(|c| c.aud.clone()).unwrap_or_default();
         if aud.is_empty() {
-            return Check::Fire(State { aud, accepted: vec![], mismatch: Mismatch::Other });
+            return Check::Fire(State {
+                aud,
+                accepted: vec![],
+                mismatch: Mismatch::Other,
+            });
         }
         let mut accepted: Vec<String> = svc.all_urls().cloned().collect();
         accepted.extend(svc.custom_audiences.iter().cloned());
         if aud.iter().any(|a| a == GCLOUD_CLIENT_ID) {
-            return Check::Pass("a gcloud user token (audience = the gcloud client ID, which Cloud Run accepts)".into());
+            return Check::Pass(
+                "a gcloud user token (audience = the gcloud client ID, which Cloud Run accepts)"
+                    .into(),
+            );
         }
-        if let Some(a) = aud.iter().find(|a| accepted.iter().any(|u| norm(u) == norm(a))) {
+        if let Some(a) = aud
+            .iter()
+            .find(|a| accepted.iter().any(|u| norm(u) == norm(a)))
+        {
             return Check::Pass(format!("`aud` `{a}` is an accepted audience"));
         }
         if svc.urls.is_empty() && svc.derived_urls.is_empty() {
             let looks_like_ours = aud.iter().any(|a| {
-                a.strip_prefix("https://").is_some_and(|h| h.starts_with(&format!("{}-", svc.name)) && h.contains(".run.app"))
+                a.strip_prefix("https://").is_some_and(|h| {
+                    h.starts_with(&format!("{}-", svc.name)) && h.contains(".run.app")
+                })
             });
             if looks_like_ours {
                 return Check::Skip(format!(
@@ -127,7 +144,11 @@ impl RuleImpl for WrongAudience {
                 })
             })
             .unwrap_or(Mismatch::Other);
-        Check::Fire(State { aud, accepted, mismatch })
+        Check::Fire(State {
+            aud,
+            accepted,
+            mismatch,
+        })
     }
 
     fn finding(&self, s: &State, cx: &Cx) -> Body {
@@ -136,13 +157,31 @@ impl RuleImpl for WrongAudience {
         if matches!(s.mismatch, Mismatch::PathOnServiceUrl(_)) && verdict == Verdict::Confirmed {
             verdict = Verdict::Likely;
         }
-        let aud_shown = if s.aud.is_empty() { "(none)".to_string() } else { s.aud.join(", ") };
-        let mut evidence = vec![format!("token `aud`: `{aud_shown}` (decoded, not verified)")];
+        let aud_shown = if s.aud.is_empty() {
+            "(none)".to_string()
+        } else {
+            s.aud.join(", ")
+        };
+        let mut evidence = vec![format!(
+            "token `aud`: `{aud_shown}` (decoded, not verified)"
+        )];
         evidence.push(format!(
             "accepted audiences of `{svc}`: {}",
-            if s.accepted.is_empty() { "none known".to_string() } else { s.accepted.iter().map(|a| format!("`{a}`")).collect::<Vec<_>>().join(", ") }
+            if s.accepted.is_empty() {
+                "none known".to_string()
+            } else {
+                s.accepted
+                    .iter()
+                    .map(|a| format!("`{a}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
         ));
-        if let Some(e) = cx.token().and_then(|t| t.claims.as_ref()).and_then(|c| c.email.clone()) {
+        if let Some(e) = cx
+            .token()
+            .and_then(|t| t.claims.as_ref())
+            .and_then(|c| c.email.clone())
+        {
             evidence.push(format!("token `email`: `{e}`"));
         }
         let mut explanation = match &s.mismatch {
@@ -157,7 +196,12 @@ impl RuleImpl for WrongAudience {
         if let Some(c) = cx.status_caveat(true) {
             explanation.push_str(&format!(" Note: {c}."));
         }
-        Body { verdict, title: format!("the token's audience `{aud_shown}` is not accepted by service `{svc}`"), explanation, evidence }
+        Body {
+            verdict,
+            title: format!("the token's audience `{aud_shown}` is not accepted by service `{svc}`"),
+            explanation,
+            evidence,
+        }
     }
 
     fn fixes(&self, s: &State, cx: &Cx) -> Vec<Fix> {
@@ -171,11 +215,23 @@ impl RuleImpl for WrongAudience {
         };
         let mut v = vec![Fix::command(
             "mint the token for the service URL",
-            vec!["gcloud".into(), "auth".into(), "print-identity-token".into(), Arg::FlagPlaceholder("--impersonate-service-account", "INVOKER_SA_EMAIL"), aud_flag("--audiences")],
+            vec![
+                "gcloud".into(),
+                "auth".into(),
+                "print-identity-token".into(),
+                Arg::FlagPlaceholder("--impersonate-service-account", "INVOKER_SA_EMAIL"),
+                aud_flag("--audiences"),
+            ],
             Safety::Safe,
         )];
         if let Some(c) = cx.ev.caller_configs.first() {
-            v.push(crate::rules::no_token::caller_oidc_fix(c.kind, &c.name, &url.clone().map(Arg::Lit).unwrap_or(Arg::Placeholder("SERVICE_URL"))));
+            v.push(crate::rules::no_token::caller_oidc_fix(
+                c.kind,
+                &c.name,
+                &url.clone()
+                    .map(Arg::Lit)
+                    .unwrap_or(Arg::Placeholder("SERVICE_URL")),
+            ));
         } else if matches!(s.mismatch, Mismatch::PathOnServiceUrl(_)) {
             v.push(Fix::command(
                 "if a Pub/Sub push subscription calls the service, set its audience to the service URL",
@@ -183,7 +239,11 @@ impl RuleImpl for WrongAudience {
                 Safety::Safe,
             ));
         }
-        let custom: Vec<&String> = s.aud.iter().filter(|a| a.starts_with("https://") && !a.contains(".run.app")).collect();
+        let custom: Vec<&String> = s
+            .aud
+            .iter()
+            .filter(|a| a.starts_with("https://") && !a.contains(".run.app"))
+            .collect();
         if let (Mismatch::Other, Some(a)) = (&s.mismatch, custom.first()) {
             v.push(Fix::command(
                 format!("or accept `{a}` as a custom audience of the service"),
@@ -206,9 +266,15 @@ mod tests {
     fn service_url_and_trailing_slash_pass() {
         let mut ev = base();
         ev.token = Some(sa_token(URL));
-        assert!(matches!(run(&WrongAudience, &ev), crate::Outcome::Passed(_)));
+        assert!(matches!(
+            run(&WrongAudience, &ev),
+            crate::Outcome::Passed(_)
+        ));
         ev.token = Some(sa_token(&format!("{URL}/")));
-        assert!(matches!(run(&WrongAudience, &ev), crate::Outcome::Passed(_)));
+        assert!(matches!(
+            run(&WrongAudience, &ev),
+            crate::Outcome::Passed(_)
+        ));
     }
 
     #[test]
@@ -225,10 +291,20 @@ mod tests {
     #[test]
     fn gcloud_user_tokens_and_custom_audiences_pass() {
         let mut ev = base();
-        ev.token = Some(Token::analyze(&jwt(json!({"iss": "https://accounts.google.com", "aud": GCLOUD_CLIENT_ID, "email": "a@b.com"}))));
-        assert!(matches!(run(&WrongAudience, &ev), crate::Outcome::Passed(_)));
-        ev.service = ipd_model::Gathered::Present(service(json!({"customAudiences": ["https://api.shop.example.com"]})));
+        ev.token = Some(Token::analyze(&jwt(
+            json!({"iss": "https://accounts.google.com", "aud": GCLOUD_CLIENT_ID, "email": "a@b.com"}),
+        )));
+        assert!(matches!(
+            run(&WrongAudience, &ev),
+            crate::Outcome::Passed(_)
+        ));
+        ev.service = ipd_model::Gathered::Present(service(
+            json!({"customAudiences": ["https://api.shop.example.com"]}),
+        ));
         ev.token = Some(sa_token("https://api.shop.example.com"));
-        assert!(matches!(run(&WrongAudience, &ev), crate::Outcome::Passed(_)));
+        assert!(matches!(
+            run(&WrongAudience, &ev),
+            crate::Outcome::Passed(_)
+        ));
     }
 }

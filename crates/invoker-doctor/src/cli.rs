@@ -1,0 +1,110 @@
+//! The command line (the contract's command names and options).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "invoker-doctor",
+    version,
+    about = "Tells why a Cloud Run service refused a request (401/403/404) and the exact command that fixes it",
+    long_about = None,
+    propagate_version = true
+)]
+pub struct Cli {
+    /// When to use colour: auto (a terminal, unless NO_COLOR is set), always, never.
+    #[arg(long, value_enum, default_value_t = ColorWhen::Auto, global = true)]
+    pub color: ColorWhen,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum ColorWhen {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq, Default)]
+pub enum Format {
+    #[default]
+    Text,
+    Json,
+    Markdown,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Diagnose a refused request from an evidence bundle (--bundle) or live from Google Cloud.
+    Diagnose(DiagnoseArgs),
+    /// Tell what a pasted thing is (request/trace ID, insertId, Logs Explorer URL, LogEntry
+    /// JSON, ID token, error text or HTML) and diagnose as far as it and the evidence allow.
+    Explain(ExplainArgs),
+    /// List every rule, or print one rule's documentation.
+    Rules(RulesArgs),
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct CaseArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// The principal that made the request (`serviceAccount:EMAIL`, `user:EMAIL`, ...).
+    #[arg(long, value_name = "PRINCIPAL")]
+    pub caller: Option<String>,
+    /// The caller's ID token: the token itself, @FILE, or - for standard input. Never printed.
+    #[arg(long, value_name = "JWT|@FILE|-")]
+    pub token: Option<String>,
+    /// The owner wants the service to be public.
+    #[arg(long)]
+    pub expect_public: bool,
+    /// When the failing request happened (RFC 3339); overrides logs and context.json.
+    #[arg(long, value_name = "RFC3339")]
+    pub at: Option<String>,
+    /// The status the client saw; overrides logs and context.json.
+    #[arg(long, value_parser = ["401", "403", "404"])]
+    pub status: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DiagnoseArgs {
+    /// An evidence bundle directory (no network).
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["project", "url"])]
+    pub bundle: Option<PathBuf>,
+    /// Live mode: the project ID.
+    #[arg(long, value_name = "P")]
+    pub project: Option<String>,
+    /// Live mode: the region.
+    #[arg(long, value_name = "R")]
+    pub region: Option<String>,
+    /// Live mode: the service name.
+    #[arg(long, value_name = "S")]
+    pub service: Option<String>,
+    /// Live mode: the service URL instead of project/region/service.
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// Live mode: diagnose on behalf of a Google-managed caller (e.g. pubsub:projects/P/subscriptions/S).
+    #[arg(long, value_name = "KIND:RESOURCE")]
+    pub caller_config: Option<String>,
+    #[command(flatten)]
+    pub case: CaseArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// What was pasted (quote it), or - to read it from standard input.
+    pub paste: String,
+    /// An evidence bundle to diagnose against, with the paste added.
+    #[arg(long, value_name = "DIR")]
+    pub bundle: Option<PathBuf>,
+    #[command(flatten)]
+    pub case: CaseArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RulesArgs {
+    /// A rule code (IPD020), name (missing-invoker-binding) or cause (missing_invoker_binding).
+    pub code: Option<String>,
+}

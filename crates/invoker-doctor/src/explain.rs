@@ -1,0 +1,261 @@
+//! `invoker-doctor explain PASTE`: what the paste is, what it alone shows, and the diagnosis
+//! it allows together with any evidence given.
+
+use std::io::Read;
+
+use anyhow::{Context, Result, anyhow};
+use ipd_model::Gathered;
+use ipd_model::paste::{Origin, Paste, classify};
+use ipd_model::token::TokenKind;
+use serde::Serialize;
+
+use crate::Output;
+use crate::cli::{ExplainArgs, Format};
+
+#[derive(Debug, Serialize)]
+pub struct PasteOut {
+    pub kind: &'static str,
+    pub summary: String,
+    pub hints: Vec<String>,
+}
+
+pub fn run(a: &ExplainArgs, stdin: &mut dyn Read) -> Result<Output> {
+    let text = if a.paste == "-" {
+        let mut s = String::new();
+        stdin
+            .read_to_string(&mut s)
+            .context("cannot read the paste from standard input")?;
+        s
+    } else {
+        a.paste.clone()
+    };
+    let paste = classify(&text);
+    let mut inputs = crate::inputs(&a.case)?;
+    inputs.request_ref = paste.request_ref();
+    if let Paste::ErrorPage {
+        status: Some(s), ..
+    } = &paste
+    {
+        inputs.status = inputs.status.or(Some(*s));
+    }
+    let (mut ev, warnings) = match &a.bundle {
+        Some(dir) => {
+            let l = ipd_model::bundle::load(dir, inputs).map_err(|e| anyhow!("{e}"))?;
+            (l.evidence, l.warnings)
+        }
+        None => {
+            let why = "no evidence bundle given (--bundle DIR)";
+            let ev = ipd_model::Evidence {
+                service: Gathered::missing(why),
+                service_policy: Gathered::missing(why),
+                project_policy: Gathered::missing(why),
+                org_policies: Gathered::missing(why),
+                logs: Gathered::missing(why),
+                deny_policies: Gathered::missing(why),
+                inputs,
+                ..Default::default()
+            };
+            (ev, vec![])
+        }
+    };
+    match &paste {
+        Paste::Token(t) => ev.token = Some((**t).clone()),
+        Paste::LogEntry(e) => {
+            let entry = (**e).clone();
+            match &mut ev.logs {
+                Gathered::Present(v) => {
+                    if !v
+                        .iter()
+                        .any(|x| x.insert_id.is_some() && x.insert_id == entry.insert_id)
+                    {
+                        v.push(entry);
+                    }
+                }
+                other => *other = Gathered::Present(vec![entry]),
+            }
+        }
+        _ => {}
+    }
+    crate::apply_token_flag(&mut ev, &a.case, stdin)?;
+    let found = ev.inputs.request_ref.as_ref().map(|r| {
+        ev.logs.present().is_some_and(|logs| {
+            logs.iter()
+                .any(|e| e.insert_id.as_deref() == Some(r) || e.trace_id() == Some(r))
+        })
+    });
+    let out = describe(&paste, found);
+    let report = ipd_rules::diagnose(&ev);
+    let stdout = match a.case.format {
+        Format::Json => {
+            let mut v = serde_json::to_value(&report).context("cannot serialize the report")?;
+            if let Some(o) = v.as_object_mut() {
+                o.insert(
+                    "paste".into(),
+                    serde_json::to_value(&out).context("cannot serialize the paste")?,
+                );
+            }
+            let mut s = serde_json::to_string_pretty(&v).context("cannot serialize the report")?;
+            s.push('\n');
+            s
+        }
+        Format::Text => {
+            let mut s = format!("PASTE: {} — {}\n", out.kind.replace('_', " "), out.summary);
+            for h in &out.hints {
+                s.push_str(&format!("  - {h}\n"));
+            }
+            s.push('\n');
+            s.push_str(&crate::render(&report, Format::Text));
+            s
+        }
+        Format::Markdown => {
+            let mut s = format!(
+                "**Pasted:** {} — {}\n\n",
+                out.kind.replace('_', " "),
+                out.summary
+            );
+            for h in &out.hints {
+                s.push_str(&format!("- {h}\n"));
+            }
+            s.push('\n');
+            s.push_str(&crate::render(&report, Format::Markdown));
+            s
+        }
+    };
+    Ok(Output {
+        stdout,
+        warnings,
+        code: crate::exit_code(&report),
+    })
+}
+
+/// What the paste is and what it shows on its own.
+pub fn describe(p: &Paste, found_in_logs: Option<bool>) -> PasteOut {
+    let mut hints = Vec::new();
+    let lookup = |hints: &mut Vec<String>| {
+        match found_in_logs {
+        Some(true) => hints.push("found in the bundle's logs.json: that entry is taken as the failing request".into()),
+        Some(false) => hints.push("not found in the evidence's logs: pass --bundle with the logs.json of that time (gcloud logging read 'trace=\"projects/P/traces/ID\" OR insertId=\"ID\"' --format=json)".into()),
+        None => {}
+    }
+    };
+    let summary = match p {
+        Paste::Token(t) => {
+            let who = t
+                .claims
+                .as_ref()
+                .and_then(|c| c.email.clone())
+                .map(|e| format!(" for `{e}`"))
+                .unwrap_or_default();
+            let aud = t
+                .claims
+                .as_ref()
+                .map(|c| c.aud.join(", "))
+                .filter(|a| !a.is_empty())
+                .map(|a| format!(", audience `{a}`"))
+                .unwrap_or_default();
+            match &t.kind {
+                TokenKind::GoogleIdToken => {
+                    hints.push("Cloud Run accepts it only if `aud` is a URL or custom audience of the service and it has not expired; its principal then needs `run.routes.invoke` (pass --bundle to check both)".into());
+                    format!(
+                        "a Google ID token{who}{aud} ({}; decoded without verifying the signature)",
+                        t.raw.redacted()
+                    )
+                }
+                TokenKind::AccessToken => {
+                    hints.push("Cloud Run refuses access tokens with 401: send an ID token (gcloud auth print-identity-token)".into());
+                    format!(
+                        "an OAuth access token ({}), not an ID token",
+                        t.raw.redacted()
+                    )
+                }
+                TokenKind::FirebaseIdToken { project } => {
+                    hints.push("Cloud Run's invoker check refuses Firebase tokens with 401: send a Google ID token (in X-Serverless-Authorization if the app needs its own token)".into());
+                    format!(
+                        "a Firebase Authentication ID token for project `{project}`{who} ({})",
+                        t.raw.redacted()
+                    )
+                }
+                TokenKind::OtherIssuer { issuer } => {
+                    hints
+                        .push("only Google-signed ID tokens pass Cloud Run's invoker check".into());
+                    format!(
+                        "a JWT from issuer `{}` ({})",
+                        issuer.as_deref().unwrap_or("none"),
+                        t.raw.redacted()
+                    )
+                }
+                TokenKind::Malformed { reason } => {
+                    format!("a token that is not a valid JWT: {reason}")
+                }
+                TokenKind::Multiple { count } => {
+                    format!("{count} tokens in one value; Cloud Run needs exactly one")
+                }
+                TokenKind::RefreshToken => {
+                    "an OAuth refresh token, which is never a bearer token".into()
+                }
+                TokenKind::Empty => "an empty token".into(),
+            }
+        }
+        Paste::LogEntry(e) => {
+            let gate = e.gate_message();
+            hints.push(match gate {
+                ipd_model::logs::GateMessage::EmptyAuthorization => "the gate's text says the request had no token at all".into(),
+                ipd_model::logs::GateMessage::NotAuthenticated => "the gate's 403 text: no token, or a token whose principal lacks run.routes.invoke (the log never names the caller: pass --caller or --token)".into(),
+                ipd_model::logs::GateMessage::NotAuthorized => "the gate's 401 text: the token was rejected (kind, audience, expiry, signature)".into(),
+                ipd_model::logs::GateMessage::None => "no gate text: if the latency is not 0s, the container itself answered".into(),
+            });
+            format!(
+                "a Cloud Logging entry `{}`: {} {} → {}",
+                e.insert_id.as_deref().unwrap_or("?"),
+                e.method().unwrap_or("?"),
+                e.url().unwrap_or("?"),
+                e.status()
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| "?".into())
+            )
+        }
+        Paste::TraceId(t) => {
+            lookup(&mut hints);
+            format!("a trace ID `{t}`")
+        }
+        Paste::TraceContext { trace, .. } => {
+            lookup(&mut hints);
+            format!("an X-Cloud-Trace-Context value (trace `{trace}`)")
+        }
+        Paste::InsertId(i) => {
+            lookup(&mut hints);
+            format!("a log entry insertId `{i}`")
+        }
+        Paste::LogsExplorerUrl { project, query } => {
+            lookup(&mut hints);
+            format!(
+                "a Logs Explorer URL (project `{}`, query `{}`)",
+                project.as_deref().unwrap_or("?"),
+                query.as_deref().unwrap_or("")
+            )
+        }
+        Paste::ErrorPage {
+            status,
+            origin,
+            detail,
+        } => {
+            hints.push(match (origin, status) {
+                (Origin::Iap, _) => "Identity-Aware Proxy refused the request, before Cloud Run's invoker check: the user needs `IAP-secured Web App User` (roles/iap.httpsResourceAccessor), or the IAP token was bad".into(),
+                (_, Some(401)) => "a 401 from Cloud Run means the token was rejected: an access token instead of an ID token, a wrong audience, an expired or non-Google token (explain the token itself to see which)".into(),
+                (_, Some(403)) => "a 403 from Cloud Run means no token was sent, or the token's principal lacks run.routes.invoke on the service (the wording \"not authenticated\" is misleading)".into(),
+                (_, Some(404)) => "a 404 with no request log is ingress (internal only), a disabled default URL, a wrong URL or region, or a path ending in `z` — not IAM".into(),
+                _ => "an error page; pass the token or a request ID too".into(),
+            });
+            detail.clone()
+        }
+        Paste::Unknown => {
+            hints.push("paste a request or trace ID, a log entry (JSON), a Logs Explorer URL, the token, or the error page".into());
+            "not recognised".into()
+        }
+    };
+    PasteOut {
+        kind: p.kind(),
+        summary,
+        hints,
+    }
+}

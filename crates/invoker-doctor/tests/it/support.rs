@@ -1,0 +1,68 @@
+//! Fixture discovery and the case file.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// `fixtures/<slug>/case.toml`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Case {
+    pub summary: String,
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// The cause expected at rank 1, or "none" when nothing should fire.
+    pub root_cause: String,
+    pub exit: i32,
+    #[serde(default)]
+    pub absent: Vec<String>,
+}
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("workspace root")
+}
+
+/// Every fixture directory, sorted, with its case.
+pub fn fixtures() -> Vec<(String, PathBuf, Case)> {
+    let dir = workspace_root().join("fixtures");
+    let mut v: Vec<(String, PathBuf, Case)> = std::fs::read_dir(&dir)
+        .expect("fixtures dir")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join("case.toml").is_file())
+        .map(|e| {
+            let path = e.path();
+            let slug = e.file_name().to_string_lossy().into_owned();
+            let text = std::fs::read_to_string(path.join("case.toml")).expect("read case.toml");
+            let case: Case =
+                toml::from_str(&text).unwrap_or_else(|err| panic!("{slug}/case.toml: {err}"));
+            (slug, path, case)
+        })
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+/// Runs the command line in-process (same code path as the binary, minus printing).
+pub fn run_args(args: &[String]) -> invoker_doctor::Output {
+    use clap::Parser;
+    colored::control::set_override(false);
+    let cli =
+        invoker_doctor::cli::Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    let mut empty: &[u8] = &[];
+    invoker_doctor::run(&cli, &mut empty).unwrap_or_else(|e| panic!("{args:?}: {e:#}"))
+}
+
+pub fn diagnose_args(dir: &Path, case: &Case, format: &str) -> Vec<String> {
+    let mut a = vec![
+        "invoker-doctor".to_string(),
+        "diagnose".into(),
+        "--bundle".into(),
+        dir.display().to_string(),
+    ];
+    a.extend(case.args.iter().cloned());
+    a.extend(["--format".into(), format.into()]);
+    a
+}
