@@ -12,7 +12,8 @@ use ipd_rules::{Safety, Verdict};
 
 /// The contract's JSON report, pretty-printed.
 pub fn json(report: &Report) -> String {
-    serde_json::to_string_pretty(report).unwrap_or_else(|e| format!("{{\"error\": \"cannot serialize report: {e}\"}}"))
+    serde_json::to_string_pretty(report)
+        .unwrap_or_else(|e| format!("{{\"error\": \"cannot serialize report: {e}\"}}"))
 }
 
 fn verdict_label(v: Verdict) -> String {
@@ -33,7 +34,10 @@ fn safety_label(s: Safety) -> &'static str {
 }
 
 fn indent(text: &str, by: &str) -> String {
-    text.lines().map(|l| format!("{by}{l}")).collect::<Vec<_>>().join("\n")
+    text.lines()
+        .map(|l| format!("{by}{l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// The human report: root cause and its fix first, then context, the other findings, the
@@ -42,17 +46,42 @@ pub fn text(report: &Report) -> String {
     let mut o = String::new();
     match report.root_cause() {
         Some(f) => {
-            let _ = writeln!(o, "{} ({}) {} {}: {}", "ROOT CAUSE".bold(), verdict_label(f.verdict), f.code, f.cause, f.title);
+            let _ = writeln!(
+                o,
+                "{} ({}) {} {}: {}",
+                "ROOT CAUSE".bold(),
+                verdict_label(f.verdict),
+                f.code,
+                f.cause,
+                f.title
+            );
             if let Some(fix) = f.fixes.first() {
-                let _ = writeln!(o, "{} ({}): {}", "FIX".bold(), safety_label(fix.safety), fix.title);
+                let _ = writeln!(
+                    o,
+                    "{} ({}): {}",
+                    "FIX".bold(),
+                    safety_label(fix.safety),
+                    fix.title
+                );
                 let _ = writeln!(o, "{}", indent(&fix.text, "  "));
             }
         }
         None => {
-            let _ = writeln!(o, "{}: nothing in the evidence explains a refusal", "NO CAUSE FOUND".bold());
-            let skipped = report.checks.iter().filter(|c| c.outcome == CheckState::Skipped).count();
+            let _ = writeln!(
+                o,
+                "{}: nothing in the evidence explains a refusal",
+                "NO CAUSE FOUND".bold()
+            );
+            let skipped = report
+                .checks
+                .iter()
+                .filter(|c| c.outcome == CheckState::Skipped)
+                .count();
             if skipped > 0 {
-                let _ = writeln!(o, "{skipped} checks were skipped for lack of evidence; see CHECKLIST for what would let them decide");
+                let _ = writeln!(
+                    o,
+                    "{skipped} checks were skipped for lack of evidence; see CHECKLIST for what would let them decide"
+                );
             }
         }
     }
@@ -66,7 +95,15 @@ pub fn text(report: &Report) -> String {
     if !others.is_empty() {
         let _ = writeln!(o, "\n{}", "OTHER FINDINGS".bold());
         for f in others {
-            let _ = writeln!(o, "{}. ({}) {} {}: {}", f.rank, verdict_label(f.verdict), f.code, f.cause, f.title);
+            let _ = writeln!(
+                o,
+                "{}. ({}) {} {}: {}",
+                f.rank,
+                verdict_label(f.verdict),
+                f.code,
+                f.cause,
+                f.title
+            );
             details(&mut o, f, false);
         }
     }
@@ -83,7 +120,10 @@ pub fn text(report: &Report) -> String {
     if !report.gaps.is_empty() {
         let _ = writeln!(o, "\n{}", "GAPS (evidence the tool could not use)".bold());
         for g in &report.gaps {
-            let state = serde_json::to_value(g.state).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+            let state = serde_json::to_value(g.state)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
             let _ = write!(o, "  - {} ({state}): {}", g.source, g.detail);
             if let Some(p) = &g.needs_permission {
                 let _ = write!(o, " [needs `{p}`]");
@@ -99,9 +139,18 @@ fn context(o: &mut String, r: &Report) {
     let _ = writeln!(
         o,
         "service: {} · project {} · region {}",
-        t.service.as_deref().map(|s| format!("`{s}`")).unwrap_or_else(|| "unknown".into()),
-        t.project.as_deref().map(|s| format!("`{s}`")).unwrap_or_else(|| "unknown".into()),
-        t.region.as_deref().map(|s| format!("`{s}`")).unwrap_or_else(|| "unknown".into()),
+        t.service
+            .as_deref()
+            .map(|s| format!("`{s}`"))
+            .unwrap_or_else(|| "unknown".into()),
+        t.project
+            .as_deref()
+            .map(|s| format!("`{s}`"))
+            .unwrap_or_else(|| "unknown".into()),
+        t.region
+            .as_deref()
+            .map(|s| format!("`{s}`"))
+            .unwrap_or_else(|| "unknown".into()),
     );
     let q = &r.request;
     let mut req = Vec::new();
@@ -120,19 +169,47 @@ fn context(o: &mut String, r: &Report) {
     if let Some(i) = &q.log_insert_id {
         req.push(format!("(log entry {i})"));
     }
-    let gate = serde_json::to_value(q.gate).ok().and_then(|v| v.as_str().map(|s| s.replace('_', " "))).unwrap_or_default();
-    let _ = writeln!(o, "request: {} · gate: {gate}", if req.is_empty() { "unknown".into() } else { req.join(" ") });
+    let gate = serde_json::to_value(q.gate)
+        .ok()
+        .and_then(|v| v.as_str().map(|s| s.replace('_', " ")))
+        .unwrap_or_default();
+    let _ = writeln!(
+        o,
+        "request: {} · gate: {gate}",
+        if req.is_empty() {
+            "unknown".into()
+        } else {
+            req.join(" ")
+        }
+    );
     let _ = writeln!(
         o,
         "caller: {}",
         match (&r.caller.principal, &r.caller.source) {
-            (Some(p), Some(s)) => format!("{p} (from {})", serde_json::to_value(s).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()),
+            (Some(p), Some(s)) => format!(
+                "{p} (from {})",
+                serde_json::to_value(s)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default()
+            ),
             _ => "unknown".into(),
         }
     );
     if let Some(tok) = &r.token {
-        let kind = serde_json::to_value(&tok.kind).ok().and_then(|v| v.get("kind").and_then(|k| k.as_str()).map(|s| s.replace('_', " "))).unwrap_or_default();
-        let _ = writeln!(o, "token: {kind} {} — decoded without verifying the signature", tok.redacted);
+        let kind = serde_json::to_value(&tok.kind)
+            .ok()
+            .and_then(|v| {
+                v.get("kind")
+                    .and_then(|k| k.as_str())
+                    .map(|s| s.replace('_', " "))
+            })
+            .unwrap_or_default();
+        let _ = writeln!(
+            o,
+            "token: {kind} {} — decoded without verifying the signature",
+            tok.redacted
+        );
         if let Some(c) = &tok.claims {
             let mut parts = Vec::new();
             if let Some(i) = &c.iss {
@@ -166,7 +243,11 @@ fn details(o: &mut String, f: &Finding, root: bool) {
             let _ = writeln!(o, "     - {e}");
         }
     }
-    let fixes: Vec<&FixOut> = if root { f.fixes.iter().skip(1).collect() } else { f.fixes.iter().collect() };
+    let fixes: Vec<&FixOut> = if root {
+        f.fixes.iter().skip(1).collect()
+    } else {
+        f.fixes.iter().collect()
+    };
     if !fixes.is_empty() {
         let _ = writeln!(o, "   {}:", if root { "more fixes" } else { "fixes" });
         for x in fixes {
@@ -208,7 +289,14 @@ pub fn markdown(report: &Report) -> String {
     );
     match report.root_cause() {
         Some(f) => {
-            let _ = writeln!(o, "**Root cause ({}):** {} `{}` — {}\n", f.verdict.as_str(), f.code, f.cause, f.title);
+            let _ = writeln!(
+                o,
+                "**Root cause ({}):** {} `{}` — {}\n",
+                f.verdict.as_str(),
+                f.code,
+                f.cause,
+                f.title
+            );
             let _ = writeln!(o, "{}\n", f.explanation);
             if !f.evidence.is_empty() {
                 let _ = writeln!(o, "**Evidence**\n");
@@ -220,35 +308,88 @@ pub fn markdown(report: &Report) -> String {
             fixes_md(&mut o, &f.fixes);
         }
         None => {
-            let _ = writeln!(o, "**No cause found** in the evidence. Skipped checks below say what evidence would decide them.\n");
+            let _ = writeln!(
+                o,
+                "**No cause found** in the evidence. Skipped checks below say what evidence would decide them.\n"
+            );
         }
     }
     let q = &report.request;
-    let _ = writeln!(o, "**Request:** status {} · {} {} · time {} · log entry {}  ",
-        q.status.map(|s| s.to_string()).unwrap_or_else(|| "unknown".into()),
-        q.method.as_deref().unwrap_or("-"), q.url.as_deref().unwrap_or("-"),
-        q.time.as_deref().unwrap_or("unknown"), q.log_insert_id.as_deref().unwrap_or("none"));
-    let _ = writeln!(o, "**Caller:** {}  ", report.caller.principal.as_deref().map(|p| format!("`{p}`")).unwrap_or_else(|| "unknown".into()));
+    let _ = writeln!(
+        o,
+        "**Request:** status {} · {} {} · time {} · log entry {}  ",
+        q.status
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| "unknown".into()),
+        q.method.as_deref().unwrap_or("-"),
+        q.url.as_deref().unwrap_or("-"),
+        q.time.as_deref().unwrap_or("unknown"),
+        q.log_insert_id.as_deref().unwrap_or("none")
+    );
+    let _ = writeln!(
+        o,
+        "**Caller:** {}  ",
+        report
+            .caller
+            .principal
+            .as_deref()
+            .map(|p| format!("`{p}`"))
+            .unwrap_or_else(|| "unknown".into())
+    );
     if let Some(tok) = &report.token {
-        let _ = writeln!(o, "**Token:** `{}` (decoded without verifying the signature)  ", tok.redacted);
+        let _ = writeln!(
+            o,
+            "**Token:** `{}` (decoded without verifying the signature)  ",
+            tok.redacted
+        );
     }
     let _ = writeln!(o);
     if report.findings.len() > 1 {
         let _ = writeln!(o, "### Other findings\n");
         for f in report.findings.iter().skip(1) {
-            let _ = writeln!(o, "{}. **{}** {} `{}` — {}", f.rank, f.verdict.as_str(), f.code, f.cause, f.title);
+            let _ = writeln!(
+                o,
+                "{}. **{}** {} `{}` — {}",
+                f.rank,
+                f.verdict.as_str(),
+                f.code,
+                f.cause,
+                f.title
+            );
         }
         let _ = writeln!(o);
     }
-    let _ = writeln!(o, "### Checks\n\n| code | cause | outcome | reason |\n|---|---|---|---|");
+    let _ = writeln!(
+        o,
+        "### Checks\n\n| code | cause | outcome | reason |\n|---|---|---|---|"
+    );
     for c in &report.checks {
-        let outcome = serde_json::to_value(c.outcome).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
-        let _ = writeln!(o, "| {} | `{}` | {} | {} |", c.code, c.cause, outcome, c.reason.replace('|', "\\|"));
+        let outcome = serde_json::to_value(c.outcome)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let _ = writeln!(
+            o,
+            "| {} | `{}` | {} | {} |",
+            c.code,
+            c.cause,
+            outcome,
+            c.reason.replace('|', "\\|")
+        );
     }
     if !report.gaps.is_empty() {
         let _ = writeln!(o, "\n### Gaps\n");
         for g in &report.gaps {
-            let _ = writeln!(o, "- `{}`: {}{}", g.source, g.detail, g.needs_permission.as_deref().map(|p| format!(" (needs `{p}`)")).unwrap_or_default());
+            let _ = writeln!(
+                o,
+                "- `{}`: {}{}",
+                g.source,
+                g.detail,
+                g.needs_permission
+                    .as_deref()
+                    .map(|p| format!(" (needs `{p}`)"))
+                    .unwrap_or_default()
+            );
         }
     }
     o
