@@ -57,12 +57,12 @@ pub fn doc_markdown(r: &dyn Rule) -> String {
 pub fn rule_page(r: &dyn Rule, example: Option<(&str, &str)>) -> String {
     let m = r.meta();
     let mut doc = doc_markdown(r);
-    if let Some((command, output)) = example {
-        if let Some(at) = doc.find("## Example") {
-            let after = at + doc[at..].find("\n\n## ").unwrap_or(doc.len() - at);
-            let block = format!("\n\n```text\n$ {command}\n{}\n```", output.trim_end());
-            doc.insert_str(after, &block);
-        }
+    if let Some((command, output)) = example
+        && let Some(at) = doc.find("## Example")
+    {
+        let after = at + doc[at..].find("\n\n## ").unwrap_or(doc.len() - at);
+        let block = format!("\n\n```text\n$ {command}\n{}\n```", output.trim_end());
+        doc.insert_str(after, &block);
     }
     format!(
         "# {} {}\n\n{}\n\n- cause: `{}`\n- severity: {}\n\n{}\n",

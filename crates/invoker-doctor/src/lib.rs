@@ -101,15 +101,15 @@ pub fn inputs(c: &CaseArgs) -> Result<Inputs> {
         ),
         None => None,
     };
-    if let Some(p) = &c.caller {
-        if matches!(
+    if let Some(p) = &c.caller
+        && matches!(
             ipd_model::Principal::parse(p),
             ipd_model::Principal::Other(_)
-        ) {
-            bail!(
-                "--caller: `{p}` is not a principal (serviceAccount:EMAIL, user:EMAIL, group:EMAIL, domain:DOMAIN, allUsers, principal://...)"
-            );
-        }
+        )
+    {
+        bail!(
+            "--caller: `{p}` is not a principal (serviceAccount:EMAIL, user:EMAIL, group:EMAIL, domain:DOMAIN, allUsers, principal://...)"
+        );
     }
     Ok(Inputs {
         caller: c.caller.clone(),

@@ -11,6 +11,8 @@ pub mod deny;
 pub mod doc;
 pub mod evidence;
 pub mod facts;
+#[cfg(test)]
+mod fuzz;
 pub mod gathered;
 pub mod iam;
 pub mod logs;

@@ -81,12 +81,11 @@ pub fn classify(input: &str) -> Paste {
     if s.is_empty() {
         return Paste::Unknown;
     }
-    if s.starts_with('{') {
-        if let Ok(e) = serde_json::from_str::<LogEntry>(s) {
-            if e.insert_id.is_some() || e.http_request.is_some() || e.log_name.is_some() {
-                return Paste::LogEntry(Box::new(e));
-            }
-        }
+    if s.starts_with('{')
+        && let Ok(e) = serde_json::from_str::<LogEntry>(s)
+        && (e.insert_id.is_some() || e.http_request.is_some() || e.log_name.is_some())
+    {
+        return Paste::LogEntry(Box::new(e));
     }
     let lower = s.to_ascii_lowercase();
     if lower.starts_with("https://console.cloud.google.com/logs") {
@@ -107,27 +106,27 @@ pub fn classify(input: &str) -> Paste {
         .or_else(|| s.strip_prefix("x-cloud-trace-context:"))
         .map(str::trim)
         .unwrap_or(s);
-    if let Some((trace, rest)) = header_value.split_once('/') {
-        if is_hex(trace, 32) && !s.contains(' ') {
-            let span = rest
-                .split(';')
-                .next()
-                .filter(|x| !x.is_empty())
-                .map(str::to_string);
-            return Paste::TraceContext {
-                trace: trace.to_lowercase(),
-                span,
-            };
-        }
+    if let Some((trace, rest)) = header_value.split_once('/')
+        && is_hex(trace, 32)
+        && !s.contains(' ')
+    {
+        let span = rest
+            .split(';')
+            .next()
+            .filter(|x| !x.is_empty())
+            .map(str::to_string);
+        return Paste::TraceContext {
+            trace: trace.to_lowercase(),
+            span,
+        };
     }
     if let Some(t) = s
         .strip_prefix("projects/")
         .and_then(|r| r.split_once("/traces/"))
         .map(|(_, t)| t)
+        && is_hex(t, 32)
     {
-        if is_hex(t, 32) {
-            return Paste::TraceId(t.to_lowercase());
-        }
+        return Paste::TraceId(t.to_lowercase());
     }
     if is_hex(s, 32) {
         return Paste::TraceId(s.to_lowercase());

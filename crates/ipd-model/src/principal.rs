@@ -137,6 +137,12 @@ impl fmt::Display for Principal {
     }
 }
 
+impl serde::Serialize for Principal {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,11 +207,5 @@ mod tests {
             Principal::parse("deleted:user:alice@example.com?uid=1").covers(&alice),
             Coverage::No
         );
-    }
-}
-
-impl serde::Serialize for Principal {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
     }
 }

@@ -134,13 +134,13 @@ impl Token {
     pub fn analyze(input: &str) -> Token {
         let mut s = input.trim().trim_start_matches('\u{feff}').trim();
         for prefix in ["authorization:", "x-serverless-authorization:"] {
-            if s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix) {
-                s = s[prefix.len()..].trim_start();
+            if let Some(rest) = strip_prefix_ci(s, prefix) {
+                s = rest.trim_start();
             }
         }
         let mut had_bearer_prefix = false;
-        if s.len() >= 7 && s[..7].eq_ignore_ascii_case("bearer ") {
-            s = s[7..].trim_start();
+        if let Some(rest) = strip_prefix_ci(s, "bearer ") {
+            s = rest.trim_start();
             had_bearer_prefix = true;
         }
         let raw = RawToken::new(s.to_string());
@@ -190,6 +190,13 @@ impl Token {
                 || c.azp.as_deref() == Some(GCLOUD_CLIENT_ID)
         })
     }
+}
+
+/// `s` without an ASCII `prefix` compared case-insensitively (never splits a character).
+fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = s.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &s[prefix.len()..])
 }
 
 fn classify_one(s: &str, t: &mut Token) {

@@ -221,7 +221,7 @@ fn context(o: &mut String, r: &Report) {
             if let Some(e) = &c.email {
                 parts.push(format!("email {e}"));
             }
-            if let Some(x) = c.exp.and_then(|e| chrono_fmt(e)) {
+            if let Some(x) = c.exp.and_then(chrono_fmt) {
                 parts.push(format!("exp {x}"));
             }
             if !parts.is_empty() {

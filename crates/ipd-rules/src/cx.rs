@@ -234,10 +234,10 @@ impl<'a> Cx<'a> {
             CallerSource::CallerConfig => "the caller configuration",
         };
         let mut line = format!("caller `{}` (from {from})", c.principal);
-        if let Some(tp) = &self.facts.token_principal {
-            if tp != &c.principal {
-                line.push_str(&format!("; the token speaks for `{tp}`"));
-            }
+        if let Some(tp) = &self.facts.token_principal
+            && tp != &c.principal
+        {
+            line.push_str(&format!("; the token speaks for `{tp}`"));
         }
         Some(line)
     }

@@ -6,6 +6,8 @@
 
 pub mod cx;
 pub mod fix;
+#[cfg(test)]
+mod fuzz;
 pub mod registry;
 pub mod report;
 pub mod rule;

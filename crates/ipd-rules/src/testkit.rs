@@ -10,9 +10,10 @@ pub const SA: &str = "checkout@shop-prod.iam.gserviceaccount.com";
 
 /// Evidence with only a v2 service (invoker check on, ingress all).
 pub fn base() -> Evidence {
-    let mut ev = Evidence::default();
-    ev.service = Gathered::Present(service(json!({})));
-    ev
+    Evidence {
+        service: Gathered::Present(service(json!({}))),
+        ..Evidence::default()
+    }
 }
 
 /// A v2 service with `extra` fields merged in.

@@ -129,13 +129,13 @@ impl RuleImpl for InvalidToken {
                 ));
             }
         }
-        if let Some(e) = &cx.facts.entry {
-            if let Some(t) = &e.text_payload {
-                evidence.push(format!(
-                    "log text: \"{}\"",
-                    t.split(" Read more at").next().unwrap_or(t)
-                ));
-            }
+        if let Some(e) = &cx.facts.entry
+            && let Some(t) = &e.text_payload
+        {
+            evidence.push(format!(
+                "log text: \"{}\"",
+                t.split(" Read more at").next().unwrap_or(t)
+            ));
         }
         let mut explanation = format!(
             "Cloud Run's invoker check accepts only one Google-signed ID token and refuses anything else with 401. This token is {}.",

@@ -334,10 +334,10 @@ pub fn caller_oidc_fix(kind: CallerKind, name: &str, url: &Arg) -> Fix {
             );
         }
     };
-    if let Some(l) = location {
-        if !matches!(kind, CallerKind::PubsubSubscription) {
-            argv.insert(argv.len() - 2, l);
-        }
+    if let Some(l) = location
+        && !matches!(kind, CallerKind::PubsubSubscription)
+    {
+        argv.insert(argv.len() - 2, l);
     }
     Fix::command(
         format!("configure an OIDC token on {} `{}`", kind.label(), name),
