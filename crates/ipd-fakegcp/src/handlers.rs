@@ -1,0 +1,713 @@
+//! The answers of each read method, computed from the scenario.
+
+use std::cmp::Ordering;
+
+use serde_json::{Map, Value, json};
+
+use crate::convert::{self, encode_attachment};
+use crate::envelope::{self, Reply};
+use crate::filter;
+use crate::routes::Target;
+use crate::scenario::{Scenario, Stored, split_attachment, split_policy_name};
+
+/// The empty IAM policy the APIs answer for a resource without bindings.
+pub fn empty_policy() -> Value {
+    json!({"etag": "ACAB"})
+}
+
+/// Default and maximum page sizes.
+pub const RUN_DEFAULT_PAGE: usize = 100;
+pub const RUN_MAX_PAGE: usize = 1000;
+pub const LOGGING_DEFAULT_PAGE: usize = 50;
+pub const LOGGING_MAX_PAGE: usize = 1000;
+
+/// Per-request inputs besides the route.
+pub struct Request<'a> {
+    pub query: Vec<(String, String)>,
+    pub body: &'a [u8],
+    /// `FakeOptions::logging_empty_pages`.
+    pub logging_empty_pages: u32,
+}
+
+impl Request<'_> {
+    fn param(&self, k: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn stored_reply(s: &Stored, ok: impl FnOnce(&Value) -> Value) -> Reply {
+    match s {
+        Stored::Value(v) => Reply::ok(ok(v)),
+        Stored::Error(e) => Reply {
+            status: e.status,
+            body: e.body.clone(),
+            headers: Vec::new(),
+        },
+    }
+}
+
+/// 0, 1 or 3, from a query parameter or a JSON value; anything else is rejected.
+fn policy_version(v: Option<&Value>) -> Result<i64, Reply> {
+    let n = match v {
+        None | Some(Value::Null) => return Ok(0),
+        Some(Value::Number(n)) => n.as_i64(),
+        Some(Value::String(s)) => s.trim().parse::<i64>().ok(),
+        Some(_) => None,
+    };
+    match n {
+        Some(n @ (0 | 1 | 3)) => Ok(n),
+        _ => Err(envelope::invalid_argument(format!(
+            "Invalid requested policy version: {}. Valid values are 0, 1 and 3.",
+            v.map(Value::to_string).unwrap_or_default()
+        ))),
+    }
+}
+
+fn body_json(body: &[u8]) -> Result<Value, Reply> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(json!({}));
+    }
+    serde_json::from_slice::<Value>(body)
+        .map_err(|e| envelope::invalid_argument(format!("Invalid JSON payload received. {e}")))
+        .and_then(|v| {
+            if v.is_object() {
+                Ok(v)
+            } else {
+                Err(envelope::invalid_argument(
+                    "Invalid JSON payload received. Expected an object.",
+                ))
+            }
+        })
+}
+
+/// FNV-1a of the parameters a page token is bound to.
+fn fingerprint(s: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in s.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PageToken {
+    offset: usize,
+    empties: u32,
+}
+
+fn make_token(fp: u64, t: PageToken) -> String {
+    format!("{fp:016x}.{}.{}", t.offset, t.empties)
+}
+
+fn read_token(fp: u64, token: Option<&str>) -> Result<PageToken, Reply> {
+    let Some(tok) = token.filter(|t| !t.is_empty()) else {
+        return Ok(PageToken {
+            offset: 0,
+            empties: 0,
+        });
+    };
+    let bad = || {
+        envelope::invalid_argument(
+            "The page token is invalid or does not match the other parameters of the request.",
+        )
+    };
+    let mut parts = tok.split('.');
+    let (Some(f), Some(o), Some(e), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(bad());
+    };
+    if u64::from_str_radix(f, 16).ok() != Some(fp) {
+        return Err(bad());
+    }
+    match (o.parse::<usize>(), e.parse::<u32>()) {
+        (Ok(offset), Ok(empties)) => Ok(PageToken { offset, empties }),
+        _ => Err(bad()),
+    }
+}
+
+fn page_size(raw: Option<&Value>, default: usize, max: usize) -> Result<usize, Reply> {
+    let n = match raw {
+        None | Some(Value::Null) => return Ok(default),
+        Some(Value::Number(n)) => n.as_i64(),
+        Some(Value::String(s)) => s.trim().parse::<i64>().ok(),
+        Some(_) => None,
+    };
+    match n {
+        Some(n) if n < 0 => Err(envelope::invalid_argument(format!(
+            "page_size must not be negative, got {n}."
+        ))),
+        Some(0) => Ok(default),
+        Some(n) => Ok(usize::try_from(n).unwrap_or(max).min(max)),
+        None => Err(envelope::invalid_argument(
+            "Invalid value for page_size: not an integer.",
+        )),
+    }
+}
+
+fn q_value(s: Option<&str>) -> Option<Value> {
+    s.map(|s| Value::String(s.to_string()))
+}
+
+impl Scenario {
+    fn number_or_id_name(&self, kind: &str, id: &str) -> String {
+        if kind == "projects" && self.is_project(id) {
+            format!("projects/{}", self.identity.project_number)
+        } else {
+            format!("{kind}/{id}")
+        }
+    }
+
+    fn node_known(&self, kind: &str, id: &str) -> bool {
+        match kind {
+            "projects" => self.is_project(id),
+            "folders" => self.folders.contains_key(id),
+            "organizations" => self.organizations.contains_key(id),
+            _ => false,
+        }
+    }
+
+    /// All services the scenario holds: (location, service id, resource).
+    fn services(&self) -> Vec<(String, String, &Value)> {
+        let mut out = Vec::new();
+        if let Some(Stored::Value(v)) = &self.service {
+            out.push((
+                self.identity.region.clone(),
+                self.identity.service.clone(),
+                v,
+            ));
+        }
+        for v in &self.other_services {
+            let name = v.get("name").and_then(Value::as_str).unwrap_or("");
+            if let ["projects", _, "locations", l, "services", s] =
+                name.split('/').collect::<Vec<_>>().as_slice()
+            {
+                out.push((l.to_string(), s.to_string(), v));
+            }
+        }
+        out
+    }
+
+    fn service_exists(&self, location: &str, service: &str) -> bool {
+        (location == self.identity.region && service == self.identity.service)
+            || self
+                .services()
+                .iter()
+                .any(|(l, s, _)| l == location && s == service)
+    }
+}
+
+/// Answers one read method.
+pub fn answer(sc: &Scenario, target: &Target, req: &Request<'_>) -> Reply {
+    let denied = || {
+        envelope::permission_denied(
+            target.permission(),
+            &target.resource(&sc.identity.project_id),
+        )
+    };
+    match target {
+        Target::Service {
+            project,
+            location,
+            service,
+        } => {
+            if !sc.is_project(project) {
+                return denied();
+            }
+            if location == &sc.identity.region
+                && service == &sc.identity.service
+                && let Some(s) = &sc.service
+            {
+                return stored_reply(s, Value::clone);
+            }
+            match sc
+                .services()
+                .into_iter()
+                .find(|(l, s, _)| l == location && s == service)
+            {
+                Some((_, _, v)) => Reply::ok(v.clone()),
+                None => envelope::not_found(format!(
+                    "Resource '{}' was not found",
+                    target.resource(&sc.identity.project_id)
+                )),
+            }
+        }
+        Target::ServiceList { project, location } => {
+            if location == "-" {
+                return envelope::invalid_argument(
+                    "Location must be a valid Google Cloud region, and cannot be the \"-\" wildcard.",
+                );
+            }
+            if !sc.is_project(project) {
+                return denied();
+            }
+            if location == &sc.identity.region
+                && let Some(Stored::Error(e)) = &sc.service
+            {
+                return Reply {
+                    status: e.status,
+                    body: e.body.clone(),
+                    headers: Vec::new(),
+                };
+            }
+            let mut items: Vec<(String, &Value)> = sc
+                .services()
+                .into_iter()
+                .filter(|(l, _, _)| l == location)
+                .map(|(_, s, v)| (s, v))
+                .collect();
+            items.sort_by(|a, b| a.0.cmp(&b.0));
+            let size = match page_size(
+                q_value(req.param("pageSize")).as_ref(),
+                RUN_DEFAULT_PAGE,
+                RUN_MAX_PAGE,
+            ) {
+                Ok(n) => n,
+                Err(r) => return r,
+            };
+            let fp = fingerprint(&format!("run.list\n{project}\n{location}"));
+            let tok = match read_token(fp, req.param("pageToken")) {
+                Ok(t) => t,
+                Err(r) => return r,
+            };
+            let start = tok.offset.min(items.len());
+            let end = (start + size).min(items.len());
+            let mut out = Map::new();
+            if end > start {
+                out.insert(
+                    "services".into(),
+                    Value::Array(
+                        items[start..end]
+                            .iter()
+                            .map(|(_, v)| (*v).clone())
+                            .collect(),
+                    ),
+                );
+            }
+            if end < items.len() {
+                out.insert(
+                    "nextPageToken".into(),
+                    json!(make_token(
+                        fp,
+                        PageToken {
+                            offset: end,
+                            empties: 0
+                        }
+                    )),
+                );
+            }
+            Reply::ok(Value::Object(out))
+        }
+        Target::ServicePolicy {
+            project,
+            location,
+            service,
+        } => {
+            let version =
+                match policy_version(q_value(req.param("options.requestedPolicyVersion")).as_ref())
+                {
+                    Ok(v) => v,
+                    Err(r) => return r,
+                };
+            if !sc.is_project(project) {
+                return denied();
+            }
+            if !sc.service_exists(location, service) {
+                return envelope::not_found(format!(
+                    "Resource '{}' was not found",
+                    target.resource(&sc.identity.project_id)
+                ));
+            }
+            let main = location == &sc.identity.region && service == &sc.identity.service;
+            match (&sc.service_policy, main) {
+                (Some(s), true) => stored_reply(s, |v| convert::policy_for_version(v, version)),
+                _ => Reply::ok(empty_policy()),
+            }
+        }
+        Target::Project(p) => {
+            if !sc.is_project(p) {
+                return denied();
+            }
+            let mut m = Map::new();
+            m.insert(
+                "name".into(),
+                json!(format!("projects/{}", sc.identity.project_number)),
+            );
+            if let Some(parent) = &sc.project_parent {
+                m.insert("parent".into(), json!(parent.name()));
+            }
+            m.insert("projectId".into(), json!(sc.identity.project_id));
+            m.insert("state".into(), json!("ACTIVE"));
+            m.insert(
+                "displayName".into(),
+                json!(
+                    sc.project_display_name
+                        .clone()
+                        .unwrap_or_else(|| sc.identity.project_id.clone())
+                ),
+            );
+            Reply::ok(Value::Object(m))
+        }
+        Target::Folder(id) => match sc.folders.get(id) {
+            None => denied(),
+            Some(f) => {
+                let mut m = Map::new();
+                m.insert("name".into(), json!(format!("folders/{id}")));
+                if let Some(p) = &f.parent {
+                    m.insert("parent".into(), json!(p.name()));
+                }
+                m.insert(
+                    "displayName".into(),
+                    json!(
+                        f.display_name
+                            .clone()
+                            .unwrap_or_else(|| format!("folder-{id}"))
+                    ),
+                );
+                m.insert("state".into(), json!("ACTIVE"));
+                Reply::ok(Value::Object(m))
+            }
+        },
+        Target::Organization(id) => match sc.organizations.get(id) {
+            None => denied(),
+            Some(o) => {
+                let mut m = Map::new();
+                m.insert("name".into(), json!(format!("organizations/{id}")));
+                m.insert(
+                    "displayName".into(),
+                    json!(
+                        o.display_name
+                            .clone()
+                            .unwrap_or_else(|| format!("organization-{id}"))
+                    ),
+                );
+                if let Some(c) = &o.directory_customer_id {
+                    m.insert("directoryCustomerId".into(), json!(c));
+                }
+                m.insert("state".into(), json!("ACTIVE"));
+                Reply::ok(Value::Object(m))
+            }
+        },
+        Target::ProjectPolicy(_) | Target::FolderPolicy(_) | Target::OrganizationPolicy(_) => {
+            let body = match body_json(req.body) {
+                Ok(b) => b,
+                Err(r) => return r,
+            };
+            let version = match policy_version(body.pointer("/options/requestedPolicyVersion")) {
+                Ok(v) => v,
+                Err(r) => return r,
+            };
+            let stored = match target {
+                Target::ProjectPolicy(p) if sc.is_project(p) => Some(sc.project_policy.as_ref()),
+                Target::FolderPolicy(f) => sc.folders.get(f).map(|f| f.iam_policy.as_ref()),
+                Target::OrganizationPolicy(o) => {
+                    sc.organizations.get(o).map(|o| o.iam_policy.as_ref())
+                }
+                _ => None,
+            };
+            match stored {
+                None => denied(),
+                Some(None) => Reply::ok(empty_policy()),
+                Some(Some(s)) => stored_reply(s, |v| convert::policy_for_version(v, version)),
+            }
+        }
+        Target::Entries => entries_list(sc, req),
+        Target::EffectivePolicy {
+            kind,
+            id,
+            constraint,
+        } => {
+            if !sc.node_known(kind, id) {
+                return denied();
+            }
+            let Some(org) = &sc.org_policies else {
+                return denied();
+            };
+            if let Some(e) = org.errors.get(constraint).or(org.blanket_error.as_ref()) {
+                return Reply {
+                    status: e.status,
+                    body: e.body.clone(),
+                    headers: Vec::new(),
+                };
+            }
+            let name = format!("{}/policies/{constraint}", sc.number_or_id_name(kind, id));
+            match org.policies.get(constraint) {
+                Some(p) => Reply::ok(convert::effective(p.clone(), &name)),
+                None => Reply::ok(json!({"name": name, "spec": {}})),
+            }
+        }
+        Target::Role(name) => {
+            if let Some(p) = name
+                .strip_prefix("projects/")
+                .and_then(|r| r.split('/').next())
+                && !sc.is_project(p)
+            {
+                return denied();
+            }
+            let want = normalize_role(sc, name);
+            match sc.roles.iter().find(|r| {
+                r.get("name")
+                    .and_then(Value::as_str)
+                    .is_some_and(|n| normalize_role(sc, n) == want)
+            }) {
+                Some(r) => Reply::ok(r.clone()),
+                None => envelope::not_found(format!("The role named {name} was not found.")),
+            }
+        }
+        Target::DenyList { attachment, kind }
+        | Target::DenyGet {
+            attachment, kind, ..
+        } => {
+            let Some((node_kind, node_id)) = split_attachment(attachment) else {
+                return envelope::invalid_argument(format!(
+                    "Invalid attachment point '{attachment}': expected cloudresourcemanager.googleapis.com/{{projects|folders|organizations}}/ID, URL-encoded."
+                ));
+            };
+            if kind != "denypolicies" {
+                return envelope::invalid_argument(format!("Unsupported policy kind '{kind}'."));
+            }
+            if !sc.node_known(node_kind, node_id) {
+                return denied();
+            }
+            let want = normalize_attachment(sc, attachment);
+            let list = match &sc.deny_policies {
+                None => Vec::new(),
+                Some(Stored::Error(e)) => {
+                    return Reply {
+                        status: e.status,
+                        body: e.body.clone(),
+                        headers: Vec::new(),
+                    };
+                }
+                Some(Stored::Value(v)) => v.as_array().cloned().unwrap_or_default(),
+            };
+            let mine = list.into_iter().filter_map(|p| {
+                let (att, k, id) = p
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .and_then(split_policy_name)?;
+                (k == "denypolicies" && normalize_attachment(sc, &att) == want).then(|| {
+                    let mut p = p.clone();
+                    if let Some(o) = p.as_object_mut() {
+                        o.insert(
+                            "name".into(),
+                            json!(format!(
+                                "policies/{}/denypolicies/{id}",
+                                encode_attachment(&want)
+                            )),
+                        );
+                    }
+                    (id, p)
+                })
+            });
+            match target {
+                Target::DenyGet { id, .. } => match mine.into_iter().find(|(pid, _)| pid == id) {
+                    Some((_, p)) => Reply::ok(p),
+                    None => envelope::not_found(format!(
+                        "Policy '{}' not found.",
+                        target.resource(&sc.identity.project_id)
+                    )),
+                },
+                _ => {
+                    let metadata: Vec<Value> = mine
+                        .map(|(_, mut p)| {
+                            if let Some(o) = p.as_object_mut() {
+                                o.remove("rules");
+                            }
+                            p
+                        })
+                        .collect();
+                    if metadata.is_empty() {
+                        Reply::ok(json!({}))
+                    } else {
+                        Reply::ok(json!({"policies": metadata}))
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `projects/NUMBER/roles/x` and `projects/ID/roles/x` are the same role.
+fn normalize_role(sc: &Scenario, name: &str) -> String {
+    match name
+        .strip_prefix("projects/")
+        .and_then(|r| r.split_once('/'))
+    {
+        Some((p, rest)) if sc.is_project(p) => {
+            format!("projects/{}/{rest}", sc.identity.project_id)
+        }
+        _ => name.to_string(),
+    }
+}
+
+/// Responses always use the numeric project ID in attachment points.
+fn normalize_attachment(sc: &Scenario, att: &str) -> String {
+    match split_attachment(att) {
+        Some(("projects", p)) if sc.is_project(p) => {
+            format!(
+                "cloudresourcemanager.googleapis.com/projects/{}",
+                sc.identity.project_number
+            )
+        }
+        _ => att.to_string(),
+    }
+}
+
+fn timestamp_of(e: &Value) -> Option<chrono::DateTime<chrono::FixedOffset>> {
+    e.get("timestamp")
+        .and_then(Value::as_str)
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+}
+
+fn entry_order(a: &Value, b: &Value) -> Ordering {
+    let ia = a.get("insertId").and_then(Value::as_str).unwrap_or("");
+    let ib = b.get("insertId").and_then(Value::as_str).unwrap_or("");
+    timestamp_of(a)
+        .cmp(&timestamp_of(b))
+        .then_with(|| ia.cmp(ib))
+}
+
+fn entries_list(sc: &Scenario, req: &Request<'_>) -> Reply {
+    let body = match body_json(req.body) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let mut names: Vec<String> = Vec::new();
+    for key in ["resourceNames", "resource_names"] {
+        if let Some(v) = body.get(key) {
+            let Some(a) = v.as_array() else {
+                return envelope::invalid_argument("resource_names must be a list of strings.");
+            };
+            for n in a {
+                let Some(s) = n.as_str() else {
+                    return envelope::invalid_argument("resource_names must be a list of strings.");
+                };
+                names.push(s.to_string());
+            }
+        }
+    }
+    if let Some(ids) = body.get("projectIds").and_then(Value::as_array) {
+        names.extend(
+            ids.iter()
+                .filter_map(Value::as_str)
+                .map(|p| format!("projects/{p}")),
+        );
+    }
+    if names.is_empty() {
+        return envelope::invalid_argument(
+            "resource_names: at least one resource name is required.",
+        );
+    }
+    if names.len() > 100 {
+        return envelope::invalid_argument(
+            "resource_names: at most 100 resource names are allowed.",
+        );
+    }
+    let mut ours = false;
+    for n in &names {
+        let parts: Vec<&str> = n.split('/').collect();
+        match parts.as_slice() {
+            ["projects", p] | ["projects", p, "locations", _, "buckets", _, "views", _]
+                if !p.is_empty() =>
+            {
+                if !sc.is_project(p) {
+                    return envelope::permission_denied(
+                        "logging.logEntries.list",
+                        &format!("projects/{p}"),
+                    );
+                }
+                ours = true;
+            }
+            ["organizations" | "folders" | "billingAccounts", id] if !id.is_empty() => {}
+            _ => return envelope::invalid_argument(format!("Invalid resource name: '{n}'.")),
+        }
+    }
+    let size = match page_size(body.get("pageSize"), LOGGING_DEFAULT_PAGE, LOGGING_MAX_PAGE) {
+        Ok(n) => n,
+        Err(r) => return r,
+    };
+    let order = body.get("orderBy").and_then(Value::as_str).unwrap_or("");
+    let order_norm = order
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_ascii_lowercase();
+    let desc = match order_norm.as_str() {
+        "" | "timestamp asc" | "timestamp" => false,
+        "timestamp desc" => true,
+        _ => {
+            return envelope::invalid_argument(format!(
+                "Invalid order_by: '{order}'. Only \"timestamp asc\" and \"timestamp desc\" are supported."
+            ));
+        }
+    };
+    let filter_text = match body.get("filter") {
+        None | Some(Value::Null) => "",
+        Some(Value::String(s)) => s.as_str(),
+        Some(_) => return envelope::invalid_argument("filter must be a string."),
+    };
+    let mut f = match filter::parse(filter_text) {
+        Ok(f) => f,
+        Err(e) => return envelope::invalid_argument(e.to_string()),
+    };
+    f.translate_project_number(&sc.identity.project_number, &sc.identity.project_id);
+    let fp = fingerprint(&format!(
+        "logging\n{}\n{filter_text}\n{order_norm}",
+        names.join(",")
+    ));
+    let tok = match read_token(fp, body.get("pageToken").and_then(Value::as_str)) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    if tok.empties < req.logging_empty_pages {
+        let next = PageToken {
+            offset: tok.offset,
+            empties: tok.empties + 1,
+        };
+        return Reply::ok(json!({"nextPageToken": make_token(fp, next)}));
+    }
+    let all = match &sc.logs {
+        None => Vec::new(),
+        Some(Stored::Error(e)) => {
+            return Reply {
+                status: e.status,
+                body: e.body.clone(),
+                headers: Vec::new(),
+            };
+        }
+        Some(Stored::Value(v)) => v.as_array().cloned().unwrap_or_default(),
+    };
+    let mut hits: Vec<Value> = if ours {
+        all.into_iter().filter(|e| f.matches(e)).collect()
+    } else {
+        Vec::new()
+    };
+    hits.sort_by(entry_order);
+    if desc {
+        hits.reverse();
+    }
+    let start = tok.offset.min(hits.len());
+    let end = (start + size).min(hits.len());
+    let mut out = Map::new();
+    if end > start {
+        out.insert("entries".into(), Value::Array(hits[start..end].to_vec()));
+    }
+    if end < hits.len() {
+        out.insert(
+            "nextPageToken".into(),
+            json!(make_token(
+                fp,
+                PageToken {
+                    offset: end,
+                    empties: tok.empties
+                }
+            )),
+        );
+    }
+    Reply::ok(Value::Object(out))
+}

@@ -1,0 +1,97 @@
+//! A local fake of the Google Cloud REST APIs that `invoker-doctor` reads, serving an evidence
+//! bundle (see `shared/contract.md`) on `http://127.0.0.1:PORT/`. Used by end-to-end tests,
+//! the demo and the benchmark; there is no other "cloud" here.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), ipd_fakegcp::Error> {
+//! use ipd_fakegcp::{FakeGcp, FakeOptions, Fault, Scenario, Source};
+//! let scenario = Scenario::from_bundle("fixtures/some-case")?;
+//! let opts = FakeOptions::new().token("test-token").fail(Source::LoggingEntriesList, Fault::first(503, 1));
+//! let fake = FakeGcp::start(scenario, opts).await?;
+//! // point every API root of the client at fake.base_url() ...
+//! assert!(fake.mutating_calls().is_empty());
+//! # Ok(()) }
+//! ```
+//!
+//! # Endpoints (all read-only)
+//!
+//! | source | method and path |
+//! |---|---|
+//! | `run.services.get` | `GET /v2/projects/{p}/locations/{l}/services/{s}` |
+//! | `run.services.list` | `GET /v2/projects/{p}/locations/{l}/services` (`pageSize`, `pageToken`) |
+//! | `run.services.getIamPolicy` | `GET /v2/projects/{p}/locations/{l}/services/{s}:getIamPolicy?options.requestedPolicyVersion=N` |
+//! | `projects.get`, `folders.get`, `organizations.get` | `GET /v3/projects/{p}`, `/v3/folders/{id}`, `/v3/organizations/{id}` |
+//! | `*.getIamPolicy` (CRM) | `POST /v3/{projects\|folders\|organizations}/{id}:getIamPolicy`, body `{"options":{"requestedPolicyVersion":3}}` |
+//! | `logging.entries.list` | `POST /v2/entries:list`, body `{resourceNames, filter, orderBy, pageSize, pageToken}` |
+//! | `orgpolicy.getEffectivePolicy` | `GET /v2/{projects\|folders\|organizations}/{id}/policies/{constraint}:getEffectivePolicy` |
+//! | `iam.roles.get` | `GET /v1/roles/{r}`, `/v1/projects/{p}/roles/{r}`, `/v1/organizations/{o}/roles/{r}` |
+//! | `iam.denypolicies` | `GET /v2/policies/{attachment}/denypolicies[/{id}]`, attachment `%2F`-encoded |
+//!
+//! `{p}` may be the project ID or number everywhere.
+//!
+//! # Faithful
+//!
+//! - Paths, methods and parameter placement from the discovery documents: the version of
+//!   Run's getIamPolicy is a query parameter, CRM's is in the body; custom `:verb` methods; the
+//!   IAM v2 attachment point is matched on the **raw** path, so `%2F` must stay encoded.
+//! - Google's error envelope (`code`, `message`, `status`, `details[ErrorInfo]`), with
+//!   `IAM_PERMISSION_DENIED` and the permission each method checks; 401 `UNAUTHENTICATED`,
+//!   404, 400 `INVALID_ARGUMENT`, 429 `RESOURCE_EXHAUSTED` (+ `Retry-After` when configured),
+//!   503 `UNAVAILABLE`. A bundle file holding an envelope makes its endpoint answer it.
+//! - proto3 JSON: empty lists and unset fields are left out (`{}` for an empty list, the
+//!   empty policy `{"etag": "ACAB"}`), `invokerIamDisabled`/`iapEnabled`/`defaultUriDisabled`
+//!   only when true, names of projects as `projects/NUMBER` in CRM and Org Policy answers,
+//!   numeric project IDs in deny-policy attachment points.
+//! - IAM policy versions: below 3, conditional bindings come back as `ROLE_withcond_HASH`
+//!   without the condition and `version: 1`; invalid versions are rejected.
+//! - Run v2 list rejects the `-` location (as documented; the 400 is an assumption).
+//! - Logging: `resourceNames` required, `orderBy` limited to `timestamp asc|desc`, page size
+//!   default 50, negative rejected, tokens bound to the request, a project number in `logName`
+//!   translated; the filter language subset of [`filter`] with its documented precedence (OR
+//!   binds tighter than AND). Optionally, empty pages with a `nextPageToken` first.
+//! - Deny-policy lists carry metadata only (no `rules`); `get` returns the rules.
+//!
+//! # Simplified
+//!
+//! - One project. Unknown projects, folders and organizations answer 403 (as the real APIs
+//!   do for resources one cannot see). Folders come from `folder-ID-iam-policy.json` (and
+//!   deny-policy attachment points), chained nearest-first in id order under the first
+//!   organization found.
+//! - A v1 (Knative) `service.json/yaml` is translated to a v2 resource with the fields that
+//!   matter for invoke (name, uri, urls incl. the deterministic URL, customAudiences,
+//!   invokerIamDisabled, ingress, defaultUriDisabled, iapEnabled, template.serviceAccount,
+//!   labels, conditions); a v2 file is served verbatim.
+//! - getEffectivePolicy serves the bundle's effective policies for the project, and the same
+//!   ones for its folders and organization (no real inheritance computation). A constraint the
+//!   bundle does not mention answers `{"name": ..., "spec": {}}` (nothing set); with no
+//!   org-policy file at all every constraint answers 403 `orgpolicy.policy.get`.
+//! - Predefined roles are not built in: only the bundle's `role-*.json` are served.
+//! - Standard parameters such as `fields` and `prettyPrint` are ignored; not implemented:
+//!   global restrictions, regular expressions and functions other than `log_id()` in filters.
+
+pub mod convert;
+pub mod envelope;
+pub mod filter;
+mod handlers;
+pub mod options;
+pub mod routes;
+pub mod scenario;
+mod server;
+
+pub use options::{FakeOptions, Fault, Source};
+pub use scenario::{
+    BundleOptions, ErrorReply, Folder, Identity, IdentityOverrides, OrgPolicies, Organization,
+    Parent, Scenario, Stored,
+};
+pub use server::{Call, FakeGcp, Running};
+
+/// Why a fake could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A bundle file is malformed (names the file, line and column).
+    #[error(transparent)]
+    Bundle(#[from] ipd_model::doc::ParseError),
+    /// Binding the port or starting the runtime failed.
+    #[error("cannot start the fake server: {0}")]
+    Io(#[from] std::io::Error),
+}

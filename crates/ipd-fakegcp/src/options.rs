@@ -1,0 +1,313 @@
+//! How the fake behaves besides what it serves: the expected token, latency, injected faults.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// One read method of one API: the unit of fault injection, latency and call accounting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Source {
+    /// `GET v2/projects/P/locations/L/services/S` (Cloud Run Admin API v2).
+    RunServicesGet,
+    /// `GET v2/projects/P/locations/L/services`.
+    RunServicesList,
+    /// `GET v2/projects/P/locations/L/services/S:getIamPolicy`.
+    RunServicesGetIamPolicy,
+    /// `GET v3/projects/P` (Resource Manager v3).
+    ProjectsGet,
+    /// `GET v3/folders/F`.
+    FoldersGet,
+    /// `GET v3/organizations/O`.
+    OrganizationsGet,
+    /// `POST v3/projects/P:getIamPolicy`.
+    ProjectsGetIamPolicy,
+    /// `POST v3/folders/F:getIamPolicy`.
+    FoldersGetIamPolicy,
+    /// `POST v3/organizations/O:getIamPolicy`.
+    OrganizationsGetIamPolicy,
+    /// `POST v2/entries:list` (Cloud Logging v2).
+    LoggingEntriesList,
+    /// `GET v2/{projects|folders|organizations}/X/policies/C:getEffectivePolicy` (Org Policy v2).
+    OrgPolicyGetEffectivePolicy,
+    /// `GET v1/roles/R`, `v1/projects/P/roles/R`, `v1/organizations/O/roles/R` (IAM v1).
+    IamRolesGet,
+    /// `GET v2/policies/ATTACHMENT/denypolicies[/ID]` (IAM v2).
+    IamDenyPolicies,
+}
+
+impl Source {
+    pub const ALL: &'static [Source] = &[
+        Source::RunServicesGet,
+        Source::RunServicesList,
+        Source::RunServicesGetIamPolicy,
+        Source::ProjectsGet,
+        Source::FoldersGet,
+        Source::OrganizationsGet,
+        Source::ProjectsGetIamPolicy,
+        Source::FoldersGetIamPolicy,
+        Source::OrganizationsGetIamPolicy,
+        Source::LoggingEntriesList,
+        Source::OrgPolicyGetEffectivePolicy,
+        Source::IamRolesGet,
+        Source::IamDenyPolicies,
+    ];
+
+    /// The name used on the command line (`--fail NAME=403`) and in [`crate::Call::source`].
+    pub fn name(self) -> &'static str {
+        match self {
+            Source::RunServicesGet => "run.services.get",
+            Source::RunServicesList => "run.services.list",
+            Source::RunServicesGetIamPolicy => "run.services.getIamPolicy",
+            Source::ProjectsGet => "projects.get",
+            Source::FoldersGet => "folders.get",
+            Source::OrganizationsGet => "organizations.get",
+            Source::ProjectsGetIamPolicy => "projects.getIamPolicy",
+            Source::FoldersGetIamPolicy => "folders.getIamPolicy",
+            Source::OrganizationsGetIamPolicy => "organizations.getIamPolicy",
+            Source::LoggingEntriesList => "logging.entries.list",
+            Source::OrgPolicyGetEffectivePolicy => "orgpolicy.getEffectivePolicy",
+            Source::IamRolesGet => "iam.roles.get",
+            Source::IamDenyPolicies => "iam.denypolicies",
+        }
+    }
+
+    /// The IAM permission the real API checks (named in the `ErrorInfo` of a 403).
+    pub fn permission(self) -> &'static str {
+        match self {
+            Source::RunServicesGet => "run.services.get",
+            Source::RunServicesList => "run.services.list",
+            Source::RunServicesGetIamPolicy => "run.services.getIamPolicy",
+            Source::ProjectsGet => "resourcemanager.projects.get",
+            Source::FoldersGet => "resourcemanager.folders.get",
+            Source::OrganizationsGet => "resourcemanager.organizations.get",
+            Source::ProjectsGetIamPolicy => "resourcemanager.projects.getIamPolicy",
+            Source::FoldersGetIamPolicy => "resourcemanager.folders.getIamPolicy",
+            Source::OrganizationsGetIamPolicy => "resourcemanager.organizations.getIamPolicy",
+            Source::LoggingEntriesList => "logging.logEntries.list",
+            Source::OrgPolicyGetEffectivePolicy => "orgpolicy.policy.get",
+            Source::IamRolesGet => "iam.roles.get",
+            Source::IamDenyPolicies => "iam.denypolicies.list",
+        }
+    }
+
+    /// The API host the method belongs to.
+    pub fn service(self) -> &'static str {
+        match self {
+            Source::RunServicesGet | Source::RunServicesList | Source::RunServicesGetIamPolicy => {
+                "run.googleapis.com"
+            }
+            Source::ProjectsGet
+            | Source::FoldersGet
+            | Source::OrganizationsGet
+            | Source::ProjectsGetIamPolicy
+            | Source::FoldersGetIamPolicy
+            | Source::OrganizationsGetIamPolicy => "cloudresourcemanager.googleapis.com",
+            Source::LoggingEntriesList => "logging.googleapis.com",
+            Source::OrgPolicyGetEffectivePolicy => "orgpolicy.googleapis.com",
+            Source::IamRolesGet | Source::IamDenyPolicies => "iam.googleapis.com",
+        }
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A source name that is not one of [`Source::ALL`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown source `{0}` (known: {known})", known = Source::ALL.iter().map(|s| s.name()).collect::<Vec<_>>().join(", "))]
+pub struct UnknownSource(pub String);
+
+impl FromStr for Source {
+    type Err = UnknownSource;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Source::ALL
+            .iter()
+            .copied()
+            .find(|x| x.name() == s.trim())
+            .ok_or_else(|| UnknownSource(s.to_string()))
+    }
+}
+
+/// A failure injected into one source: answer `status` (403 with the source's permission,
+/// 429 `RESOURCE_EXHAUSTED`, 503 `UNAVAILABLE`, ...) to every call, or to the first `times`
+/// calls and then answer normally.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fault {
+    pub status: u16,
+    /// `None`: fail every call. `Some(n)`: fail the first `n` calls, then succeed.
+    pub times: Option<u32>,
+}
+
+/// HTTP statuses a fault may answer with.
+pub const FAULT_STATUSES: &[u16] = &[400, 401, 403, 404, 429, 500, 503];
+
+impl Fault {
+    /// 403 `PERMISSION_DENIED` on every call, naming the source's permission.
+    pub fn deny() -> Fault {
+        Fault {
+            status: 403,
+            times: None,
+        }
+    }
+
+    /// `status` on every call.
+    pub fn always(status: u16) -> Fault {
+        Fault {
+            status,
+            times: None,
+        }
+    }
+
+    /// `status` on the first `n` calls, then normal answers (a transient failure).
+    pub fn first(status: u16, n: u32) -> Fault {
+        Fault {
+            status,
+            times: Some(n),
+        }
+    }
+}
+
+/// A `--fail` value that cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "invalid fault `{0}`: expected STATUS or STATUSxN with STATUS one of 400, 401, 403, 404, 429, 500, 503"
+)]
+pub struct InvalidFault(pub String);
+
+impl FromStr for Fault {
+    type Err = InvalidFault;
+    /// `403`, `429x2`, `503x1`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || InvalidFault(s.to_string());
+        let t = s.trim();
+        let (code, times) = match t.split_once(['x', 'X']) {
+            Some((c, n)) => (c, Some(n.parse::<u32>().map_err(|_| bad())?)),
+            None => (t, None),
+        };
+        let status = code.parse::<u16>().map_err(|_| bad())?;
+        if !FAULT_STATUSES.contains(&status) {
+            return Err(bad());
+        }
+        Ok(Fault { status, times })
+    }
+}
+
+/// Parses `SOURCE=FAULT` (the `--fail` syntax of the `fake-gcp` binary).
+pub fn parse_fail_spec(spec: &str) -> Result<(Source, Fault), String> {
+    let (src, fault) = spec
+        .split_once('=')
+        .ok_or_else(|| format!("invalid --fail `{spec}`: expected SOURCE=STATUS[xN]"))?;
+    let src: Source = src.parse().map_err(|e: UnknownSource| e.to_string())?;
+    let fault: Fault = fault.parse().map_err(|e: InvalidFault| e.to_string())?;
+    Ok((src, fault))
+}
+
+/// Behaviour of a running fake. `Default` is: no auth, no latency, no faults.
+#[derive(Clone, Default)]
+pub struct FakeOptions {
+    /// When set, every request must carry `Authorization: Bearer <token>`; otherwise 401.
+    pub token: Option<String>,
+    /// Added to every call.
+    pub latency: Duration,
+    /// Added to calls of one source (on top of `latency`).
+    pub source_latency: BTreeMap<Source, Duration>,
+    /// Injected failures; they override the scenario's own [`crate::Scenario::faults`].
+    pub faults: BTreeMap<Source, Fault>,
+    /// `Retry-After` (seconds) sent with injected 429 and 503 answers.
+    pub retry_after_secs: Option<u32>,
+    /// Logging `entries:list` first answers this many pages with no entries and a
+    /// `nextPageToken` (the real API does this when a search is slow), then the results.
+    pub logging_empty_pages: u32,
+}
+
+impl fmt::Debug for FakeOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FakeOptions")
+            .field("token", &self.token.as_ref().map(|_| "(redacted)"))
+            .field("latency", &self.latency)
+            .field("source_latency", &self.source_latency)
+            .field("faults", &self.faults)
+            .field("retry_after_secs", &self.retry_after_secs)
+            .field("logging_empty_pages", &self.logging_empty_pages)
+            .finish()
+    }
+}
+
+impl FakeOptions {
+    pub fn new() -> FakeOptions {
+        FakeOptions::default()
+    }
+
+    /// Require `Authorization: Bearer <token>` on every request.
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// Fixed latency added to every call.
+    pub fn latency(mut self, d: Duration) -> Self {
+        self.latency = d;
+        self
+    }
+
+    /// Fixed latency added to calls of `source`.
+    pub fn source_latency(mut self, source: Source, d: Duration) -> Self {
+        self.source_latency.insert(source, d);
+        self
+    }
+
+    /// Inject `fault` into `source`.
+    pub fn fail(mut self, source: Source, fault: Fault) -> Self {
+        self.faults.insert(source, fault);
+        self
+    }
+
+    /// Send `Retry-After: secs` with injected 429/503 answers.
+    pub fn retry_after(mut self, secs: u32) -> Self {
+        self.retry_after_secs = Some(secs);
+        self
+    }
+
+    /// See [`FakeOptions::logging_empty_pages`].
+    pub fn logging_empty_pages(mut self, n: u32) -> Self {
+        self.logging_empty_pages = n;
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for s in Source::ALL {
+            assert_eq!(s.name().parse::<Source>(), Ok(*s));
+        }
+        assert!("run.services.delete".parse::<Source>().is_err());
+    }
+
+    #[test]
+    fn fault_syntax() {
+        assert_eq!("403".parse::<Fault>(), Ok(Fault::deny()));
+        assert_eq!("429x2".parse::<Fault>(), Ok(Fault::first(429, 2)));
+        assert_eq!("503X1".parse::<Fault>(), Ok(Fault::first(503, 1)));
+        assert!("418".parse::<Fault>().is_err());
+        assert!("429x".parse::<Fault>().is_err());
+        assert_eq!(
+            parse_fail_spec("logging.entries.list=503x3"),
+            Ok((Source::LoggingEntriesList, Fault::first(503, 3)))
+        );
+        assert!(parse_fail_spec("logging.entries.list").is_err());
+    }
+
+    #[test]
+    fn debug_redacts_the_token() {
+        let o = FakeOptions::new().token("sekrit-token");
+        assert!(!format!("{o:?}").contains("sekrit"));
+    }
+}

@@ -1,0 +1,370 @@
+//! Which method a request is, decided on the raw (undecoded) path.
+
+use crate::convert::percent_decode;
+use crate::options::Source;
+
+/// A served read method and its path parameters (percent-decoded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Service {
+        project: String,
+        location: String,
+        service: String,
+    },
+    ServiceList {
+        project: String,
+        location: String,
+    },
+    ServicePolicy {
+        project: String,
+        location: String,
+        service: String,
+    },
+    Project(String),
+    Folder(String),
+    Organization(String),
+    ProjectPolicy(String),
+    FolderPolicy(String),
+    OrganizationPolicy(String),
+    Entries,
+    EffectivePolicy {
+        kind: &'static str,
+        id: String,
+        constraint: String,
+    },
+    Role(String),
+    /// `attachment` is decoded (`cloudresourcemanager.googleapis.com/projects/p`).
+    DenyList {
+        attachment: String,
+        kind: String,
+    },
+    DenyGet {
+        attachment: String,
+        kind: String,
+        id: String,
+    },
+}
+
+impl Target {
+    pub fn source(&self) -> Source {
+        match self {
+            Target::Service { .. } => Source::RunServicesGet,
+            Target::ServiceList { .. } => Source::RunServicesList,
+            Target::ServicePolicy { .. } => Source::RunServicesGetIamPolicy,
+            Target::Project(_) => Source::ProjectsGet,
+            Target::Folder(_) => Source::FoldersGet,
+            Target::Organization(_) => Source::OrganizationsGet,
+            Target::ProjectPolicy(_) => Source::ProjectsGetIamPolicy,
+            Target::FolderPolicy(_) => Source::FoldersGetIamPolicy,
+            Target::OrganizationPolicy(_) => Source::OrganizationsGetIamPolicy,
+            Target::Entries => Source::LoggingEntriesList,
+            Target::EffectivePolicy { .. } => Source::OrgPolicyGetEffectivePolicy,
+            Target::Role(_) => Source::IamRolesGet,
+            Target::DenyList { .. } | Target::DenyGet { .. } => Source::IamDenyPolicies,
+        }
+    }
+
+    /// The permission the real API checks for this call.
+    pub fn permission(&self) -> &'static str {
+        match self {
+            Target::DenyGet { .. } => "iam.denypolicies.get",
+            other => other.source().permission(),
+        }
+    }
+
+    /// The resource a permission error names.
+    pub fn resource(&self, project_id: &str) -> String {
+        match self {
+            Target::Service {
+                project,
+                location,
+                service,
+            }
+            | Target::ServicePolicy {
+                project,
+                location,
+                service,
+            } => {
+                format!("projects/{project}/locations/{location}/services/{service}")
+            }
+            Target::ServiceList { project, location } => {
+                format!("projects/{project}/locations/{location}")
+            }
+            Target::Project(p) | Target::ProjectPolicy(p) => format!("projects/{p}"),
+            Target::Folder(f) | Target::FolderPolicy(f) => format!("folders/{f}"),
+            Target::Organization(o) | Target::OrganizationPolicy(o) => format!("organizations/{o}"),
+            Target::Entries => format!("projects/{project_id}"),
+            Target::EffectivePolicy {
+                kind,
+                id,
+                constraint,
+            } => format!("{kind}/{id}/policies/{constraint}"),
+            Target::Role(r) => r.clone(),
+            Target::DenyList { attachment, kind } => {
+                format!(
+                    "policies/{}/{kind}",
+                    crate::convert::encode_attachment(attachment)
+                )
+            }
+            Target::DenyGet {
+                attachment,
+                kind,
+                id,
+            } => {
+                format!(
+                    "policies/{}/{kind}/{id}",
+                    crate::convert::encode_attachment(attachment)
+                )
+            }
+        }
+    }
+}
+
+/// What a request is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    Read(Target),
+    /// A read-only method of these APIs that the fake does not implement (404, not mutating).
+    Unserved,
+    /// Anything that could change state: refused and flagged.
+    Mutating,
+    /// An unknown path read with GET/HEAD/OPTIONS (404).
+    Unknown,
+}
+
+/// POST custom methods that only read (`:testIamPermissions`, `:getAncestry`, ...).
+const READ_ONLY_POST_VERBS: &[&str] = &[
+    "getIamPolicy",
+    "testIamPermissions",
+    "getAncestry",
+    "getEffectiveOrgPolicy",
+    "listOrgPolicies",
+    "listAvailableOrgPolicyConstraints",
+    "troubleshoot",
+    "queryGrantableRoles",
+    "queryTestablePermissions",
+    "queryAuditableServices",
+    "generateIdToken",
+    "generateAccessToken",
+    "signJwt",
+    "signBlob",
+    "search",
+];
+
+fn split_verb(seg: &str) -> (&str, Option<&str>) {
+    match seg.split_once(':') {
+        Some((n, v)) => (n, Some(v)),
+        None => (seg, None),
+    }
+}
+
+fn nonempty(parts: &[&str]) -> bool {
+    parts.iter().all(|p| !p.is_empty())
+}
+
+/// Classifies `method raw_path`. `/` encoded as `%2F` stays inside its segment.
+pub fn classify(method: &str, raw_path: &str) -> Route {
+    let trimmed = raw_path.strip_prefix('/').unwrap_or(raw_path);
+    let segs: Vec<String> = trimmed.split('/').map(percent_decode).collect();
+    let s: Vec<&str> = segs.iter().map(String::as_str).collect();
+    let get = method == "GET";
+    let post = method == "POST";
+    let target = match s.as_slice() {
+        ["v2", "projects", p, "locations", l, "services"] if get && nonempty(&[p, l]) => {
+            Some(Target::ServiceList {
+                project: p.to_string(),
+                location: l.to_string(),
+            })
+        }
+        ["v2", "projects", p, "locations", l, "services", last] if get => match split_verb(last) {
+            (svc, None) if nonempty(&[p, l, svc]) => Some(Target::Service {
+                project: p.to_string(),
+                location: l.to_string(),
+                service: svc.to_string(),
+            }),
+            (svc, Some("getIamPolicy")) if nonempty(&[p, l, svc]) => Some(Target::ServicePolicy {
+                project: p.to_string(),
+                location: l.to_string(),
+                service: svc.to_string(),
+            }),
+            _ => None,
+        },
+        [
+            "v2",
+            kind @ ("projects" | "folders" | "organizations"),
+            id,
+            "policies",
+            last,
+        ] if get => match split_verb(last) {
+            (c, Some("getEffectivePolicy")) if nonempty(&[id, c]) => {
+                let kind = match *kind {
+                    "projects" => "projects",
+                    "folders" => "folders",
+                    _ => "organizations",
+                };
+                Some(Target::EffectivePolicy {
+                    kind,
+                    id: id.to_string(),
+                    constraint: c.to_string(),
+                })
+            }
+            _ => None,
+        },
+        ["v2", "entries:list"] if post => Some(Target::Entries),
+        ["v2", "policies", att, kind] if get && nonempty(&[att, kind]) => Some(Target::DenyList {
+            attachment: att.to_string(),
+            kind: kind.to_string(),
+        }),
+        ["v2", "policies", att, kind, id] if get && nonempty(&[att, kind, id]) => {
+            Some(Target::DenyGet {
+                attachment: att.to_string(),
+                kind: kind.to_string(),
+                id: id.to_string(),
+            })
+        }
+        [
+            "v3",
+            kind @ ("projects" | "folders" | "organizations"),
+            last,
+        ] => {
+            let (id, verb) = split_verb(last);
+            match (verb, *kind) {
+                _ if id.is_empty() => None,
+                (None, "projects") if get => Some(Target::Project(id.to_string())),
+                (None, "folders") if get => Some(Target::Folder(id.to_string())),
+                (None, "organizations") if get => Some(Target::Organization(id.to_string())),
+                (Some("getIamPolicy"), "projects") if post => {
+                    Some(Target::ProjectPolicy(id.to_string()))
+                }
+                (Some("getIamPolicy"), "folders") if post => {
+                    Some(Target::FolderPolicy(id.to_string()))
+                }
+                (Some("getIamPolicy"), "organizations") if post => {
+                    Some(Target::OrganizationPolicy(id.to_string()))
+                }
+                _ => None,
+            }
+        }
+        ["v1", "roles", r] if get && nonempty(&[r]) => Some(Target::Role(format!("roles/{r}"))),
+        ["v1", "projects", p, "roles", r] if get && nonempty(&[p, r]) => {
+            Some(Target::Role(format!("projects/{p}/roles/{r}")))
+        }
+        ["v1", "organizations", o, "roles", r] if get && nonempty(&[o, r]) => {
+            Some(Target::Role(format!("organizations/{o}/roles/{r}")))
+        }
+        _ => None,
+    };
+    if let Some(t) = target {
+        return Route::Read(t);
+    }
+    match method {
+        "GET" | "HEAD" | "OPTIONS" => Route::Unknown,
+        "POST" => {
+            let last = s.last().copied().unwrap_or("");
+            let verb = split_verb(last).1;
+            if verb.is_some_and(|v| READ_ONLY_POST_VERBS.contains(&v)) || last == "tokeninfo" {
+                Route::Unserved
+            } else {
+                Route::Mutating
+            }
+        }
+        _ => Route::Mutating,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads() {
+        assert_eq!(
+            classify("GET", "/v2/projects/p/locations/r/services/s"),
+            Route::Read(Target::Service {
+                project: "p".into(),
+                location: "r".into(),
+                service: "s".into()
+            })
+        );
+        assert!(matches!(
+            classify("GET", "/v2/projects/p/locations/r/services/s:getIamPolicy"),
+            Route::Read(Target::ServicePolicy { .. })
+        ));
+        assert!(matches!(
+            classify("POST", "/v3/folders/1:getIamPolicy"),
+            Route::Read(Target::FolderPolicy(_))
+        ));
+        assert_eq!(
+            classify(
+                "GET",
+                "/v2/policies/cloudresourcemanager.googleapis.com%2Fprojects%2Fp/denypolicies"
+            ),
+            Route::Read(Target::DenyList {
+                attachment: "cloudresourcemanager.googleapis.com/projects/p".into(),
+                kind: "denypolicies".into()
+            })
+        );
+        // Decoded slashes are more segments: not the API's path.
+        assert_eq!(
+            classify(
+                "GET",
+                "/v2/policies/cloudresourcemanager.googleapis.com/projects/p/denypolicies"
+            ),
+            Route::Unknown
+        );
+        assert_eq!(
+            classify(
+                "GET",
+                "/v2/organizations/9/policies/iam.allowedPolicyMemberDomains:getEffectivePolicy"
+            ),
+            Route::Read(Target::EffectivePolicy {
+                kind: "organizations",
+                id: "9".into(),
+                constraint: "iam.allowedPolicyMemberDomains".into()
+            })
+        );
+        assert_eq!(
+            classify("GET", "/v1/projects/p/roles/r"),
+            Route::Read(Target::Role("projects/p/roles/r".into()))
+        );
+    }
+
+    #[test]
+    fn guard() {
+        assert_eq!(
+            classify("POST", "/v2/projects/p/locations/r/services/s:setIamPolicy"),
+            Route::Mutating
+        );
+        assert_eq!(
+            classify("POST", "/v3/projects/p:setIamPolicy"),
+            Route::Mutating
+        );
+        assert_eq!(
+            classify("PATCH", "/v2/projects/p/locations/r/services/s"),
+            Route::Mutating
+        );
+        assert_eq!(
+            classify("DELETE", "/v2/projects/p/locations/r/services/s"),
+            Route::Mutating
+        );
+        assert_eq!(
+            classify("POST", "/v2/projects/p/locations/r/services"),
+            Route::Mutating
+        );
+        assert_eq!(classify("POST", "/v2/entries:write"), Route::Mutating);
+        assert_eq!(classify("POST", "/v3/iam:troubleshoot"), Route::Unserved);
+        assert_eq!(
+            classify("POST", "/v1/projects/p/serviceAccounts/a:getIamPolicy"),
+            Route::Unserved
+        );
+        assert_eq!(
+            classify("GET", "/v3/projects/p:getIamPolicy"),
+            Route::Unknown
+        );
+        assert_eq!(classify("GET", "/nope"), Route::Unknown);
+        assert_eq!(
+            classify("GET", "/v2/projects//locations/r/services/s"),
+            Route::Unknown
+        );
+    }
+}
