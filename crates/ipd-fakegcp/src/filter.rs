@@ -914,7 +914,7 @@ mod tests {
 
     fn entry() -> Value {
         serde_json::from_str(include_str!(
-            "../../../../shared/reference/examples/cloud-run-request-log-403-unauthenticated.json"
+            "../../ipd-model/testdata/cloud-run-request-log-403-unauthenticated.json"
         ))
         .unwrap_or(Value::Null)
     }

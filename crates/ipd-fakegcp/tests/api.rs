@@ -1,5 +1,5 @@
 //! End-to-end tests of the fake over HTTP, against small bundles written in a tempdir with
-//! the real shapes of `shared/reference/examples/`.
+//! the real shapes of `crates/ipd-model/testdata/` (copies of the reference examples).
 
 #![allow(clippy::unwrap_used)]
 
@@ -175,7 +175,7 @@ fn full_bundle(dir: &Path) {
         dir,
         "project-iam-policy.json",
         &serde_json::from_str::<Value>(include_str!(
-            "../../../../shared/reference/examples/crm-v1-projects-getIamPolicy.gcpdiag-cloudrun1.json"
+            "../../ipd-model/testdata/crm-v1-projects-getIamPolicy.gcpdiag-cloudrun1.json"
         ))
         .unwrap(),
     );
@@ -415,7 +415,7 @@ async fn run_service_from_v1_bundle_is_a_v2_resource() {
 #[tokio::test]
 async fn run_service_v2_file_is_served_verbatim() {
     let list: Value = serde_json::from_str(include_str!(
-        "../../../../shared/reference/examples/run-v2-services-list.gcpdiag-cloudrun1.json"
+        "../../ipd-model/testdata/run-v2-services-list.gcpdiag-cloudrun1.json"
     ))
     .unwrap();
     let mut svc = list["services"][0].clone();
@@ -614,7 +614,7 @@ async fn service_policy_versions_and_withcond() {
 #[tokio::test]
 async fn bundle_error_envelopes_are_served_with_their_code() {
     let denied: Value = serde_json::from_str(include_str!(
-        "../../../../shared/reference/examples/error-403-no-details.github-issue.json"
+        "../../ipd-model/testdata/error-403-no-details.github-issue.json"
     ))
     .unwrap();
     let unavailable = json!({"error": {"status": "UNAVAILABLE", "message": "try later"}});

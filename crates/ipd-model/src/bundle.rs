@@ -267,7 +267,7 @@ mod tests {
     #[test]
     fn denied_file_becomes_a_gap() {
         let text = include_str!(
-            "../../../../shared/reference/examples/error-403-no-details.github-issue.json"
+            "../testdata/error-403-no-details.github-issue.json"
         );
         let l =
             from_files([("project-iam-policy.json", "b/project-iam-policy.json", text)]).unwrap();

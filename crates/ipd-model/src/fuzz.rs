@@ -26,22 +26,22 @@ const FILES: &[&str] = &[
 /// Real documents to mutate, so that the fuzzing reaches past the first syntax error.
 const SEEDS: &[&str] = &[
     include_str!(
-        "../../../../shared/reference/examples/cloud-run-request-log-403-unauthenticated.json"
+        "../testdata/cloud-run-request-log-403-unauthenticated.json"
     ),
     include_str!(
-        "../../../../shared/reference/examples/crm-v1-projects-getIamPolicy.gcpdiag-cloudrun1.json"
+        "../testdata/crm-v1-projects-getIamPolicy.gcpdiag-cloudrun1.json"
     ),
     include_str!(
-        "../../../../shared/reference/examples/run-v2-services-list.gcpdiag-cloudrun1.json"
+        "../testdata/run-v2-services-list.gcpdiag-cloudrun1.json"
     ),
     include_str!(
-        "../../../../shared/reference/examples/run-v1-knative-service-invoker-iam-disabled.google-doc-snippet.yaml"
+        "../testdata/run-v1-knative-service-invoker-iam-disabled.google-doc-snippet.yaml"
     ),
     include_str!(
-        "../../../../shared/reference/examples/crm-v1-getEffectiveOrgPolicy-boolean-enforced.gcpdiag-gke1.json"
+        "../testdata/crm-v1-getEffectiveOrgPolicy-boolean-enforced.gcpdiag-gke1.json"
     ),
     include_str!(
-        "../../../../shared/reference/examples/error-403-iamcredentials-IAM_PERMISSION_DENIED.github-issue.json"
+        "../testdata/error-403-iamcredentials-IAM_PERMISSION_DENIED.github-issue.json"
     ),
 ];
 

@@ -82,7 +82,7 @@ mod tests {
     #[test]
     fn real_shapes() {
         let p: Policy = serde_json::from_str(include_str!(
-            "../../../../shared/reference/examples/crm-v1-projects-getIamPolicy.gcpdiag-cloudrun1.json"
+            "../testdata/crm-v1-projects-getIamPolicy.gcpdiag-cloudrun1.json"
         ))
         .unwrap();
         assert_eq!(p.version, Some(1));
@@ -90,7 +90,7 @@ mod tests {
         let empty: Policy = serde_json::from_str(r#"{"etag": "ACAB"}"#).unwrap();
         assert!(empty.bindings.is_empty());
         let w: Policy = serde_json::from_str(include_str!(
-            "../../../../shared/reference/examples/iam-policy-v1-withcond.google-doc-example.json"
+            "../testdata/iam-policy-v1-withcond.google-doc-example.json"
         ))
         .unwrap();
         assert!(w.bindings[0].is_withcond());

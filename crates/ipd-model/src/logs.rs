@@ -191,7 +191,7 @@ mod tests {
     #[test]
     fn real_403_entry() {
         let e: LogEntry = serde_json::from_str(include_str!(
-            "../../../../shared/reference/examples/cloud-run-request-log-403-unauthenticated.json"
+            "../testdata/cloud-run-request-log-403-unauthenticated.json"
         ))
         .unwrap();
         assert!(e.is_request_log());
@@ -206,7 +206,7 @@ mod tests {
     #[test]
     fn real_502_entry_has_no_gate_text() {
         let e: LogEntry = serde_json::from_str(include_str!(
-            "../../../../shared/reference/examples/cloud-run-request-log-502-cloud-scheduler.json"
+            "../testdata/cloud-run-request-log-502-cloud-scheduler.json"
         ))
         .unwrap();
         assert_eq!(e.gate_message(), GateMessage::None);

@@ -191,14 +191,14 @@ mod tests {
     #[test]
     fn legacy_real_shapes() {
         let p: OrgPolicy = serde_json::from_str(include_str!(
-            "../../../../shared/reference/examples/crm-v1-getEffectiveOrgPolicy-boolean-enforced.gcpdiag-gke1.json"
+            "../testdata/crm-v1-getEffectiveOrgPolicy-boolean-enforced.gcpdiag-gke1.json"
         ))
         .unwrap();
         let e = Effective::from_policy(&p).unwrap();
         assert_eq!(e.constraint, "compute.disableSerialPortAccess");
         assert!(e.enforced);
         let p: OrgPolicy = serde_json::from_str(include_str!(
-            "../../../../shared/reference/examples/crm-v1-getEffectiveOrgPolicy-boolean-not-enforced.gcpdiag-gke1.json"
+            "../testdata/crm-v1-getEffectiveOrgPolicy-boolean-not-enforced.gcpdiag-gke1.json"
         ))
         .unwrap();
         assert!(!Effective::from_policy(&p).unwrap().enforced);

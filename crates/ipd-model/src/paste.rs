@@ -306,7 +306,7 @@ mod tests {
     #[test]
     fn real_log_entry_and_pages() {
         let e = include_str!(
-            "../../../../shared/reference/examples/cloud-run-request-log-403-unauthenticated.json"
+            "../testdata/cloud-run-request-log-403-unauthenticated.json"
         );
         let p = classify(e);
         assert_eq!(p.kind(), "log_entry");

@@ -369,7 +369,7 @@ mod tests {
     #[test]
     fn v2_real_gcpdiag_shape() {
         let text = include_str!(
-            "../../../../shared/reference/examples/run-v2-services-list.gcpdiag-cloudrun1.json"
+            "../testdata/run-v2-services-list.gcpdiag-cloudrun1.json"
         );
         let v: serde_json::Value = serde_json::from_str(text).unwrap();
         let one = v["services"][0].to_string();
@@ -405,7 +405,7 @@ mod tests {
     #[test]
     fn google_doc_snippet_parses() {
         let y = include_str!(
-            "../../../../shared/reference/examples/run-v1-knative-service-invoker-iam-disabled.google-doc-snippet.yaml"
+            "../testdata/run-v1-knative-service-invoker-iam-disabled.google-doc-snippet.yaml"
         );
         let s = ok("service.yaml", y);
         assert!(s.invoker_iam_disabled);

@@ -205,7 +205,7 @@ fn explain_recognises_pastes() {
 
     let entry = std::fs::read_to_string(
         workspace_root()
-            .join("../shared/reference/examples/cloud-run-request-log-403-unauthenticated.json"),
+            .join("crates/ipd-model/testdata/cloud-run-request-log-403-unauthenticated.json"),
     )
     .expect("example");
     let out = run(&["explain", &entry, "--format", "json"]);
