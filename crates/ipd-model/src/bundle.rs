@@ -266,9 +266,7 @@ mod tests {
 
     #[test]
     fn denied_file_becomes_a_gap() {
-        let text = include_str!(
-            "../testdata/error-403-no-details.github-issue.json"
-        );
+        let text = include_str!("../testdata/error-403-no-details.github-issue.json");
         let l =
             from_files([("project-iam-policy.json", "b/project-iam-policy.json", text)]).unwrap();
         match &l.evidence.project_policy {

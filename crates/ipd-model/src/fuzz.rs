@@ -25,24 +25,12 @@ const FILES: &[&str] = &[
 
 /// Real documents to mutate, so that the fuzzing reaches past the first syntax error.
 const SEEDS: &[&str] = &[
-    include_str!(
-        "../testdata/cloud-run-request-log-403-unauthenticated.json"
-    ),
-    include_str!(
-        "../testdata/crm-v1-projects-getIamPolicy.gcpdiag-cloudrun1.json"
-    ),
-    include_str!(
-        "../testdata/run-v2-services-list.gcpdiag-cloudrun1.json"
-    ),
-    include_str!(
-        "../testdata/run-v1-knative-service-invoker-iam-disabled.google-doc-snippet.yaml"
-    ),
-    include_str!(
-        "../testdata/crm-v1-getEffectiveOrgPolicy-boolean-enforced.gcpdiag-gke1.json"
-    ),
-    include_str!(
-        "../testdata/error-403-iamcredentials-IAM_PERMISSION_DENIED.github-issue.json"
-    ),
+    include_str!("../testdata/cloud-run-request-log-403-unauthenticated.json"),
+    include_str!("../testdata/crm-v1-projects-getIamPolicy.gcpdiag-cloudrun1.json"),
+    include_str!("../testdata/run-v2-services-list.gcpdiag-cloudrun1.json"),
+    include_str!("../testdata/run-v1-knative-service-invoker-iam-disabled.google-doc-snippet.yaml"),
+    include_str!("../testdata/crm-v1-getEffectiveOrgPolicy-boolean-enforced.gcpdiag-gke1.json"),
+    include_str!("../testdata/error-403-iamcredentials-IAM_PERMISSION_DENIED.github-issue.json"),
 ];
 
 /// A JSON value of bounded depth with the field names the parsers look for.

@@ -368,9 +368,7 @@ mod tests {
 
     #[test]
     fn v2_real_gcpdiag_shape() {
-        let text = include_str!(
-            "../testdata/run-v2-services-list.gcpdiag-cloudrun1.json"
-        );
+        let text = include_str!("../testdata/run-v2-services-list.gcpdiag-cloudrun1.json");
         let v: serde_json::Value = serde_json::from_str(text).unwrap();
         let one = v["services"][0].to_string();
         let s = ok("service.json", &one);
