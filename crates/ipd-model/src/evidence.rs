@@ -25,6 +25,8 @@ pub struct Inputs {
     pub at: Option<Timestamp>,
     /// `--status`: what the client saw.
     pub status: Option<i64>,
+    /// The client's response came from Identity-Aware Proxy (an IAP page was pasted).
+    pub iap_response: bool,
     /// A trace ID or log `insertId` naming the failing request (from `explain`).
     pub request_ref: Option<String>,
     /// The target named on the command line (live mode), when there is no service resource.

@@ -4,6 +4,7 @@
 //! Invariant: nothing in this crate does network I/O. The only I/O is reading a bundle
 //! directory in [`bundle`].
 
+pub mod audit;
 pub mod bundle;
 pub mod caller;
 pub mod context;

@@ -4,6 +4,7 @@
 //! Invariant: this crate does no I/O. Rules never call the network, the clock or the
 //! environment; the request time is evidence.
 
+pub mod conditions;
 pub mod cx;
 pub mod fix;
 #[cfg(test)]

@@ -77,19 +77,28 @@ impl RuleImpl for WrongAudience {
                 "the invoker check is disabled; tokens are not checked".into(),
             );
         }
-        let Some(t) = cx.token() else {
-            return Check::Skip("no token was given (token.txt or --token)".into());
+        // The audience of the token sent, or of the token a Google-managed caller mints.
+        let configured = cx
+            .ev
+            .caller_configs
+            .iter()
+            .find_map(|c| c.effective_audience().map(str::to_string));
+        let aud: Vec<String> = match (cx.token(), &configured) {
+            (Some(t), _) if t.kind != TokenKind::GoogleIdToken => {
+                return Check::NotApplicable("not a Google ID token (see IPD011/IPD012)".into());
+            }
+            (Some(t), _) => t.claims.as_ref().map(|c| c.aud.clone()).unwrap_or_default(),
+            (None, Some(a)) => vec![a.clone()],
+            (None, None) => {
+                return Check::Skip("no token was given (token.txt or --token) and no caller configuration names an audience".into());
+            }
         };
-        if t.kind != TokenKind::GoogleIdToken {
-            return Check::NotApplicable("not a Google ID token (see IPD011/IPD012)".into());
-        }
         let Some(svc) = cx.service() else {
             return Check::Skip(format!(
                 "service description not available: {}",
                 cx.ev.service.absence().unwrap_or_default()
             ));
         };
-        let aud: Vec<String> = t.claims.as_ref().map(|c| c.aud.clone()).unwrap_or_default();
         if aud.is_empty() {
             return Check::Fire(State {
                 aud,
@@ -162,9 +171,30 @@ impl RuleImpl for WrongAudience {
         } else {
             s.aud.join(", ")
         };
-        let mut evidence = vec![format!(
-            "token `aud`: `{aud_shown}` (decoded, not verified)"
-        )];
+        let mut evidence = match (
+            cx.token(),
+            cx.ev
+                .caller_configs
+                .iter()
+                .find(|c| c.effective_audience().is_some()),
+        ) {
+            (None, Some(c)) => vec![format!(
+                "{} `{}` mints tokens with audience `{aud_shown}`{}",
+                c.kind.label(),
+                c.name,
+                if matches!(
+                    &c.auth,
+                    ipd_model::caller::CallerAuth::Oidc { audience: None, .. }
+                ) {
+                    " (no audience configured: the target URL is the default)"
+                } else {
+                    ""
+                }
+            )],
+            _ => vec![format!(
+                "token `aud`: `{aud_shown}` (decoded, not verified)"
+            )],
+        };
         evidence.push(format!(
             "accepted audiences of `{svc}`: {}",
             if s.accepted.is_empty() {
@@ -286,6 +316,17 @@ mod tests {
         assert_eq!(fired(&run(&WrongAudience, &ev)), Some(Verdict::Likely));
         ev.token = Some(sa_token(&format!("{URL}/run?x=1")));
         assert_eq!(fired(&run(&WrongAudience, &ev)), Some(Verdict::Confirmed));
+    }
+
+    #[test]
+    fn pubsub_default_audience_with_path_is_likely() {
+        let mut ev = base();
+        ev.caller_configs.push(
+            ipd_model::caller::CallerConfig::from_value(&json!({"name": "projects/shop-prod/subscriptions/orders-push",
+                "pushConfig": {"pushEndpoint": format!("{URL}/pubsub/push"), "oidcToken": {"serviceAccountEmail": SA}}}))
+            .unwrap(),
+        );
+        assert_eq!(fired(&run(&WrongAudience, &ev)), Some(Verdict::Likely));
     }
 
     #[test]
