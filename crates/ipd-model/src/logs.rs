@@ -156,6 +156,22 @@ impl LogEntry {
         }
     }
 
+    /// One line for evidence: `insertId: METHOD URL → STATUS, latency L, user agent `UA``.
+    pub fn summary(&self) -> String {
+        let h = self.http_request.as_ref();
+        format!(
+            "request log entry `{}`: {} {} → {}, latency {}, user agent `{}`",
+            self.insert_id.as_deref().unwrap_or("?"),
+            self.method().unwrap_or("?"),
+            self.url().unwrap_or("?"),
+            self.status()
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "?".into()),
+            h.and_then(|h| h.latency.as_deref()).unwrap_or("?"),
+            self.user_agent().unwrap_or("?")
+        )
+    }
+
     /// The trace ID (32 hex) from `trace` (`projects/P/traces/ID` or bare).
     pub fn trace_id(&self) -> Option<&str> {
         self.trace

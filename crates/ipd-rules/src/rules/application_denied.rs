@@ -85,19 +85,7 @@ impl RuleImpl for ApplicationDenied {
         let svc = cx.service_name_or("SERVICE");
         let mut evidence = Vec::new();
         if let Some(e) = &cx.facts.entry {
-            evidence.push(format!(
-                "request log entry `{}`: {} {} → {} after {}, no gate message",
-                e.insert_id.as_deref().unwrap_or("?"),
-                e.method().unwrap_or("?"),
-                e.url().unwrap_or("?"),
-                e.status()
-                    .map(|s| s.to_string())
-                    .unwrap_or_else(|| "?".into()),
-                e.http_request
-                    .as_ref()
-                    .and_then(|h| h.latency.as_deref())
-                    .unwrap_or("?")
-            ));
+            evidence.push(format!("{}, no gate message", e.summary()));
         }
         if cx.invoker_check_disabled() {
             evidence.push(format!("service `{svc}`: invoker IAM check disabled"));

@@ -129,20 +129,7 @@ impl RuleImpl for NoToken {
         let svc = cx.service_name_or("SERVICE");
         let mut evidence = Vec::new();
         if let Some(e) = &cx.facts.entry {
-            evidence.push(format!(
-                "request log entry `{}`: {} {} → {}, latency {}, user agent `{}`",
-                e.insert_id.as_deref().unwrap_or("?"),
-                e.method().unwrap_or("?"),
-                e.url().unwrap_or("?"),
-                e.status()
-                    .map(|s| s.to_string())
-                    .unwrap_or_else(|| "?".into()),
-                e.http_request
-                    .as_ref()
-                    .and_then(|h| h.latency.as_deref())
-                    .unwrap_or("?"),
-                e.user_agent().unwrap_or("?")
-            ));
+            evidence.push(format!("{}", e.summary()));
             if let Some(t) = &e.text_payload {
                 evidence.push(format!("log text: \"{}\"", first_sentence_pair(t)));
             }
