@@ -217,6 +217,34 @@ impl<'a> Cx<'a> {
         )
     }
 
+    /// A Terraform `google_cloud_run_v2_service` fragment setting `attrs` (already HCL).
+    pub fn service_terraform(&self, attrs: &str) -> String {
+        format!(
+            "resource \"google_cloud_run_v2_service\" \"{}\" {{\n  name     = \"{}\"\n  location = \"{}\"\n  project  = \"{}\"\n  # ... the rest of the service as it is ...\n{}\n}}",
+            self.service_name_or("service").replace('-', "_"),
+            self.service_name_or("<SERVICE>"),
+            self.region_or("<REGION>"),
+            self.project_or("<PROJECT_ID>"),
+            attrs
+                .lines()
+                .map(|l| format!("  {l}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    }
+
+    /// The v1 service YAML (`gcloud run services replace`) annotation lines to set.
+    pub fn service_yaml(&self, annotations: &[(&str, &str)]) -> String {
+        let mut s = format!(
+            "apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata:\n  name: {}\n  annotations:\n",
+            self.service_name_or("<SERVICE>")
+        );
+        for (k, v) in annotations {
+            s.push_str(&format!("    {k}: '{v}'\n"));
+        }
+        s.trim_end().to_string()
+    }
+
     /// An evidence line naming the caller and where its identity came from.
     pub fn caller_line(&self) -> Option<String> {
         use ipd_model::facts::CallerSource;

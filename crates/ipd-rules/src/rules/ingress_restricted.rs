@@ -3,7 +3,7 @@ use ipd_model::service::Ingress;
 
 use crate::cx::Cx;
 use crate::declare_rule;
-use crate::fix::{Fix, Safety};
+use crate::fix::{Fix, FixKind, Safety};
 use crate::rule::{Body, Check, RuleImpl, RuleMeta, Verdict};
 
 declare_rule! {
@@ -150,6 +150,18 @@ impl RuleImpl for IngressRestricted {
             v.push(Fix::command(
                 "allow ingress from all networks",
                 cx.update_argv(&["--ingress=all"]),
+                Safety::NeedsReview,
+            ));
+            v.push(Fix::text(
+                FixKind::Terraform,
+                "the same in Terraform",
+                cx.service_terraform("ingress = \"INGRESS_TRAFFIC_ALL\""),
+                Safety::NeedsReview,
+            ));
+            v.push(Fix::text(
+                FixKind::Yaml,
+                "the same in the service YAML",
+                cx.service_yaml(&[("run.googleapis.com/ingress", "all")]),
                 Safety::NeedsReview,
             ));
         }

@@ -1,6 +1,6 @@
 use crate::cx::Cx;
 use crate::declare_rule;
-use crate::fix::{Arg, Fix, Safety};
+use crate::fix::{Arg, Fix, FixKind, Safety};
 use crate::rule::{Body, Check, RuleImpl, RuleMeta, Verdict};
 
 declare_rule! {
@@ -111,6 +111,12 @@ impl RuleImpl for InvokerCheckDisabled {
             Fix::command(
                 "re-enable the invoker IAM check if the service must be private",
                 cx.update_argv(&["--invoker-iam-check"]),
+                Safety::NeedsReview,
+            ),
+            Fix::text(
+                FixKind::Terraform,
+                "the same in Terraform",
+                cx.service_terraform("invoker_iam_disabled = false"),
                 Safety::NeedsReview,
             ),
         ]

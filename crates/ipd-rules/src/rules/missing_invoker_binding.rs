@@ -186,7 +186,12 @@ impl RuleImpl for MissingInvokerBinding {
                 cx.grant_argv("allUsers", "roles/run.invoker"),
                 Safety::NeedsReview,
             ));
-            v.push(Fix::text(FixKind::Terraform, "the same in Terraform", "resource \"google_cloud_run_v2_service\" \"service\" {\n  # ...\n  invoker_iam_disabled = true\n}", Safety::NeedsReview));
+            v.push(Fix::text(
+                FixKind::Terraform,
+                "the same in Terraform",
+                cx.service_terraform("invoker_iam_disabled = true"),
+                Safety::NeedsReview,
+            ));
             return v;
         }
         let caller = cx

@@ -159,13 +159,13 @@ impl RuleImpl for PublicAccessBlockedByDomainRestriction {
             Fix::text(
                 FixKind::Terraform,
                 "the same in Terraform",
-                "resource \"google_cloud_run_v2_service\" \"service\" {\n  # ...\n  invoker_iam_disabled = true\n}",
+                cx.service_terraform("invoker_iam_disabled = true"),
                 Safety::NeedsReview,
             ),
             Fix::text(
                 FixKind::Yaml,
-                "the same in a service YAML (`gcloud run services replace`)",
-                "metadata:\n  annotations:\n    run.googleapis.com/invoker-iam-disabled: 'true'",
+                "the same in the service YAML (`gcloud run services replace`)",
+                cx.service_yaml(&[("run.googleapis.com/invoker-iam-disabled", "true")]),
                 Safety::NeedsReview,
             ),
         ]

@@ -2,7 +2,7 @@ use ipd_model::token::{GCLOUD_CLIENT_ID, TokenKind};
 
 use crate::cx::Cx;
 use crate::declare_rule;
-use crate::fix::{Arg, Fix, Safety};
+use crate::fix::{Arg, Fix, FixKind, Safety};
 use crate::rule::{Body, Check, RuleImpl, RuleMeta, Verdict};
 
 declare_rule! {
@@ -278,6 +278,12 @@ impl RuleImpl for WrongAudience {
             v.push(Fix::command(
                 format!("or accept `{a}` as a custom audience of the service"),
                 cx.update_argv(&[&format!("--add-custom-audiences={a}")]),
+                Safety::NeedsReview,
+            ));
+            v.push(Fix::text(
+                FixKind::Terraform,
+                "the same in Terraform",
+                cx.service_terraform(&format!("custom_audiences = [\"{a}\"]")),
                 Safety::NeedsReview,
             ));
         }
