@@ -1,0 +1,222 @@
+//! API roots, overridable the way gcloud does it: `CLOUDSDK_API_ENDPOINT_OVERRIDES_<API>` holds a
+//! base URL such as `http://127.0.0.1:8085/`, to which the versioned path (`v2/projects/...`) is
+//! appended.
+
+use crate::env::Env;
+
+/// The APIs the tool reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Api {
+    /// Cloud Run Admin API (v2).
+    Run,
+    /// Resource Manager (v3).
+    CloudResourceManager,
+    /// Cloud Logging (v2).
+    Logging,
+    /// Organization Policy (v2).
+    OrgPolicy,
+    /// IAM (v1 roles).
+    Iam,
+    /// OAuth2 v2 `tokeninfo` (only for `--as-me` with a token whose owner is not known).
+    OAuth2,
+    /// Pub/Sub v1 (a push subscription as the caller, `--caller-config pubsub:...`).
+    PubSub,
+    /// Cloud Scheduler v1.
+    CloudScheduler,
+    /// Cloud Tasks v2.
+    CloudTasks,
+    /// Eventarc v1.
+    Eventarc,
+    /// Workflows v1.
+    Workflows,
+}
+
+impl Api {
+    pub const ALL: &'static [Api] = &[
+        Api::Run,
+        Api::CloudResourceManager,
+        Api::Logging,
+        Api::OrgPolicy,
+        Api::Iam,
+        Api::OAuth2,
+        Api::PubSub,
+        Api::CloudScheduler,
+        Api::CloudTasks,
+        Api::Eventarc,
+        Api::Workflows,
+    ];
+
+    /// gcloud's name of the API (the suffix of the override variable, lowercased).
+    pub fn name(self) -> &'static str {
+        match self {
+            Api::Run => "run",
+            Api::CloudResourceManager => "cloudresourcemanager",
+            Api::Logging => "logging",
+            Api::OrgPolicy => "orgpolicy",
+            Api::Iam => "iam",
+            Api::OAuth2 => "oauth2",
+            Api::PubSub => "pubsub",
+            Api::CloudScheduler => "cloudscheduler",
+            Api::CloudTasks => "cloudtasks",
+            Api::Eventarc => "eventarc",
+            Api::Workflows => "workflows",
+        }
+    }
+
+    /// The production root.
+    pub fn default_root(self) -> &'static str {
+        match self {
+            Api::Run => "https://run.googleapis.com/",
+            Api::CloudResourceManager => "https://cloudresourcemanager.googleapis.com/",
+            Api::Logging => "https://logging.googleapis.com/",
+            Api::OrgPolicy => "https://orgpolicy.googleapis.com/",
+            Api::Iam => "https://iam.googleapis.com/",
+            Api::OAuth2 => "https://www.googleapis.com/",
+            Api::PubSub => "https://pubsub.googleapis.com/",
+            Api::CloudScheduler => "https://cloudscheduler.googleapis.com/",
+            Api::CloudTasks => "https://cloudtasks.googleapis.com/",
+            Api::Eventarc => "https://eventarc.googleapis.com/",
+            Api::Workflows => "https://workflows.googleapis.com/",
+        }
+    }
+
+    /// `CLOUDSDK_API_ENDPOINT_OVERRIDES_RUN`, ...
+    pub fn override_var(self) -> String {
+        format!(
+            "CLOUDSDK_API_ENDPOINT_OVERRIDES_{}",
+            self.name().to_ascii_uppercase()
+        )
+    }
+}
+
+/// An override that is not an `http://` or `https://` URL.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{var}: `{value}` is not an http:// or https:// base URL (e.g. https://run.googleapis.com/)"
+)]
+pub struct BadOverride {
+    pub var: String,
+    pub value: String,
+}
+
+/// The root URL of every API, each ending in `/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoints {
+    roots: Vec<(Api, String)>,
+}
+
+impl Default for Endpoints {
+    fn default() -> Self {
+        Endpoints {
+            roots: Api::ALL
+                .iter()
+                .map(|a| (*a, a.default_root().to_string()))
+                .collect(),
+        }
+    }
+}
+
+impl Endpoints {
+    /// Production roots, with gcloud's override variables applied.
+    pub fn from_env(env: &Env) -> Result<Endpoints, BadOverride> {
+        let mut e = Endpoints::default();
+        for api in Api::ALL {
+            let var = api.override_var();
+            if let Some(v) = env.get(&var) {
+                e.set(*api, v).map_err(|_| BadOverride {
+                    var: var.clone(),
+                    value: v.to_string(),
+                })?;
+            }
+        }
+        Ok(e)
+    }
+
+    /// Every API at one root (tests and the benchmark point all of them at one fake).
+    pub fn all_at(root: &str) -> Result<Endpoints, BadOverride> {
+        let mut e = Endpoints::default();
+        for api in Api::ALL {
+            e.set(*api, root)?;
+        }
+        Ok(e)
+    }
+
+    /// Overrides one root.
+    pub fn set(&mut self, api: Api, root: &str) -> Result<(), BadOverride> {
+        let r = root.trim();
+        let lower = r.to_ascii_lowercase();
+        let ok = (lower.starts_with("http://") || lower.starts_with("https://"))
+            && r.len() > "https://".len()
+            && !r.contains(['?', '#', ' ']);
+        if !ok {
+            return Err(BadOverride {
+                var: api.override_var(),
+                value: root.to_string(),
+            });
+        }
+        let mut r = r.to_string();
+        if !r.ends_with('/') {
+            r.push('/');
+        }
+        match self.roots.iter_mut().find(|(a, _)| *a == api) {
+            Some(slot) => slot.1 = r,
+            None => self.roots.push((api, r)),
+        }
+        Ok(())
+    }
+
+    /// The root of `api`, ending in `/`.
+    pub fn root(&self, api: Api) -> &str {
+        self.roots
+            .iter()
+            .find(|(a, _)| *a == api)
+            .map(|(_, r)| r.as_str())
+            .unwrap_or_else(|| api.default_root())
+    }
+
+    /// True when `api` is not at its production root.
+    pub fn is_overridden(&self, api: Api) -> bool {
+        self.root(api) != api.default_root()
+    }
+
+    /// `root + path` (`path` without a leading `/`).
+    pub fn url(&self, api: Api, path: &str) -> String {
+        format!("{}{}", self.root(api), path.trim_start_matches('/'))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gcloud_override_variables() {
+        let env = Env::from_pairs([
+            (
+                "CLOUDSDK_API_ENDPOINT_OVERRIDES_RUN",
+                "http://127.0.0.1:8085",
+            ),
+            (
+                "CLOUDSDK_API_ENDPOINT_OVERRIDES_LOGGING",
+                "http://127.0.0.1:9/",
+            ),
+        ]);
+        let e = Endpoints::from_env(&env).unwrap();
+        assert_eq!(
+            e.url(Api::Run, "v2/projects/p/locations/r/services/s"),
+            "http://127.0.0.1:8085/v2/projects/p/locations/r/services/s"
+        );
+        assert_eq!(
+            e.url(Api::Logging, "v2/entries:list"),
+            "http://127.0.0.1:9/v2/entries:list"
+        );
+        assert_eq!(
+            e.url(Api::OrgPolicy, "v2/x"),
+            "https://orgpolicy.googleapis.com/v2/x"
+        );
+        assert!(e.is_overridden(Api::Run) && !e.is_overridden(Api::Iam));
+        let bad = Env::from_pairs([("CLOUDSDK_API_ENDPOINT_OVERRIDES_IAM", "localhost:1")]);
+        let err = Endpoints::from_env(&bad).unwrap_err();
+        assert_eq!(err.var, "CLOUDSDK_API_ENDPOINT_OVERRIDES_IAM");
+    }
+}

@@ -1,0 +1,856 @@
+//! Gathering every evidence source of one service, concurrently.
+//!
+//! Everything that needs no earlier answer starts at once: the service, its IAM policy, the
+//! project's IAM policy, the project (to learn its parent), the request logs, the four org
+//! policy constraints and the caller's configuration. Each answer that names more work starts
+//! it as soon as it arrives: a project's parent starts that folder's `get` and IAM policy, a
+//! folder's parent the next level, and every IAM policy the `roles.get` of the custom roles it
+//! binds. So a diagnosis costs the longest chain of dependent calls, not their sum.
+//!
+//! The result is a [`Recording`]: the documents of an evidence bundle (the contract's file
+//! format), each the resource or the error envelope that stood in its place.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use chrono::{Duration as ChronoDuration, SecondsFormat};
+use ipd_model::iam::Policy;
+use ipd_model::logs::REQUEST_LOG_SUFFIX;
+use ipd_model::orgpolicy::{ALLOWED_INGRESS, DRS_LEGACY, DRS_MANAGED, REQUIRE_INVOKER_IAM};
+use ipd_model::roles::{Grants, grants_invoke};
+use ipd_model::time::Timestamp;
+use serde_json::{Value, json};
+use tokio::task::JoinSet;
+
+use crate::endpoints::Api;
+use crate::http::{BadName, Call, Client, Failure, check_name};
+use crate::record::Recording;
+
+/// The constraints read with `getEffectivePolicy` (without `constraints/`).
+pub const CONSTRAINTS: &[&str] = &[
+    DRS_LEGACY,
+    DRS_MANAGED,
+    REQUIRE_INVOKER_IAM,
+    ALLOWED_INGRESS,
+];
+
+/// The service a diagnosis is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// Project ID or number.
+    pub project: String,
+    pub region: String,
+    pub service: String,
+}
+
+impl Target {
+    /// `projects/P/locations/R/services/S`, checked to be a well-formed name.
+    pub fn resource_name(&self) -> Result<String, BadName> {
+        let n = format!(
+            "projects/{}/locations/{}/services/{}",
+            self.project, self.region, self.service
+        );
+        check_name(&n)?;
+        if [&self.project, &self.region, &self.service]
+            .iter()
+            .any(|s| s.contains('/'))
+        {
+            return Err(BadName(n));
+        }
+        Ok(n)
+    }
+}
+
+/// A Google-managed caller named by `--caller-config KIND:RESOURCE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallerConfigRef {
+    pub kind: &'static str,
+    pub api: Api,
+    pub version: &'static str,
+    pub name: String,
+}
+
+impl CallerConfigRef {
+    /// `pubsub:projects/P/subscriptions/S`, `scheduler:projects/P/locations/L/jobs/J`,
+    /// `tasks:projects/P/locations/L/queues/Q[/tasks/T]`, `eventarc:projects/P/locations/L/triggers/T`,
+    /// `workflows:projects/P/locations/L/workflows/W`.
+    pub fn parse(spec: &str) -> Result<CallerConfigRef, String> {
+        let (kind, name) = spec.split_once(':').ok_or_else(|| {
+            format!("`{spec}`: expected KIND:RESOURCE, e.g. pubsub:projects/P/subscriptions/S")
+        })?;
+        let name = name.trim().trim_start_matches('/');
+        let segs: Vec<&str> = name.split('/').collect();
+        let shape_ok = |pattern: &[&str]| {
+            segs.len() == pattern.len()
+                && segs
+                    .iter()
+                    .zip(pattern)
+                    .all(|(s, p)| if p.is_empty() { !s.is_empty() } else { s == p })
+        };
+        let (kind, api, version, ok) = match kind.trim().to_ascii_lowercase().as_str() {
+            "pubsub" => (
+                "pubsub",
+                Api::PubSub,
+                "v1",
+                shape_ok(&["projects", "", "subscriptions", ""]),
+            ),
+            "scheduler" | "cloudscheduler" => (
+                "scheduler",
+                Api::CloudScheduler,
+                "v1",
+                shape_ok(&["projects", "", "locations", "", "jobs", ""]),
+            ),
+            "tasks" | "cloudtasks" => (
+                "tasks",
+                Api::CloudTasks,
+                "v2",
+                shape_ok(&["projects", "", "locations", "", "queues", ""])
+                    || shape_ok(&["projects", "", "locations", "", "queues", "", "tasks", ""]),
+            ),
+            "eventarc" => (
+                "eventarc",
+                Api::Eventarc,
+                "v1",
+                shape_ok(&["projects", "", "locations", "", "triggers", ""]),
+            ),
+            "workflows" | "workflow" => (
+                "workflows",
+                Api::Workflows,
+                "v1",
+                shape_ok(&["projects", "", "locations", "", "workflows", ""]),
+            ),
+            other => {
+                return Err(format!(
+                    "unknown caller kind `{other}` (pubsub, scheduler, tasks, eventarc, workflows)"
+                ));
+            }
+        };
+        if !ok || check_name(name).is_err() {
+            return Err(format!("`{name}` is not a {kind} resource name"));
+        }
+        Ok(CallerConfigRef {
+            kind,
+            api,
+            version,
+            name: name.to_string(),
+        })
+    }
+}
+
+/// What to look for in the request logs, and any extra source.
+#[derive(Debug, Clone, Default)]
+pub struct Query {
+    /// `--status`: only entries with this status (else 401, 403 and 404).
+    pub status: Option<i64>,
+    /// `--at`: the window is centred on it.
+    pub at: Option<Timestamp>,
+    /// Without `at`: the oldest entry looked at (`--freshness`).
+    pub since: Option<Timestamp>,
+    /// An entry already known (explain): kept in `logs.json` even if the query misses it.
+    pub known_entry: Option<Value>,
+    /// `--caller-config`.
+    pub caller_config: Option<CallerConfigRef>,
+}
+
+/// Limits of a gathering.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub log_page_size: u32,
+    /// Pages with entries read at most (the newest come first).
+    pub max_log_pages: u32,
+    /// `entries:list` requests at most, empty "keep paging" pages included.
+    pub max_log_requests: u32,
+    /// Half-width of the log window around `--at`.
+    pub at_margin: ChronoDuration,
+    /// Default window without `--at`.
+    pub default_freshness: ChronoDuration,
+    /// Custom roles read at most.
+    pub max_roles: usize,
+    /// Folder levels walked at most (Google allows 10).
+    pub max_folders: usize,
+    /// Pages of `services.list` read at most, per region.
+    pub max_list_pages: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            log_page_size: 100,
+            max_log_pages: 5,
+            max_log_requests: 12,
+            at_margin: ChronoDuration::hours(1),
+            default_freshness: ChronoDuration::days(1),
+            max_roles: 50,
+            max_folders: 12,
+            max_list_pages: 20,
+        }
+    }
+}
+
+/// The log filter for the failing request (Logging query language; newlines are AND).
+pub fn request_log_filter(
+    t: &Target,
+    status: Option<i64>,
+    since: Timestamp,
+    until: Option<Timestamp>,
+) -> String {
+    let statuses = match status {
+        Some(s) => s.to_string(),
+        None => "401 OR 403 OR 404".into(),
+    };
+    let mut f = format!(
+        "resource.type=\"cloud_run_revision\"\nresource.labels.service_name=\"{}\"\nresource.labels.location=\"{}\"\nlogName=\"projects/{}{}\"\nhttpRequest.status=({statuses})\ntimestamp>=\"{}\"",
+        quote(&t.service),
+        quote(&t.region),
+        quote(&t.project),
+        REQUEST_LOG_SUFFIX,
+        rfc3339(since)
+    );
+    if let Some(u) = until {
+        f.push_str(&format!("\ntimestamp<=\"{}\"", rfc3339(u)));
+    }
+    f
+}
+
+/// The filter that finds one request by trace ID or `insertId`.
+pub fn lookup_filter(project: &str, reference: &str, since: Timestamp) -> String {
+    let r = quote(reference);
+    let is_trace = reference.len() == 32 && reference.chars().all(|c| c.is_ascii_hexdigit());
+    let which = if is_trace {
+        format!(
+            "(trace=\"projects/{}/traces/{r}\" OR insertId=\"{r}\")",
+            quote(project)
+        )
+    } else {
+        format!("insertId=\"{r}\"")
+    };
+    format!(
+        "resource.type=\"cloud_run_revision\"\n{which}\ntimestamp>=\"{}\"",
+        rfc3339(since)
+    )
+}
+
+fn quote(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+pub(crate) fn rfc3339(t: Timestamp) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// One unit of work, and what its answer is for.
+#[derive(Debug, Clone)]
+enum Job {
+    Service,
+    ServicePolicy,
+    ProjectPolicy,
+    ProjectGet,
+    FolderGet(String),
+    FolderPolicy(String),
+    OrganizationGet(String),
+    OrganizationPolicy(String),
+    Logs,
+    Constraint(&'static str),
+    Role(String),
+    CallerConfig(&'static str),
+}
+
+struct Done {
+    job: Job,
+    /// Length of the chain of calls that ends here.
+    chain: u32,
+    result: Result<Value, Failure>,
+}
+
+/// Gathers evidence over a shared client.
+#[derive(Clone)]
+pub struct Gatherer {
+    client: Arc<Client>,
+    settings: Settings,
+}
+
+impl Gatherer {
+    pub fn new(client: Client, settings: Settings) -> Gatherer {
+        Gatherer {
+            client: Arc::new(client),
+            settings,
+        }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    fn spawn(&self, set: &mut JoinSet<Done>, job: Job, call: Call, chain: u32) {
+        let client = self.client.clone();
+        set.spawn(async move {
+            let result = client.call(&call, chain).await;
+            Done {
+                job,
+                chain: chain + 1,
+                result,
+            }
+        });
+    }
+
+    /// Reads every source of `t`. Refusals and failures become error envelopes in the
+    /// recording (gaps in the report); nothing here aborts.
+    pub async fn gather(&self, t: &Target, q: &Query) -> Result<Recording, BadName> {
+        let service_name = t.resource_name()?;
+        let project = format!("projects/{}", t.project);
+        let mut rec = Recording::default();
+        let mut set: JoinSet<Done> = JoinSet::new();
+
+        self.spawn(
+            &mut set,
+            Job::Service,
+            Call::ServicesGet {
+                name: service_name.clone(),
+            },
+            0,
+        );
+        self.spawn(
+            &mut set,
+            Job::ServicePolicy,
+            Call::ServicesGetIamPolicy {
+                resource: service_name.clone(),
+            },
+            0,
+        );
+        self.spawn(
+            &mut set,
+            Job::ProjectPolicy,
+            Call::CrmGetIamPolicy {
+                resource: project.clone(),
+            },
+            0,
+        );
+        self.spawn(
+            &mut set,
+            Job::ProjectGet,
+            Call::ProjectsGet {
+                name: project.clone(),
+            },
+            0,
+        );
+        for c in CONSTRAINTS {
+            self.spawn(
+                &mut set,
+                Job::Constraint(c),
+                Call::GetEffectivePolicy {
+                    name: format!("{project}/policies/{c}"),
+                },
+                0,
+            );
+        }
+        if let Some(cc) = &q.caller_config {
+            self.spawn(
+                &mut set,
+                Job::CallerConfig(cc.kind),
+                Call::CallerConfigGet {
+                    api: cc.api,
+                    version: cc.version,
+                    name: cc.name.clone(),
+                },
+                0,
+            );
+        }
+        {
+            let (since, until) = match q.at {
+                Some(at) => (
+                    at - self.settings.at_margin,
+                    Some(at + self.settings.at_margin),
+                ),
+                None => (
+                    q.since
+                        .unwrap_or_else(|| chrono::Utc::now() - self.settings.default_freshness),
+                    None,
+                ),
+            };
+            let body = json!({
+                "resourceNames": [project.clone()],
+                "filter": request_log_filter(t, q.status, since, until),
+                "orderBy": "timestamp desc",
+                "pageSize": self.settings.log_page_size,
+            });
+            let client = self.client.clone();
+            let settings = self.settings.clone();
+            set.spawn(async move {
+                let (result, calls) = list_entries(&client, body, &settings, 0).await;
+                Done {
+                    job: Job::Logs,
+                    chain: calls,
+                    result,
+                }
+            });
+        }
+
+        let mut roles_seen: BTreeSet<String> = BTreeSet::new();
+        let mut roles_skipped = 0usize;
+        let mut constraints: BTreeMap<&'static str, Result<Value, Failure>> = BTreeMap::new();
+        let mut folders_walked = 0usize;
+        let mut hierarchy_gap: Option<(String, Failure)> = None;
+        let mut saw_401 = false;
+
+        while let Some(joined) = set.join_next().await {
+            let Done { job, chain, result } = match joined {
+                Ok(d) => d,
+                Err(e) => {
+                    rec.warnings
+                        .push(format!("an evidence task stopped unexpectedly: {e}"));
+                    continue;
+                }
+            };
+            if matches!(&result, Err(f) if f.http_status == 401) {
+                saw_401 = true;
+            }
+            // Every IAM policy that arrives starts the reads of the custom roles it binds.
+            if matches!(
+                job,
+                Job::ServicePolicy
+                    | Job::ProjectPolicy
+                    | Job::FolderPolicy(_)
+                    | Job::OrganizationPolicy(_)
+            ) && let Ok(v) = &result
+            {
+                for role in custom_roles(v) {
+                    if roles_seen.contains(&role) {
+                        continue;
+                    }
+                    if roles_seen.len() >= self.settings.max_roles {
+                        roles_skipped += 1;
+                        continue;
+                    }
+                    roles_seen.insert(role.clone());
+                    self.spawn(
+                        &mut set,
+                        Job::Role(role.clone()),
+                        Call::RolesGet { name: role },
+                        chain,
+                    );
+                }
+            }
+            match job {
+                Job::Service => rec.put("service.json", result),
+                Job::ServicePolicy => rec.put("service-iam-policy.json", result),
+                Job::ProjectPolicy => rec.put("project-iam-policy.json", result),
+                Job::ProjectGet | Job::FolderGet(_) => match result {
+                    Ok(v) => {
+                        if let Job::ProjectGet = job {
+                            rec.project_id = v
+                                .get("projectId")
+                                .and_then(Value::as_str)
+                                .map(str::to_string);
+                            rec.project_number = v
+                                .get("name")
+                                .and_then(Value::as_str)
+                                .and_then(|n| n.strip_prefix("projects/"))
+                                .map(str::to_string);
+                        }
+                        match v.get("parent").and_then(Value::as_str) {
+                            Some(p) if p.starts_with("folders/") && check_name(p).is_ok() => {
+                                if folders_walked >= self.settings.max_folders {
+                                    rec.warnings.push(format!(
+                                        "stopped walking the resource hierarchy after {folders_walked} folders"
+                                    ));
+                                    continue;
+                                }
+                                folders_walked += 1;
+                                let id = p.trim_start_matches("folders/").to_string();
+                                self.spawn(
+                                    &mut set,
+                                    Job::FolderPolicy(id.clone()),
+                                    Call::CrmGetIamPolicy {
+                                        resource: p.to_string(),
+                                    },
+                                    chain,
+                                );
+                                self.spawn(
+                                    &mut set,
+                                    Job::FolderGet(id),
+                                    Call::FoldersGet {
+                                        name: p.to_string(),
+                                    },
+                                    chain,
+                                );
+                            }
+                            Some(p) if p.starts_with("organizations/") && check_name(p).is_ok() => {
+                                let id = p.trim_start_matches("organizations/").to_string();
+                                self.spawn(
+                                    &mut set,
+                                    Job::OrganizationPolicy(id.clone()),
+                                    Call::CrmGetIamPolicy {
+                                        resource: p.to_string(),
+                                    },
+                                    chain,
+                                );
+                                self.spawn(
+                                    &mut set,
+                                    Job::OrganizationGet(id),
+                                    Call::OrganizationsGet {
+                                        name: p.to_string(),
+                                    },
+                                    chain,
+                                );
+                            }
+                            Some(p) if !p.is_empty() => rec.warnings.push(format!(
+                                "the resource hierarchy names an unexpected parent `{p}`; not followed"
+                            )),
+                            _ => {}
+                        }
+                    }
+                    Err(f) => {
+                        if hierarchy_gap.is_none() {
+                            let at = match &job {
+                                Job::FolderGet(id) => format!("folders/{id}"),
+                                _ => project.clone(),
+                            };
+                            hierarchy_gap = Some((at, f));
+                        }
+                    }
+                },
+                Job::FolderPolicy(id) => rec.put(&format!("folder-{id}-iam-policy.json"), result),
+                Job::OrganizationPolicy(id) => {
+                    rec.put(&format!("organization-{id}-iam-policy.json"), result)
+                }
+                Job::OrganizationGet(id) => {
+                    if let Err(f) = result {
+                        rec.notes.push(format!(
+                            "organizations/{id}: not readable ({}); its IAM policy is read separately",
+                            f.summary()
+                        ));
+                    }
+                }
+                Job::Logs => {
+                    let result = result.map(|v| merge_known_entry(v, q.known_entry.as_ref()));
+                    rec.put("logs.json", result);
+                }
+                Job::Constraint(c) => {
+                    constraints.insert(c, result);
+                }
+                Job::Role(name) => {
+                    let file = role_file_name(&name, &rec);
+                    if let Err(f) = &result {
+                        rec.warnings.push(format!(
+                            "custom role `{name}` could not be read ({}); whether it grants run.routes.invoke is unknown",
+                            f.summary()
+                        ));
+                    }
+                    rec.put(&file, result);
+                }
+                Job::CallerConfig(kind) => rec.put(&format!("caller-{kind}.json"), result),
+            }
+        }
+
+        if let Some((at, f)) = hierarchy_gap {
+            // The levels above are unknown: record that as a gap of its own, so a rule that
+            // found no grant does not read "no ancestor grants it".
+            rec.warnings.push(format!(
+                "the resource hierarchy above {at} is unknown ({}); IAM grants inherited from there are not seen",
+                f.summary()
+            ));
+            rec.put(
+                "organization-unknown-iam-policy.json",
+                Err::<Value, Failure>(f),
+            );
+        }
+        if roles_skipped > 0 {
+            rec.warnings.push(format!(
+                "{roles_skipped} more custom roles were not read (at most {} are)",
+                self.settings.max_roles
+            ));
+        }
+        let org = org_policies(constraints, &mut rec.notes);
+        rec.put("org-policies.json", org);
+        if saw_401 {
+            rec.warnings.push(
+                "the APIs refused the credentials (401 UNAUTHENTICATED): the access token may have expired; get a new one (gcloud auth print-access-token, or gcloud auth application-default login)".into(),
+            );
+        }
+        rec.redact();
+        Ok(rec)
+    }
+
+    /// Finds the request-log entry (or any Cloud Run entry) for a trace ID or `insertId`.
+    pub async fn find_entry(
+        &self,
+        project: &str,
+        reference: &str,
+        since: Timestamp,
+    ) -> Result<Option<Value>, Failure> {
+        check_name(&format!("projects/{project}"))
+            .map_err(|e| Failure::synthetic(400, "INVALID_ARGUMENT", e.to_string()))?;
+        let body = json!({
+            "resourceNames": [format!("projects/{project}")],
+            "filter": lookup_filter(project, reference, since),
+            "orderBy": "timestamp desc",
+            "pageSize": 50,
+        });
+        let settings = Settings {
+            max_log_pages: 2,
+            ..self.settings.clone()
+        };
+        let (r, _) = list_entries(&self.client, body, &settings, 0).await;
+        let entries = match r? {
+            Value::Array(a) => a,
+            _ => Vec::new(),
+        };
+        let is_request = |e: &&Value| {
+            e.get("logName")
+                .and_then(Value::as_str)
+                .is_some_and(|n| n.ends_with(REQUEST_LOG_SUFFIX))
+        };
+        Ok(entries
+            .iter()
+            .find(is_request)
+            .or_else(|| entries.first())
+            .cloned())
+    }
+}
+
+/// Reads `entries:list` pages: keeps paging through empty pages with a `nextPageToken` (the
+/// API's "still searching"), stops after `max_log_pages` pages with entries or
+/// `max_log_requests` requests. Returns the entries (a JSON array) and the calls made.
+async fn list_entries(
+    client: &Client,
+    mut body: Value,
+    s: &Settings,
+    chain: u32,
+) -> (Result<Value, Failure>, u32) {
+    let mut entries: Vec<Value> = Vec::new();
+    let mut pages_with_entries = 0;
+    let mut calls = 0;
+    loop {
+        let r = client
+            .call(&Call::EntriesList { body: body.clone() }, chain + calls)
+            .await;
+        calls += 1;
+        let page = match r {
+            Ok(p) => p,
+            // A failure after some pages keeps what was read (the newest entries).
+            Err(_) if !entries.is_empty() => break,
+            Err(f) => return (Err(f), calls),
+        };
+        if let Some(Value::Array(a)) = page.get("entries") {
+            if !a.is_empty() {
+                pages_with_entries += 1;
+            }
+            entries.extend(a.iter().cloned());
+        }
+        let next = page
+            .get("nextPageToken")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty());
+        match next {
+            Some(t) if pages_with_entries < s.max_log_pages && calls < s.max_log_requests => {
+                if let Some(o) = body.as_object_mut() {
+                    o.insert("pageToken".into(), Value::String(t.to_string()));
+                }
+            }
+            _ => break,
+        }
+    }
+    (Ok(Value::Array(entries)), calls)
+}
+
+/// The custom roles a policy binds (ones the built-in table cannot judge).
+fn custom_roles(policy: &Value) -> Vec<String> {
+    let Ok(p) = serde_json::from_value::<Policy>(policy.clone()) else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = p
+        .bindings
+        .iter()
+        .map(|b| b.role.clone())
+        .filter(|r| {
+            (r.starts_with("projects/") || r.starts_with("organizations/"))
+                && grants_invoke(r, &[]) == Grants::Unknown
+                && check_name(r).is_ok()
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// `role-ID.json`, with the parent in the name when two roles share an ID.
+fn role_file_name(name: &str, rec: &Recording) -> String {
+    let id = name.rsplit('/').next().unwrap_or(name);
+    let simple = format!("role-{id}.json");
+    if !rec.files.contains_key(&simple) {
+        return simple;
+    }
+    format!("role-{}.json", name.replace('/', "-"))
+}
+
+/// The four effective policies as one `org-policies.json`: the array when all were read,
+/// else the envelope of the failure (a refusal first), so the source is a gap rather than a
+/// partial answer that would read as "nothing set". A constraint the API does not know
+/// (400/404) counts as not set.
+fn org_policies(
+    answers: BTreeMap<&'static str, Result<Value, Failure>>,
+    notes: &mut Vec<String>,
+) -> Result<Value, Failure> {
+    let mut ok = Vec::new();
+    let mut fail: Option<Failure> = None;
+    for (c, r) in answers {
+        match r {
+            Ok(v) => ok.push(v),
+            Err(f) if matches!(f.http_status, 400 | 404) => notes.push(format!(
+                "org policy constraint `{c}` is not known to the API ({}); taken as not set",
+                f.summary()
+            )),
+            Err(f) => {
+                let better = match &fail {
+                    None => true,
+                    Some(prev) => f.is_permission_denied() && !prev.is_permission_denied(),
+                };
+                if better {
+                    fail = Some(f);
+                }
+            }
+        }
+    }
+    match fail {
+        Some(f) => Err(f),
+        None => Ok(Value::Array(ok)),
+    }
+}
+
+/// Adds an entry found by a lookup to the listed ones (newest first), unless already there.
+fn merge_known_entry(v: Value, known: Option<&Value>) -> Value {
+    let Some(k) = known else { return v };
+    let mut list = match v {
+        Value::Array(a) => a,
+        _ => Vec::new(),
+    };
+    let id = k.get("insertId").and_then(Value::as_str);
+    let present = id.is_some()
+        && list
+            .iter()
+            .any(|e| e.get("insertId").and_then(Value::as_str) == id);
+    if !present {
+        list.push(k.clone());
+        list.sort_by(|a, b| {
+            let t = |e: &Value| {
+                e.get("timestamp")
+                    .and_then(Value::as_str)
+                    .and_then(ipd_model::time::parse_rfc3339)
+            };
+            t(b).cmp(&t(a))
+        });
+    }
+    Value::Array(list)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t() -> Target {
+        Target {
+            project: "shop-prod".into(),
+            region: "europe-west1".into(),
+            service: "orders-api".into(),
+        }
+    }
+
+    #[test]
+    fn filters_are_tight_and_bounded() {
+        let since = ipd_model::time::parse_rfc3339("2026-11-20T10:00:00Z").unwrap();
+        let f = request_log_filter(&t(), None, since, None);
+        assert!(f.contains("resource.type=\"cloud_run_revision\""));
+        assert!(f.contains("resource.labels.service_name=\"orders-api\""));
+        assert!(f.contains("logName=\"projects/shop-prod/logs/run.googleapis.com%2Frequests\""));
+        assert!(f.contains("httpRequest.status=(401 OR 403 OR 404)"));
+        assert!(f.contains("timestamp>=\"2026-11-20T10:00:00Z\""));
+        let f = request_log_filter(&t(), Some(401), since, Some(since));
+        assert!(f.contains("httpRequest.status=(401)"));
+        assert!(f.contains("timestamp<=\"2026-11-20T10:00:00Z\""));
+        let l = lookup_filter("p", "6d1e82a184914a699a4638b5fed5ab90", since);
+        assert!(
+            l.contains("trace=\"projects/p/traces/6d1e82a184914a699a4638b5fed5ab90\" OR insertId=")
+        );
+        let l = lookup_filter("p", "ab\"c", since);
+        assert!(l.contains("insertId=\"ab\\\"c\""));
+    }
+
+    #[test]
+    fn target_names_are_checked() {
+        assert_eq!(
+            t().resource_name().unwrap(),
+            "projects/shop-prod/locations/europe-west1/services/orders-api"
+        );
+        let bad = Target {
+            service: "x/../y".into(),
+            ..t()
+        };
+        assert!(bad.resource_name().is_err());
+    }
+
+    #[test]
+    fn custom_roles_only() {
+        let p = json!({"bindings": [
+            {"role": "roles/run.invoker", "members": ["user:a@b.c"]},
+            {"role": "projects/p/roles/ordersInvoker", "members": ["user:a@b.c"]},
+            {"role": "organizations/1/roles/x", "members": []},
+            {"role": "projects/p/roles/ordersInvoker", "members": ["user:d@b.c"]}
+        ]});
+        assert_eq!(
+            custom_roles(&p),
+            vec!["organizations/1/roles/x", "projects/p/roles/ordersInvoker"]
+        );
+    }
+
+    #[test]
+    fn caller_config_specs() {
+        let c = CallerConfigRef::parse("pubsub:projects/p/subscriptions/s").unwrap();
+        assert_eq!((c.kind, c.api, c.version), ("pubsub", Api::PubSub, "v1"));
+        assert!(CallerConfigRef::parse("tasks:projects/p/locations/l/queues/q/tasks/t").is_ok());
+        assert!(CallerConfigRef::parse("pubsub:projects/p/topics/t").is_err());
+        assert!(CallerConfigRef::parse("smtp:x").is_err());
+        assert!(CallerConfigRef::parse("nocolon").is_err());
+    }
+
+    #[test]
+    fn org_policy_answers_become_one_source() {
+        let mut notes = vec![];
+        let ok = json!({"name": "projects/1/policies/run.allowedIngress", "spec": {}});
+        let denied = Failure::synthetic(
+            403,
+            "PERMISSION_DENIED",
+            "Permission 'orgpolicy.policy.get' denied",
+        );
+        let flaky = Failure::synthetic(503, "UNAVAILABLE", "x");
+        let r = org_policies(
+            BTreeMap::from([
+                ("a", Ok(ok.clone())),
+                ("b", Err(flaky)),
+                ("c", Err(denied.clone())),
+            ]),
+            &mut notes,
+        );
+        assert_eq!(r, Err(denied));
+        let unknown = Failure::synthetic(404, "NOT_FOUND", "no such constraint");
+        let r = org_policies(
+            BTreeMap::from([("a", Ok(ok.clone())), ("b", Err(unknown))]),
+            &mut notes,
+        );
+        assert_eq!(r, Ok(Value::Array(vec![ok])));
+        assert_eq!(notes.len(), 1);
+    }
+
+    #[test]
+    fn known_entry_is_merged_once_newest_first() {
+        let list = json!([{"insertId": "b", "timestamp": "2026-01-01T00:00:02Z"}]);
+        let k = json!({"insertId": "a", "timestamp": "2026-01-01T00:00:05Z"});
+        let m = merge_known_entry(list.clone(), Some(&k));
+        assert_eq!(m[0]["insertId"], "a");
+        let again = merge_known_entry(m.clone(), Some(&k));
+        assert_eq!(again.as_array().map(Vec::len), Some(2));
+    }
+}

@@ -1,0 +1,796 @@
+//! The read-only REST client: one enum of every call the tool can make (all of them reads), per
+//! attempt timeouts, retries with exponential backoff and jitter on 429/500/502/503/504 that
+//! honour `Retry-After`, and a trace of every call for `-v` and the benchmark.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use ipd_model::doc::ApiError;
+use reqwest::Method;
+use reqwest::header::RETRY_AFTER;
+use serde_json::{Value, json};
+
+use crate::auth::{Auth, Secret};
+use crate::endpoints::{Api, Endpoints};
+
+/// How calls are retried and timed out.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    /// Attempts per call, the first included.
+    pub max_attempts: u32,
+    /// Backoff before the second attempt; doubled each time, with jitter (50–100 %).
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+    /// The longest `Retry-After` honoured; a longer one ends the retries.
+    pub max_retry_after: Duration,
+    /// Timeout of one attempt (connect, send, read the body).
+    pub attempt_timeout: Duration,
+    pub connect_timeout: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 4,
+            initial_backoff: Duration::from_millis(250),
+            max_backoff: Duration::from_secs(4),
+            max_retry_after: Duration::from_secs(30),
+            attempt_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A resource name from the outside that is put into a URL path: segments of letters, digits
+/// and `-._~@` only, so nothing can escape the intended path.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a valid resource name")]
+pub struct BadName(pub String);
+
+pub(crate) fn check_name(name: &str) -> Result<&str, BadName> {
+    let ok = !name.is_empty()
+        && name.split('/').all(|seg| {
+            !seg.is_empty()
+                && seg != "."
+                && seg != ".."
+                && seg
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-._~@".contains(c))
+        });
+    if ok {
+        Ok(name)
+    } else {
+        Err(BadName(name.to_string()))
+    }
+}
+
+/// Every request the tool can send. All are reads: there is no way to express a write.
+#[derive(Debug, Clone)]
+pub enum Call {
+    /// Cloud Run v2 `services.get`: `GET v2/{name}`.
+    ServicesGet { name: String },
+    /// Cloud Run v2 `services.list`: `GET v2/{parent}/services`.
+    ServicesList {
+        parent: String,
+        page_token: Option<String>,
+    },
+    /// Cloud Run v2 `services.getIamPolicy`: `GET v2/{resource}:getIamPolicy?options.requestedPolicyVersion=3`.
+    ServicesGetIamPolicy { resource: String },
+    /// Resource Manager v3 `projects.get`.
+    ProjectsGet { name: String },
+    /// Resource Manager v3 `folders.get`.
+    FoldersGet { name: String },
+    /// Resource Manager v3 `organizations.get`.
+    OrganizationsGet { name: String },
+    /// Resource Manager v3 `{projects,folders,organizations}.getIamPolicy`: `POST v3/{resource}:getIamPolicy`
+    /// with `{"options":{"requestedPolicyVersion":3}}`.
+    CrmGetIamPolicy { resource: String },
+    /// Logging v2 `entries.list`: `POST v2/entries:list`.
+    EntriesList { body: Value },
+    /// Org Policy v2 `getEffectivePolicy`: `GET v2/{name}:getEffectivePolicy`.
+    GetEffectivePolicy { name: String },
+    /// IAM v1 `roles.get` (`roles/X`, `projects/P/roles/X`, `organizations/O/roles/X`).
+    RolesGet { name: String },
+    /// OAuth2 v2 `tokeninfo`: `POST oauth2/v2/tokeninfo?access_token=...` (the token is the
+    /// subject, as the API defines it; never logged).
+    TokenInfo { token: Secret },
+    /// A Google-managed caller's configuration: `GET {version}/{name}` on its API.
+    CallerConfigGet {
+        api: Api,
+        version: &'static str,
+        name: String,
+    },
+}
+
+impl Call {
+    /// The method's name, as the fake and the docs call it.
+    pub fn method_name(&self) -> &'static str {
+        match self {
+            Call::ServicesGet { .. } => "run.services.get",
+            Call::ServicesList { .. } => "run.services.list",
+            Call::ServicesGetIamPolicy { .. } => "run.services.getIamPolicy",
+            Call::ProjectsGet { .. } => "projects.get",
+            Call::FoldersGet { .. } => "folders.get",
+            Call::OrganizationsGet { .. } => "organizations.get",
+            Call::CrmGetIamPolicy { resource } => {
+                if resource.starts_with("folders/") {
+                    "folders.getIamPolicy"
+                } else if resource.starts_with("organizations/") {
+                    "organizations.getIamPolicy"
+                } else {
+                    "projects.getIamPolicy"
+                }
+            }
+            Call::EntriesList { .. } => "logging.entries.list",
+            Call::GetEffectivePolicy { .. } => "orgpolicy.getEffectivePolicy",
+            Call::RolesGet { .. } => "iam.roles.get",
+            Call::TokenInfo { .. } => "oauth2.tokeninfo",
+            Call::CallerConfigGet { api, .. } => match api {
+                Api::PubSub => "pubsub.subscriptions.get",
+                Api::CloudScheduler => "cloudscheduler.jobs.get",
+                Api::CloudTasks => "cloudtasks.get",
+                Api::Eventarc => "eventarc.triggers.get",
+                Api::Workflows => "workflows.get",
+                _ => "get",
+            },
+        }
+    }
+
+    /// The IAM permission the call needs (used when a refusal does not name one).
+    pub fn permission(&self) -> &'static str {
+        match self {
+            Call::ServicesGet { .. } => "run.services.get",
+            Call::ServicesList { .. } => "run.services.list",
+            Call::ServicesGetIamPolicy { .. } => "run.services.getIamPolicy",
+            Call::ProjectsGet { .. } => "resourcemanager.projects.get",
+            Call::FoldersGet { .. } => "resourcemanager.folders.get",
+            Call::OrganizationsGet { .. } => "resourcemanager.organizations.get",
+            Call::CrmGetIamPolicy { resource } => {
+                if resource.starts_with("folders/") {
+                    "resourcemanager.folders.getIamPolicy"
+                } else if resource.starts_with("organizations/") {
+                    "resourcemanager.organizations.getIamPolicy"
+                } else {
+                    "resourcemanager.projects.getIamPolicy"
+                }
+            }
+            Call::EntriesList { .. } => "logging.logEntries.list",
+            Call::GetEffectivePolicy { .. } => "orgpolicy.policy.get",
+            Call::RolesGet { .. } => "iam.roles.get",
+            Call::TokenInfo { .. } => "(none)",
+            Call::CallerConfigGet { api, .. } => match api {
+                Api::PubSub => "pubsub.subscriptions.get",
+                Api::CloudScheduler => "cloudscheduler.jobs.get",
+                Api::CloudTasks => "cloudtasks.queues.get",
+                Api::Eventarc => "eventarc.triggers.get",
+                Api::Workflows => "workflows.workflows.get",
+                _ => "(unknown)",
+            },
+        }
+    }
+
+    /// What the call is about, for the trace (never a secret).
+    pub fn subject(&self) -> String {
+        match self {
+            Call::ServicesGet { name }
+            | Call::ProjectsGet { name }
+            | Call::FoldersGet { name }
+            | Call::OrganizationsGet { name }
+            | Call::GetEffectivePolicy { name }
+            | Call::RolesGet { name }
+            | Call::CallerConfigGet { name, .. } => name.clone(),
+            Call::ServicesList { parent, page_token } => match page_token {
+                Some(_) => format!("{parent} (next page)"),
+                None => parent.clone(),
+            },
+            Call::ServicesGetIamPolicy { resource } | Call::CrmGetIamPolicy { resource } => {
+                resource.clone()
+            }
+            Call::EntriesList { body } => {
+                let names = body
+                    .get("resourceNames")
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(Value::as_str)
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    })
+                    .unwrap_or_default();
+                if body.get("pageToken").is_some() {
+                    format!("{names} (next page)")
+                } else {
+                    names
+                }
+            }
+            Call::TokenInfo { .. } => "the credentials in use".into(),
+        }
+    }
+
+    fn request(
+        &self,
+        ep: &Endpoints,
+    ) -> (Method, String, Vec<(&'static str, String)>, Option<Value>) {
+        match self {
+            Call::ServicesGet { name } => (
+                Method::GET,
+                ep.url(Api::Run, &format!("v2/{name}")),
+                vec![],
+                None,
+            ),
+            Call::ServicesList { parent, page_token } => {
+                let mut q = vec![("pageSize", "100".to_string())];
+                if let Some(t) = page_token {
+                    q.push(("pageToken", t.clone()));
+                }
+                (
+                    Method::GET,
+                    ep.url(Api::Run, &format!("v2/{parent}/services")),
+                    q,
+                    None,
+                )
+            }
+            Call::ServicesGetIamPolicy { resource } => (
+                Method::GET,
+                ep.url(Api::Run, &format!("v2/{resource}:getIamPolicy")),
+                vec![("options.requestedPolicyVersion", "3".into())],
+                None,
+            ),
+            Call::ProjectsGet { name }
+            | Call::FoldersGet { name }
+            | Call::OrganizationsGet { name } => (
+                Method::GET,
+                ep.url(Api::CloudResourceManager, &format!("v3/{name}")),
+                vec![],
+                None,
+            ),
+            Call::CrmGetIamPolicy { resource } => (
+                Method::POST,
+                ep.url(
+                    Api::CloudResourceManager,
+                    &format!("v3/{resource}:getIamPolicy"),
+                ),
+                vec![],
+                Some(json!({"options": {"requestedPolicyVersion": 3}})),
+            ),
+            Call::EntriesList { body } => (
+                Method::POST,
+                ep.url(Api::Logging, "v2/entries:list"),
+                vec![],
+                Some(body.clone()),
+            ),
+            Call::GetEffectivePolicy { name } => (
+                Method::GET,
+                ep.url(Api::OrgPolicy, &format!("v2/{name}:getEffectivePolicy")),
+                vec![],
+                None,
+            ),
+            Call::RolesGet { name } => (
+                Method::GET,
+                ep.url(Api::Iam, &format!("v1/{name}")),
+                vec![],
+                None,
+            ),
+            Call::TokenInfo { token } => (
+                Method::POST,
+                ep.url(Api::OAuth2, "oauth2/v2/tokeninfo"),
+                vec![("access_token", token.expose().to_string())],
+                None,
+            ),
+            Call::CallerConfigGet { api, version, name } => (
+                Method::GET,
+                ep.url(*api, &format!("{version}/{name}")),
+                vec![],
+                None,
+            ),
+        }
+    }
+
+    /// `tokeninfo` is authenticated by its parameter, not by a bearer header.
+    fn sends_bearer(&self) -> bool {
+        !matches!(self, Call::TokenInfo { .. })
+    }
+}
+
+/// A call that did not give a resource: Google's error envelope (`{"error": {...}}`) as the
+/// server sent it, or one made up in the same shape for a failure without one (a timeout,
+/// a refused connection, a body that is not JSON).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    pub http_status: u16,
+    pub envelope: Value,
+}
+
+impl Failure {
+    /// An envelope of our own, for failures the server did not describe.
+    pub fn synthetic(http_status: u16, status: &str, message: impl Into<String>) -> Failure {
+        Failure {
+            http_status,
+            envelope: json!({"error": {"code": http_status, "message": message.into(), "status": status}}),
+        }
+    }
+
+    pub fn api_error(&self) -> ApiError {
+        ApiError::from_envelope(&self.envelope).unwrap_or(ApiError {
+            code: Some(i64::from(self.http_status)),
+            status: None,
+            message: String::new(),
+            reason: None,
+            permission: None,
+        })
+    }
+
+    /// A refusal for lack of permission (not an API-disabled 403).
+    pub fn is_permission_denied(&self) -> bool {
+        self.api_error().is_permission_denied()
+    }
+
+    /// One line: `403 PERMISSION_DENIED: Permission 'x' denied ...`.
+    pub fn summary(&self) -> String {
+        let e = self.api_error();
+        let mut s = self.http_status.to_string();
+        if let Some(st) = &e.status {
+            s.push(' ');
+            s.push_str(st);
+        }
+        if !e.message.is_empty() {
+            s.push_str(": ");
+            s.push_str(&e.message);
+        }
+        s
+    }
+}
+
+/// One call as it happened, for `-v` and the benchmark. Holds no secret.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallRecord {
+    pub method: &'static str,
+    pub subject: String,
+    /// Length of the chain of dependent calls that ends with this one (1 for a call that
+    /// needed no earlier answer). The longest chain is the critical path.
+    pub chain: u32,
+    pub attempts: u32,
+    /// The final HTTP status, `None` when no answer came.
+    pub status: Option<u16>,
+    /// Start, relative to the client's creation.
+    pub start: Duration,
+    pub elapsed: Duration,
+    /// Retries and waits (`503, retried after 0.3 s`, `429, waited 1 s (Retry-After)`).
+    pub notes: Vec<String>,
+}
+
+/// The shared client. Cheap to share behind an `Arc`.
+pub struct Client {
+    http: reqwest::Client,
+    auth: Auth,
+    endpoints: Endpoints,
+    policy: RetryPolicy,
+    limiter: tokio::sync::Semaphore,
+    created: Instant,
+    trace: Mutex<Vec<CallRecord>>,
+    rng: AtomicU64,
+}
+
+/// The client could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot set up the HTTP client: {0}")]
+pub struct ClientError(String);
+
+/// At most this many requests in flight at once.
+pub const MAX_IN_FLIGHT: usize = 24;
+
+/// The largest body read from an answer.
+const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+
+impl Client {
+    pub fn new(
+        auth: Auth,
+        endpoints: Endpoints,
+        policy: RetryPolicy,
+    ) -> Result<Client, ClientError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(policy.connect_timeout)
+            .user_agent(concat!("invoker-doctor/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ClientError(e.without_url().to_string()))?;
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0x9E37_79B9_7F4A_7C15);
+        Ok(Client {
+            http,
+            auth,
+            endpoints,
+            policy,
+            limiter: tokio::sync::Semaphore::new(MAX_IN_FLIGHT),
+            created: Instant::now(),
+            trace: Mutex::new(Vec::new()),
+            rng: AtomicU64::new(seed),
+        })
+    }
+
+    pub fn auth(&self) -> &Auth {
+        &self.auth
+    }
+
+    pub fn endpoints(&self) -> &Endpoints {
+        &self.endpoints
+    }
+
+    /// Every call made so far, in the order they ended.
+    pub fn trace(&self) -> Vec<CallRecord> {
+        self.trace.lock().map(|t| t.clone()).unwrap_or_default()
+    }
+
+    /// A number in [0, 1) for jitter (splitmix64; no need for a cryptographic source).
+    fn unit_random(&self) -> f64 {
+        let mut z = self
+            .rng
+            .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
+            .wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn backoff(&self, retry: u32) -> Duration {
+        let base =
+            self.policy.initial_backoff.as_secs_f64() * 2f64.powi(retry.saturating_sub(1) as i32);
+        let capped = base.min(self.policy.max_backoff.as_secs_f64());
+        Duration::from_secs_f64(capped * (0.5 + 0.5 * self.unit_random()))
+    }
+
+    /// Sends `call`, retrying transient failures. `chain` is the length of the chain of calls
+    /// this one waited for (0 for none).
+    pub async fn call(&self, call: &Call, chain: u32) -> Result<Value, Failure> {
+        let start = self.created.elapsed();
+        let began = Instant::now();
+        let (method, url, query, body) = call.request(&self.endpoints);
+        let mut notes = Vec::new();
+        let mut attempts = 0;
+        let result = loop {
+            attempts += 1;
+            let last = attempts >= self.policy.max_attempts.max(1);
+            let outcome = self
+                .attempt(call, &method, &url, &query, body.as_ref())
+                .await;
+            let (failure, retry_after) = match outcome {
+                Attempt::Ok(v) => break Ok(v),
+                Attempt::Final(f) => break Err(f),
+                Attempt::Transient(f, ra) => (f, ra),
+            };
+            if last {
+                notes.push(format!("{}, no attempts left", short(&failure)));
+                break Err(failure);
+            }
+            let wait = match retry_after {
+                Some(ra) if ra > self.policy.max_retry_after => {
+                    notes.push(format!(
+                        "{}, Retry-After {} s is longer than the {} s this tool waits",
+                        short(&failure),
+                        ra.as_secs(),
+                        self.policy.max_retry_after.as_secs()
+                    ));
+                    break Err(failure);
+                }
+                Some(ra) => {
+                    notes.push(format!(
+                        "{}, waited {:.1} s (Retry-After)",
+                        short(&failure),
+                        ra.as_secs_f64()
+                    ));
+                    ra
+                }
+                None => {
+                    let b = self.backoff(attempts);
+                    notes.push(format!(
+                        "{}, retried after {:.2} s (backoff)",
+                        short(&failure),
+                        b.as_secs_f64()
+                    ));
+                    b
+                }
+            };
+            tokio::time::sleep(wait).await;
+        };
+        let rec = CallRecord {
+            method: call.method_name(),
+            subject: call.subject(),
+            chain: chain + 1,
+            attempts,
+            status: match &result {
+                Ok(_) => Some(200),
+                Err(f) if f.envelope.pointer("/error/x-no-answer").is_some() => None,
+                Err(f) => Some(f.http_status),
+            },
+            start,
+            elapsed: began.elapsed(),
+            notes,
+        };
+        if let Ok(mut t) = self.trace.lock() {
+            t.push(rec);
+        }
+        result.map_err(|mut f| {
+            // The marker only serves the trace; recorded envelopes stay Google's shape.
+            if let Some(e) = f.envelope.get_mut("error").and_then(Value::as_object_mut) {
+                e.remove("x-no-answer");
+            }
+            f
+        })
+    }
+
+    async fn attempt(
+        &self,
+        call: &Call,
+        method: &Method,
+        url: &str,
+        query: &[(&'static str, String)],
+        body: Option<&Value>,
+    ) -> Attempt {
+        let _permit = match self.limiter.acquire().await {
+            Ok(p) => p,
+            Err(_) => {
+                return Attempt::Final(no_answer(
+                    503,
+                    "UNAVAILABLE",
+                    "the client is shutting down",
+                ));
+            }
+        };
+        let mut req = self
+            .http
+            .request(method.clone(), url)
+            .timeout(self.policy.attempt_timeout);
+        if !query.is_empty() {
+            req = req.query(query);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        if call.sends_bearer() {
+            match self.auth.headers().await {
+                Ok(h) => req = req.headers(h),
+                Err(e) => {
+                    return Attempt::Final(no_answer(
+                        401,
+                        "UNAUTHENTICATED",
+                        format!("no access token: {e}"),
+                    ));
+                }
+            }
+        }
+        let resp = match req.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                // `without_url`: the URL of tokeninfo carries the token.
+                let timeout = e.is_timeout();
+                let msg = e.without_url().to_string();
+                let f = if timeout {
+                    no_answer(
+                        504,
+                        "DEADLINE_EXCEEDED",
+                        format!(
+                            "no answer within {} s",
+                            self.policy.attempt_timeout.as_secs()
+                        ),
+                    )
+                } else {
+                    no_answer(503, "UNAVAILABLE", format!("cannot reach the API: {msg}"))
+                };
+                return Attempt::Transient(f, None);
+            }
+        };
+        let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        let bytes = match read_body(resp).await {
+            Ok(b) => b,
+            Err(msg) => {
+                return Attempt::Transient(no_answer(503, "UNAVAILABLE", msg), None);
+            }
+        };
+        if (200..300).contains(&status) {
+            if bytes.iter().all(u8::is_ascii_whitespace) {
+                return Attempt::Ok(json!({}));
+            }
+            return match serde_json::from_slice::<Value>(&bytes) {
+                Ok(v) => Attempt::Ok(v),
+                Err(e) => Attempt::Final(Failure::synthetic(
+                    502,
+                    "INTERNAL",
+                    format!("the answer is not JSON: {e}"),
+                )),
+            };
+        }
+        let failure = match serde_json::from_slice::<Value>(&bytes) {
+            Ok(v) if ApiError::from_envelope(&v).is_some() => Failure {
+                http_status: status,
+                envelope: v,
+            },
+            _ => {
+                let text = String::from_utf8_lossy(&bytes);
+                let snippet: String = text.trim().chars().take(200).collect();
+                Failure::synthetic(
+                    status,
+                    canonical_status(status),
+                    if snippet.is_empty() {
+                        format!("HTTP {status}")
+                    } else {
+                        format!("HTTP {status}: {snippet}")
+                    },
+                )
+            }
+        };
+        if matches!(status, 429 | 500 | 502 | 503 | 504) {
+            Attempt::Transient(failure, retry_after)
+        } else {
+            Attempt::Final(failure)
+        }
+    }
+}
+
+enum Attempt {
+    Ok(Value),
+    Final(Failure),
+    Transient(Failure, Option<Duration>),
+}
+
+fn no_answer(code: u16, status: &str, message: impl Into<String>) -> Failure {
+    let mut f = Failure::synthetic(code, status, message);
+    if let Some(e) = f.envelope.get_mut("error").and_then(Value::as_object_mut) {
+        e.insert("x-no-answer".into(), Value::Bool(true));
+    }
+    f
+}
+
+fn short(f: &Failure) -> String {
+    match f.envelope.pointer("/error/x-no-answer") {
+        Some(_) => f
+            .api_error()
+            .message
+            .split(':')
+            .next()
+            .unwrap_or("no answer")
+            .to_string(),
+        None => f.http_status.to_string(),
+    }
+}
+
+async fn read_body(mut resp: reqwest::Response) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(c)) => {
+                if out.len() + c.len() > MAX_BODY_BYTES {
+                    return Err(format!("the answer is larger than {MAX_BODY_BYTES} bytes"));
+                }
+                out.extend_from_slice(&c);
+            }
+            Ok(None) => return Ok(out),
+            Err(e) => return Err(format!("reading the answer failed: {}", e.without_url())),
+        }
+    }
+}
+
+/// `Retry-After`: delay-seconds or an HTTP date.
+pub fn parse_retry_after(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0)
+            .then(|| Duration::from_secs_f64(secs.min(86_400.0)));
+    }
+    let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    let delta = when.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    Some(delta.to_std().unwrap_or(Duration::ZERO))
+}
+
+/// The `google.rpc.Code` name of an HTTP status.
+pub fn canonical_status(http: u16) -> &'static str {
+    match http {
+        400 => "INVALID_ARGUMENT",
+        401 => "UNAUTHENTICATED",
+        403 => "PERMISSION_DENIED",
+        404 => "NOT_FOUND",
+        409 => "ABORTED",
+        429 => "RESOURCE_EXHAUSTED",
+        499 => "CANCELLED",
+        501 => "UNIMPLEMENTED",
+        503 => "UNAVAILABLE",
+        504 => "DEADLINE_EXCEEDED",
+        _ if http >= 500 => "INTERNAL",
+        _ => "UNKNOWN",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_cannot_escape_the_path() {
+        assert!(
+            check_name("projects/shop-prod/locations/europe-west1/services/orders-api").is_ok()
+        );
+        assert!(check_name("organizations/123/roles/my.role_x").is_ok());
+        for bad in [
+            "",
+            "projects/../x",
+            "a//b",
+            "a/b?c",
+            "a/b#c",
+            "a b",
+            "a/%2F",
+            "a/./b",
+        ] {
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        assert_eq!(parse_retry_after("2"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_retry_after(" 0.5 "), Some(Duration::from_millis(500)));
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+        assert_eq!(parse_retry_after("-1"), None);
+    }
+
+    #[test]
+    fn paths_methods_and_parameters_follow_the_discovery_docs() {
+        let ep = Endpoints::all_at("http://127.0.0.1:1/").unwrap();
+        let (m, u, q, b) = Call::ServicesGetIamPolicy {
+            resource: "projects/p/locations/r/services/s".into(),
+        }
+        .request(&ep);
+        assert_eq!(m, Method::GET);
+        assert_eq!(
+            u,
+            "http://127.0.0.1:1/v2/projects/p/locations/r/services/s:getIamPolicy"
+        );
+        assert_eq!(q, vec![("options.requestedPolicyVersion", "3".to_string())]);
+        assert!(b.is_none());
+        let (m, u, _, b) = Call::CrmGetIamPolicy {
+            resource: "folders/1".into(),
+        }
+        .request(&ep);
+        assert_eq!(m, Method::POST);
+        assert_eq!(u, "http://127.0.0.1:1/v3/folders/1:getIamPolicy");
+        assert_eq!(b, Some(json!({"options": {"requestedPolicyVersion": 3}})));
+        let (_, u, _, _) = Call::GetEffectivePolicy {
+            name: "projects/p/policies/run.managed.requireInvokerIam".into(),
+        }
+        .request(&ep);
+        assert_eq!(
+            u,
+            "http://127.0.0.1:1/v2/projects/p/policies/run.managed.requireInvokerIam:getEffectivePolicy"
+        );
+        let c = Call::TokenInfo {
+            token: Secret::new("ya29.secret"),
+        };
+        assert!(!format!("{c:?} {}", c.subject()).contains("ya29.secret"));
+    }
+
+    #[test]
+    fn failures_read_as_api_errors() {
+        let f = Failure {
+            http_status: 403,
+            envelope: json!({"error": {"code": 403, "status": "PERMISSION_DENIED", "message": "Permission 'logging.logEntries.list' denied on resource"}}),
+        };
+        assert!(f.is_permission_denied());
+        assert_eq!(
+            f.api_error().permission.as_deref(),
+            Some("logging.logEntries.list")
+        );
+        assert!(f.summary().starts_with("403 PERMISSION_DENIED: Permission"));
+        let t = Failure::synthetic(504, "DEADLINE_EXCEEDED", "no answer within 30 s");
+        assert!(!t.is_permission_denied());
+    }
+}

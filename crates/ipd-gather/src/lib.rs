@@ -1,0 +1,82 @@
+//! The I/O edge of invoker-doctor: credentials, read-only REST clients of the Google Cloud
+//! APIs a diagnosis needs, concurrent gathering, and `--record`.
+//!
+//! Depends on `ipd-model` only (never on the rules). The output of a gathering is a
+//! [`Recording`]: the documents of an evidence bundle in the contract's file format, from which
+//! [`Recording::evidence`] builds the [`ipd_model::Evidence`] with the same parser as
+//! `--bundle`, so live and offline diagnoses of the same documents agree by construction.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use ipd_gather::{AuthOptions, Env, Gatherer, Query, Settings, Target};
+//! let env = Env::from_process();
+//! let g = Gatherer::connect(&AuthOptions::default(), &env, Settings::default())?;
+//! g.client().auth().check().await?;
+//! let t = Target { project: "shop-prod".into(), region: "europe-west1".into(), service: "orders-api".into() };
+//! let rec = g.gather(&t, &Query::default()).await?;
+//! let evidence = rec.evidence(ipd_model::Inputs::default())?.evidence;
+//! # let _ = evidence; Ok(()) }
+//! ```
+//!
+//! Calls made (all reads; [`Call`] cannot express anything else):
+//!
+//! | API | method | permission |
+//! |---|---|---|
+//! | Cloud Run Admin v2 | `services.get`, `services.list` (`--url`), `services.getIamPolicy` | `run.services.get`, `run.services.list`, `run.services.getIamPolicy` |
+//! | Resource Manager v3 | `projects.get`, `folders.get`, `organizations.get`, `*.getIamPolicy` | `resourcemanager.{projects,folders,organizations}.get`, `….getIamPolicy` |
+//! | Logging v2 | `entries.list` | `logging.logEntries.list` |
+//! | Org Policy v2 | `getEffectivePolicy` | `orgpolicy.policy.get` |
+//! | IAM v1 | `roles.get` (custom roles) | `iam.roles.get` |
+//! | OAuth2 v2 | `tokeninfo` (`--as-me` only) | none |
+//! | Pub/Sub, Scheduler, Tasks, Eventarc, Workflows | `get` (`--caller-config` only) | `….get` |
+
+pub mod auth;
+pub mod endpoints;
+pub mod env;
+pub mod gather;
+pub mod http;
+pub mod record;
+pub mod resolve;
+
+pub use auth::{Auth, AuthError, AuthOptions, CredentialSource, Secret};
+pub use endpoints::{Api, BadOverride, Endpoints};
+pub use env::Env;
+pub use gather::{CONSTRAINTS, CallerConfigRef, Gatherer, Query, Settings, Target};
+pub use http::{BadName, Call, CallRecord, Client, ClientError, Failure, RetryPolicy};
+pub use record::Recording;
+pub use resolve::{ResolveError, WhoamiError, parse_run_url, principal_for_email};
+
+/// Why live mode cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error(transparent)]
+    Endpoint(#[from] BadOverride),
+    #[error(transparent)]
+    Client(#[from] ClientError),
+}
+
+impl Gatherer {
+    /// Credentials from `opts` and `env`, API roots from gcloud's override variables in `env`,
+    /// default retry policy. Fetches nothing yet (see [`Auth::check`]).
+    pub fn connect(
+        opts: &AuthOptions,
+        env: &Env,
+        settings: Settings,
+    ) -> Result<Gatherer, StartError> {
+        Gatherer::connect_with(opts, env, settings, RetryPolicy::default())
+    }
+
+    pub fn connect_with(
+        opts: &AuthOptions,
+        env: &Env,
+        settings: Settings,
+        retry: RetryPolicy,
+    ) -> Result<Gatherer, StartError> {
+        let endpoints = Endpoints::from_env(env)?;
+        let auth = Auth::resolve(opts, env)?;
+        let client = Client::new(auth, endpoints, retry)?;
+        Ok(Gatherer::new(client, settings))
+    }
+}
