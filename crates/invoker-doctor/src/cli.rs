@@ -71,7 +71,7 @@ pub struct CaseArgs {
 #[derive(Debug, Args)]
 pub struct DiagnoseArgs {
     /// An evidence bundle directory (no network).
-    #[arg(long, value_name = "DIR", conflicts_with_all = ["project", "url"])]
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["project", "region", "service", "url", "record", "as_me", "access_token_file", "impersonate_service_account"])]
     pub bundle: Option<PathBuf>,
     /// Live mode: the project ID.
     #[arg(long, value_name = "P")]
@@ -90,17 +90,59 @@ pub struct DiagnoseArgs {
     pub caller_config: Option<String>,
     #[command(flatten)]
     pub case: CaseArgs,
+    #[command(flatten)]
+    pub live: LiveArgs,
+}
+
+/// Options of live mode (reading the evidence from Google Cloud APIs).
+#[derive(Debug, Args, Clone, Default)]
+pub struct LiveArgs {
+    /// Live mode: call the APIs with the OAuth access token in FILE (as gcloud's
+    /// --access-token-file; also CLOUDSDK_AUTH_ACCESS_TOKEN_FILE). Default: Application
+    /// Default Credentials.
+    #[arg(long, value_name = "FILE")]
+    pub access_token_file: Option<PathBuf>,
+    /// Live mode: call the APIs as this service account, as gcloud does (EMAIL, or
+    /// EMAIL,DELEGATE,... for a delegation chain; also CLOUDSDK_AUTH_IMPERSONATE_SERVICE_ACCOUNT).
+    #[arg(long, value_name = "EMAIL")]
+    pub impersonate_service_account: Option<String>,
+    /// Live mode: the caller is whoever the credentials in use are.
+    #[arg(long, conflicts_with = "caller")]
+    pub as_me: bool,
+    /// Live mode: also write everything gathered to DIR as an evidence bundle (no tokens), to
+    /// attach to a ticket and replay with --bundle DIR.
+    #[arg(long, value_name = "DIR")]
+    pub record: Option<PathBuf>,
+    /// Live mode: how far back request logs are read when --at is not given (30m, 6h, 1d, 7d;
+    /// default 1d for diagnose, 7d for explain).
+    #[arg(long, value_name = "DURATION")]
+    pub freshness: Option<String>,
+    /// Live mode: list every API call on stderr (method, resource, status, timing, retries).
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct ExplainArgs {
     /// What was pasted (quote it), or - to read it from standard input.
     pub paste: String,
-    /// An evidence bundle to diagnose against, with the paste added.
-    #[arg(long, value_name = "DIR")]
+    /// An evidence bundle to diagnose against, with the paste added (no network).
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["project", "region", "service"])]
     pub bundle: Option<PathBuf>,
+    /// Live mode: the project whose logs hold the request (default: the paste's, else gcloud's
+    /// default project).
+    #[arg(long, value_name = "P")]
+    pub project: Option<String>,
+    /// Live mode: the region of the service (default: from the request's log entry).
+    #[arg(long, value_name = "R")]
+    pub region: Option<String>,
+    /// Live mode: the service (default: from the request's log entry).
+    #[arg(long, value_name = "S")]
+    pub service: Option<String>,
     #[command(flatten)]
     pub case: CaseArgs,
+    #[command(flatten)]
+    pub live: LiveArgs,
 }
 
 #[derive(Debug, Args)]

@@ -4,13 +4,15 @@
 use std::io::Read;
 
 use anyhow::{Context, Result, anyhow};
-use ipd_model::Gathered;
+use ipd_gather::Env;
 use ipd_model::paste::{Origin, Paste, classify};
 use ipd_model::token::TokenKind;
+use ipd_model::{Gathered, Inputs};
 use serde::Serialize;
 
 use crate::Output;
 use crate::cli::{ExplainArgs, Format};
+use crate::live::Lookup;
 
 #[derive(Debug, Serialize)]
 pub struct PasteOut {
@@ -19,7 +21,23 @@ pub struct PasteOut {
     pub hints: Vec<String>,
 }
 
-pub fn run(a: &ExplainArgs, stdin: &mut dyn Read) -> Result<Output> {
+/// Where the request a paste names was looked for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Looked {
+    /// Nowhere (the paste names no request, or it carries its own entry).
+    Nowhere,
+    /// In `--bundle`'s logs: found or not (`None` when the paste names no request).
+    Bundle(Option<bool>),
+    /// In Cloud Logging of `project`; `found` is false when only the service given by
+    /// --region/--service was read.
+    Live { project: String, found: bool },
+    /// In Cloud Logging of `project`, without success.
+    NotFound { project: String, since: String },
+    /// Live lookup was not possible.
+    Unavailable(String),
+}
+
+pub fn run(a: &ExplainArgs, stdin: &mut dyn Read, env: &Env) -> Result<Output> {
     let text = if a.paste == "-" {
         let mut s = String::new();
         stdin
@@ -38,24 +56,83 @@ pub fn run(a: &ExplainArgs, stdin: &mut dyn Read) -> Result<Output> {
     {
         inputs.status = inputs.status.or(Some(*s));
     }
-    let (mut ev, warnings) = match &a.bundle {
+    let token = crate::live::token_flag(&a.case, stdin)?;
+    let offline = |inputs: Inputs, why: &str| ipd_model::Evidence {
+        service: Gathered::missing(why),
+        service_policy: Gathered::missing(why),
+        project_policy: Gathered::missing(why),
+        org_policies: Gathered::missing(why),
+        logs: Gathered::missing(why),
+        deny_policies: Gathered::missing(why),
+        inputs,
+        ..Default::default()
+    };
+    let mut live: Option<Box<crate::live::Gathered>> = None;
+    let (mut ev, mut warnings, mut looked) = match &a.bundle {
         Some(dir) => {
             let l = ipd_model::bundle::load(dir, inputs).map_err(|e| anyhow!("{e}"))?;
-            (l.evidence, l.warnings)
+            (l.evidence, l.warnings, Looked::Bundle(None))
         }
         None => {
-            let why = "no evidence bundle given (--bundle DIR)";
-            let ev = ipd_model::Evidence {
-                service: Gathered::missing(why),
-                service_policy: Gathered::missing(why),
-                project_policy: Gathered::missing(why),
-                org_policies: Gathered::missing(why),
-                logs: Gathered::missing(why),
-                deny_policies: Gathered::missing(why),
-                inputs,
-                ..Default::default()
+            let (reference, entry, hint) = match &paste {
+                Paste::LogEntry(_) => (
+                    None,
+                    serde_json::from_str::<serde_json::Value>(
+                        text.trim().trim_start_matches('\u{feff}'),
+                    )
+                    .ok(),
+                    None,
+                ),
+                Paste::LogsExplorerUrl { project, .. } => {
+                    (paste.request_ref(), None, project.clone())
+                }
+                _ => (paste.request_ref(), None, None),
             };
-            (ev, vec![])
+            let target_given = a.region.is_some() && a.service.is_some();
+            if reference.is_some() || entry.is_some() || target_given {
+                match crate::live::explain(
+                    a,
+                    reference.as_deref(),
+                    entry,
+                    hint.as_deref(),
+                    inputs.clone(),
+                    token.clone(),
+                    env,
+                )? {
+                    Lookup::Found {
+                        project,
+                        found_entry,
+                        gathered,
+                    } => {
+                        let ev = gathered.ev.clone();
+                        live = Some(gathered);
+                        (
+                            ev,
+                            vec![],
+                            Looked::Live {
+                                project,
+                                found: found_entry,
+                            },
+                        )
+                    }
+                    Lookup::NotFound { project, since } => (
+                        offline(inputs, "the request was not found in Cloud Logging"),
+                        vec![],
+                        Looked::NotFound { project, since },
+                    ),
+                    Lookup::Unavailable(reason) => (
+                        offline(inputs, "no evidence: live lookup was not possible"),
+                        vec![],
+                        Looked::Unavailable(reason),
+                    ),
+                }
+            } else {
+                (
+                    offline(inputs, "no evidence bundle given (--bundle DIR)"),
+                    vec![],
+                    Looked::Nowhere,
+                )
+            }
         }
     };
     match &paste {
@@ -76,15 +153,22 @@ pub fn run(a: &ExplainArgs, stdin: &mut dyn Read) -> Result<Output> {
         }
         _ => {}
     }
-    crate::apply_token_flag(&mut ev, &a.case, stdin)?;
-    let found = ev.inputs.request_ref.as_ref().map(|r| {
-        ev.logs.present().is_some_and(|logs| {
-            logs.iter()
-                .any(|e| e.insert_id.as_deref() == Some(r) || e.trace_id() == Some(r))
-        })
-    });
-    let out = describe(&paste, found);
+    if token.is_some() {
+        ev.token = token;
+    }
+    if let Looked::Bundle(_) = looked {
+        looked = Looked::Bundle(ev.inputs.request_ref.as_ref().map(|r| {
+            ev.logs.present().is_some_and(|logs| {
+                logs.iter()
+                    .any(|e| e.insert_id.as_deref() == Some(r) || e.trace_id() == Some(r))
+            })
+        }));
+    }
+    let out = describe(&paste, &looked);
     let report = ipd_rules::diagnose(&ev);
+    if let Some(g) = &mut live {
+        warnings.extend(g.epilogue(&a.case, &a.live)?);
+    }
     let stdout = match a.case.format {
         Format::Json => {
             let mut v = serde_json::to_value(&report).context("cannot serialize the report")?;
@@ -129,13 +213,17 @@ pub fn run(a: &ExplainArgs, stdin: &mut dyn Read) -> Result<Output> {
 }
 
 /// What the paste is and what it shows on its own.
-pub fn describe(p: &Paste, found_in_logs: Option<bool>) -> PasteOut {
+pub fn describe(p: &Paste, looked: &Looked) -> PasteOut {
     let mut hints = Vec::new();
     let lookup = |hints: &mut Vec<String>| {
-        match found_in_logs {
-        Some(true) => hints.push("found in the bundle's logs.json: that entry is taken as the failing request".into()),
-        Some(false) => hints.push("not found in the evidence's logs: pass --bundle with the logs.json of that time (gcloud logging read 'trace=\"projects/P/traces/ID\" OR insertId=\"ID\"' --format=json)".into()),
-        None => {}
+        match looked {
+        Looked::Bundle(Some(true)) => hints.push("found in the bundle's logs.json: that entry is taken as the failing request".into()),
+        Looked::Bundle(Some(false)) => hints.push("not found in the evidence's logs: pass --bundle with the logs.json of that time (gcloud logging read 'trace=\"projects/P/traces/ID\" OR insertId=\"ID\"' --format=json)".into()),
+        Looked::Live { project, found: true } => hints.push(format!("found in Cloud Logging of project `{project}`: that entry is taken as the failing request, and its service was read live")),
+        Looked::Live { project, found: false } => hints.push(format!("not found in Cloud Logging of project `{project}`; the service named by --region/--service was read live")),
+        Looked::NotFound { project, since } => hints.push(format!("not found in Cloud Logging of project `{project}` since {since}: check the project (--project P) or look further back (--freshness 30d)")),
+        Looked::Unavailable(reason) => hints.push(format!("live lookup was not possible ({reason}); what follows is what the paste alone shows")),
+        Looked::Bundle(None) | Looked::Nowhere => {}
     }
     };
     let summary = match p {
@@ -253,6 +341,23 @@ pub fn describe(p: &Paste, found_in_logs: Option<bool>) -> PasteOut {
             "not recognised".into()
         }
     };
+    if !matches!(
+        p,
+        Paste::TraceId(_)
+            | Paste::TraceContext { .. }
+            | Paste::InsertId(_)
+            | Paste::LogsExplorerUrl { .. }
+    ) {
+        match looked {
+            Looked::Live { project, .. } => hints.push(format!(
+                "the service was read live from project `{project}`"
+            )),
+            Looked::Unavailable(reason) => hints.push(format!(
+                "live lookup was not possible ({reason}); what follows is what the paste alone shows"
+            )),
+            _ => {}
+        }
+    }
     PasteOut {
         kind: p.kind(),
         summary,

@@ -4,10 +4,12 @@
 pub mod cli;
 pub mod docs;
 pub mod explain;
+pub mod live;
 
 use std::io::Read;
 
 use anyhow::{Context, Result, anyhow, bail};
+pub use ipd_gather::Env;
 use ipd_model::{Evidence, Inputs};
 use ipd_rules::Report;
 
@@ -28,27 +30,33 @@ pub const EXIT_FINDINGS: i32 = 1;
 /// Exit status: usage or input error.
 pub const EXIT_USAGE: i32 = 2;
 
-/// Runs a parsed command line. `Err` is a usage or input error (exit status 2).
+/// Runs a parsed command line with the process environment. `Err` is a usage or input error
+/// (exit status 2). Lines of `Output::warnings` that start with `note: ` are information, the
+/// others warnings.
 pub fn run(cli: &cli::Cli, stdin: &mut dyn Read) -> Result<Output> {
+    run_with_env(cli, stdin, &Env::from_process())
+}
+
+/// Runs a parsed command line with the given environment (credentials, endpoint overrides and
+/// gcloud configuration are read from it).
+pub fn run_with_env(cli: &cli::Cli, stdin: &mut dyn Read, env: &Env) -> Result<Output> {
     match &cli.command {
-        Command::Diagnose(d) => diagnose(d, stdin),
-        Command::Explain(e) => explain::run(e, stdin),
+        Command::Diagnose(d) => diagnose(d, stdin, env),
+        Command::Explain(e) => explain::run(e, stdin, env),
         Command::Rules(r) => docs::rules_command(r.code.as_deref()),
     }
 }
 
-fn diagnose(d: &DiagnoseArgs, stdin: &mut dyn Read) -> Result<Output> {
-    let inputs = inputs(&d.case)?;
+fn diagnose(d: &DiagnoseArgs, stdin: &mut dyn Read, env: &Env) -> Result<Output> {
     let Some(dir) = &d.bundle else {
-        if d.project.is_some() || d.url.is_some() || d.service.is_some() {
-            bail!(
-                "live mode (--project/--region/--service or --url) is not available in this build; gather the evidence with the gcloud commands in the README and pass --bundle DIR"
-            );
+        if d.project.is_some() || d.url.is_some() || d.service.is_some() || d.region.is_some() {
+            return live::diagnose(d, stdin, env);
         }
         bail!(
             "say where the evidence is: --bundle DIR, or --project P --region R --service S (or --url URL) for live mode"
         );
     };
+    let inputs = inputs(&d.case)?;
     if d.caller_config.is_some() {
         bail!(
             "--caller-config is for live mode; in a bundle, add the caller's `gcloud ... describe --format=json` output as caller-NAME.json"

@@ -30,7 +30,11 @@ fn main() -> ExitCode {
         Ok(out) => {
             let mut err = std::io::stderr().lock();
             for w in &out.warnings {
-                let _ = writeln!(err, "warning: {w}");
+                if w.starts_with("note: ") {
+                    let _ = writeln!(err, "{w}");
+                } else {
+                    let _ = writeln!(err, "warning: {w}");
+                }
             }
             let mut stdout = std::io::stdout().lock();
             // A closed pipe (`| head`) ends the output quietly.

@@ -114,7 +114,7 @@ pub enum AuthError {
     #[error("invalid service account to impersonate `{0}`: expected EMAIL or EMAIL,DELEGATE,...")]
     BadImpersonation(String),
     #[error(
-        "no credentials: no --access-token-file, no CLOUDSDK_AUTH_ACCESS_TOKEN_FILE, no Application Default Credentials file (GOOGLE_APPLICATION_CREDENTIALS or ~/.config/gcloud/application_default_credentials.json), and the metadata server gave no token ({detail}). Run `gcloud auth application-default login`, or pass --access-token-file FILE (e.g. from `gcloud auth print-access-token`)"
+        "no credentials: no --access-token-file, no CLOUDSDK_AUTH_ACCESS_TOKEN_FILE, no Application Default Credentials file (GOOGLE_APPLICATION_CREDENTIALS or ~/.config/gcloud/application_default_credentials.json), and no token from a metadata server ({detail}). Run `gcloud auth application-default login`, or pass --access-token-file FILE (e.g. from `gcloud auth print-access-token`)"
     )]
     NoCredentials { detail: String },
     #[error("cannot get an access token from {source_desc}: {message}")]
@@ -437,12 +437,39 @@ fn adc(env: &Env) -> Result<(Credentials, CredentialSource, Option<String>), Aut
             email,
         ));
     }
+    if !may_have_metadata_server(env) {
+        return Err(AuthError::NoCredentials {
+            detail: "this machine is not on Google Cloud, so there is no metadata server".into(),
+        });
+    }
     let creds = mds::Builder::default()
         .build()
         .map_err(|e| AuthError::NoCredentials {
             detail: e.to_string(),
         })?;
     Ok((creds, CredentialSource::MetadataServer, None))
+}
+
+/// Whether asking the metadata server for a token makes sense: `GCE_METADATA_HOST` names one,
+/// the machine says it is a Google Compute Engine VM (what Google's auth libraries check), or a
+/// serverless runtime's variables are set. Elsewhere, "no credentials" is said at once instead
+/// of waiting for `metadata.google.internal` to time out.
+fn may_have_metadata_server(env: &Env) -> bool {
+    if [
+        "GCE_METADATA_HOST",
+        "GCE_METADATA_IP",
+        "K_SERVICE",
+        "CLOUD_RUN_JOB",
+        "FUNCTION_TARGET",
+    ]
+    .iter()
+    .any(|v| env.get(v).is_some())
+    {
+        return true;
+    }
+    std::fs::read_to_string("/sys/class/dmi/id/product_name")
+        .map(|p| p.trim().starts_with("Google"))
+        .unwrap_or(false)
 }
 
 /// `.../serviceAccounts/EMAIL:generateAccessToken` → EMAIL.
