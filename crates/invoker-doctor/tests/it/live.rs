@@ -1,0 +1,931 @@
+//! Live mode end to end: the real binary against `ipd-fakegcp` serving a fixture bundle through
+//! the Google REST paths. Each test starts its own fake on 127.0.0.1:0 and hands the child
+//! process a clean environment: endpoint overrides, a static access token file, and a temporary
+//! HOME / CLOUDSDK_CONFIG, so nothing can reach real Google APIs or a metadata server.
+//!
+//! How a bundle's evidence is represented live (the mapping every comparison uses):
+//! - a source file absent from the bundle: the fake refuses that source (403), since the fake
+//!   would otherwise answer it as empty (an empty policy is evidence, a missing file is not);
+//!   org policies are refused by the fake itself when no org-policy file exists;
+//! - a file holding Google's error envelope: the fake answers that error;
+//! - `token.txt`: `--token @token.txt`;
+//! - `context.json`: `--caller` (unless the token names the caller, which outranks it),
+//!   `--expect-public`, `--status` and `--at` (the request's `url` and `method` have no flag
+//!   and no rule's verdict depends on them);
+//! - logs are read with `--freshness` reaching back to the bundle's oldest entry.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ipd_fakegcp::{FakeGcp, FakeOptions, Fault, Running, Scenario, Source};
+use serde_json::Value;
+
+use crate::support::{Case, fixtures, run_args, workspace_root};
+
+/// Fixtures whose evidence live mode cannot reproduce. Empty: every fixture is compared.
+const EXCLUDED: &[(&str, &str)] = &[];
+
+/// A fake with a scratch directory (HOME, gcloud config, the access token file).
+struct Live {
+    fake: Running,
+    home: tempfile::TempDir,
+    token: String,
+    extra_env: Vec<(String, String)>,
+}
+
+fn api_token() -> String {
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("ya29.fake-api-token-{}-{n}", std::process::id())
+}
+
+impl Live {
+    fn start(scenario: Scenario, opts: FakeOptions) -> Live {
+        let token = api_token();
+        let fake = FakeGcp::start_in_background(scenario, opts.token(token.clone()))
+            .expect("start the fake");
+        let home = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(home.path().join("gcloud")).expect("gcloud dir");
+        std::fs::write(home.path().join("access-token"), format!("{token}\n")).expect("token");
+        Live {
+            fake,
+            home,
+            token,
+            extra_env: vec![],
+        }
+    }
+
+    fn bundle(dir: &Path, opts: FakeOptions) -> Live {
+        Live::start(Scenario::from_bundle(dir).expect("scenario"), opts)
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_invoker-doctor"));
+        c.current_dir(workspace_root()).env_clear();
+        let base = self.fake.base_url();
+        for api in ["RUN", "CLOUDRESOURCEMANAGER", "LOGGING", "ORGPOLICY", "IAM"] {
+            c.env(format!("CLOUDSDK_API_ENDPOINT_OVERRIDES_{api}"), &base);
+        }
+        c.env("HOME", self.home.path())
+            .env("CLOUDSDK_CONFIG", self.home.path().join("gcloud"))
+            .env(
+                "CLOUDSDK_AUTH_ACCESS_TOKEN_FILE",
+                self.home.path().join("access-token"),
+            )
+            .env("NO_COLOR", "1");
+        for (k, v) in &self.extra_env {
+            c.env(k, v);
+        }
+        c
+    }
+
+    fn run(&self, args: &[String]) -> Output {
+        self.cmd().args(args).output().expect("run invoker-doctor")
+    }
+
+    /// The target flags of the scenario's service.
+    fn target_args(&self) -> Vec<String> {
+        let id = &self.fake.scenario().identity;
+        vec![
+            "--project".into(),
+            id.project_id.clone(),
+            "--region".into(),
+            id.region.clone(),
+            "--service".into(),
+            id.service.clone(),
+        ]
+    }
+
+    /// Asserts that no output, and no file under `dirs`, holds the API token.
+    fn assert_no_api_token(&self, out: &Output, what: &str) {
+        for s in [&out.stdout, &out.stderr] {
+            assert!(
+                !String::from_utf8_lossy(s).contains(&self.token),
+                "{what}: the API access token appears in the output"
+            );
+        }
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn s(v: &[&str]) -> Vec<String> {
+    v.iter().map(|x| x.to_string()).collect()
+}
+
+/// (rank, code, cause, verdict) of every finding.
+fn findings(report: &Value) -> Vec<(i64, String, String, String)> {
+    report["findings"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|f| {
+            (
+                f["rank"].as_i64().unwrap_or(0),
+                f["code"].as_str().unwrap_or("").to_string(),
+                f["cause"].as_str().unwrap_or("").to_string(),
+                f["verdict"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+fn json_of(out: &Output, what: &str) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{what}: stdout is not JSON ({e})\nstdout: {}\nstderr: {}",
+            text(&out.stdout),
+            text(&out.stderr)
+        )
+    })
+}
+
+fn has(args: &[String], flag: &str) -> bool {
+    args.iter().any(|a| a == flag)
+}
+
+/// `--freshness` reaching back to the oldest entry of the bundle's logs (plus a day).
+fn freshness_for(dir: &Path) -> String {
+    let Ok(t) = std::fs::read_to_string(dir.join("logs.json")) else {
+        return "1d".into();
+    };
+    let v: Value = serde_json::from_str(&t).unwrap_or(Value::Null);
+    let list = v
+        .as_array()
+        .cloned()
+        .or_else(|| v["entries"].as_array().cloned())
+        .unwrap_or_default();
+    let oldest = list
+        .iter()
+        .filter_map(|e| e["timestamp"].as_str())
+        .filter_map(ipd_model::time::parse_rfc3339)
+        .min();
+    match oldest {
+        Some(t) => format!("{}h", (chrono::Utc::now() - t).num_hours().max(0) + 24),
+        None => "1d".into(),
+    }
+}
+
+/// The flags and fake options that represent `dir`'s bundle live (see the module docs).
+fn live_mapping(dir: &Path, case: &Case) -> (Vec<String>, FakeOptions) {
+    let mut args = case.args.clone();
+    let token = std::fs::read_to_string(dir.join("token.txt")).ok();
+    if token.is_some() {
+        args.extend([
+            "--token".into(),
+            format!("@{}", dir.join("token.txt").display()),
+        ]);
+    }
+    let token_names_caller = token
+        .as_deref()
+        .map(ipd_model::token::Token::analyze)
+        .and_then(|t| t.principal())
+        .is_some();
+    if let Ok(t) = std::fs::read_to_string(dir.join("context.json")) {
+        let ctx: Value = serde_json::from_str(&t).expect("context.json");
+        if let Some(c) = ctx["caller"].as_str()
+            && !token_names_caller
+            && !has(&args, "--caller")
+        {
+            args.extend(["--caller".into(), c.to_string()]);
+        }
+        if ctx["expect_public"] == true && !has(&args, "--expect-public") {
+            args.push("--expect-public".into());
+        }
+        if let Some(st) = ctx["request"]["status"].as_i64()
+            && !has(&args, "--status")
+        {
+            args.extend(["--status".into(), st.to_string()]);
+        }
+        if let Some(at) = ctx["request"]["time"].as_str()
+            && !has(&args, "--at")
+        {
+            args.extend(["--at".into(), at.to_string()]);
+        }
+    }
+    args.extend(["--freshness".into(), freshness_for(dir)]);
+    let mut opts = FakeOptions::new();
+    for (file, source) in [
+        ("service-iam-policy.json", Source::RunServicesGetIamPolicy),
+        ("project-iam-policy.json", Source::ProjectsGetIamPolicy),
+        ("logs.json", Source::LoggingEntriesList),
+    ] {
+        if !dir.join(file).exists() {
+            opts = opts.fail(source, Fault::deny());
+        }
+    }
+    (args, opts)
+}
+
+fn offline_report(dir: &Path, case: &Case) -> (Value, i32) {
+    let mut a = s(&["invoker-doctor", "diagnose", "--bundle"]);
+    a.push(dir.display().to_string());
+    a.extend(case.args.iter().cloned());
+    a.extend(s(&["--format", "json"]));
+    let out = run_args(&a);
+    (
+        serde_json::from_str(&out.stdout).expect("offline json"),
+        out.code,
+    )
+}
+
+/// Secret-looking parts of a fixture's token (signature and payload segments).
+fn token_parts(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("token.txt"))
+        .unwrap_or_default()
+        .split(|c: char| c == '.' || c == ',' || c.is_whitespace())
+        .filter(|p| p.len() >= 16)
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn every_fixture_diagnoses_the_same_live_as_offline() {
+    let all = fixtures();
+    assert!(all.len() >= 30, "the fixture set is missing");
+    let excluded: BTreeMap<&str, &str> = EXCLUDED.iter().copied().collect();
+    let mut failures = Vec::new();
+    let mut compared = 0;
+    for (slug, dir, case) in &all {
+        if excluded.contains_key(slug.as_str()) {
+            continue;
+        }
+        let (offline, offline_code) = offline_report(dir, case);
+        let (args, opts) = live_mapping(dir, case);
+        let live = Live::bundle(dir, opts);
+        let mut full = s(&["diagnose"]);
+        full.extend(live.target_args());
+        full.extend(args);
+        full.extend(s(&["--format", "json"]));
+        let out = live.run(&full);
+        live.assert_no_api_token(&out, slug);
+        let stdout = text(&out.stdout);
+        for part in token_parts(dir) {
+            assert!(!stdout.contains(&part), "{slug}: the caller's token leaks");
+        }
+        let Ok(report) = serde_json::from_str::<Value>(&stdout) else {
+            failures.push(format!(
+                "{slug}: no JSON report (exit {:?}): {}",
+                out.status.code(),
+                text(&out.stderr)
+            ));
+            continue;
+        };
+        compared += 1;
+        let (l, o) = (findings(&report), findings(&offline));
+        if l != o {
+            failures.push(format!("{slug}:\n  live    {l:?}\n  offline {o:?}"));
+        }
+        if out.status.code() != Some(offline_code) {
+            failures.push(format!(
+                "{slug}: exit {:?} live, {offline_code} offline",
+                out.status.code()
+            ));
+        }
+        let mutating = live.fake.mutating_calls();
+        assert!(
+            mutating.is_empty(),
+            "{slug}: mutating calls were made: {mutating:?}"
+        );
+        assert!(
+            !live.fake.calls().is_empty(),
+            "{slug}: no API call reached the fake"
+        );
+    }
+    assert!(
+        failures.is_empty(),
+        "live and offline diagnoses differ:\n{}",
+        failures.join("\n")
+    );
+    assert_eq!(compared + excluded.len(), all.len());
+}
+
+fn fixture(slug: &str) -> PathBuf {
+    workspace_root().join("fixtures").join(slug)
+}
+
+fn case_of(slug: &str) -> Case {
+    fixtures()
+        .into_iter()
+        .find(|(s, _, _)| s == slug)
+        .map(|(_, _, c)| c)
+        .expect("fixture")
+}
+
+/// Runs the live diagnosis of a fixture with extra fake options and extra flags.
+fn run_fixture(slug: &str, extra_opts: FakeOptions, extra_args: &[&str]) -> (Live, Output) {
+    let dir = fixture(slug);
+    let case = case_of(slug);
+    let (args, mut opts) = live_mapping(&dir, &case);
+    for (s, f) in extra_opts.faults {
+        opts.faults.insert(s, f);
+    }
+    opts.retry_after_secs = extra_opts.retry_after_secs.or(opts.retry_after_secs);
+    opts.logging_empty_pages = extra_opts.logging_empty_pages;
+    let live = Live::bundle(&dir, opts);
+    let mut full = s(&["diagnose"]);
+    full.extend(live.target_args());
+    full.extend(args);
+    full.extend(extra_args.iter().map(|a| a.to_string()));
+    let out = live.run(&full);
+    (live, out)
+}
+
+#[test]
+fn refused_sources_become_gaps_naming_the_permission() {
+    let opts = FakeOptions::new()
+        .fail(Source::ProjectsGetIamPolicy, Fault::deny())
+        .fail(Source::FoldersGetIamPolicy, Fault::deny())
+        .fail(Source::LoggingEntriesList, Fault::deny());
+    let (live, out) = run_fixture("healthy-bound-sa-200", opts, &["--format", "json"]);
+    let v = json_of(&out, "partial permissions");
+    let gaps = v["gaps"].as_array().cloned().unwrap_or_default();
+    let gap = |src: &str| {
+        gaps.iter()
+            .find(|g| g["source"] == src)
+            .cloned()
+            .unwrap_or_else(|| panic!("no gap for {src}: {gaps:?}"))
+    };
+    let p = gap("project_iam_policy");
+    assert_eq!(p["state"], "denied");
+    assert_eq!(
+        p["needs_permission"],
+        "resourcemanager.projects.getIamPolicy"
+    );
+    let f = gap("folder_iam_policy:555000111222");
+    assert_eq!(
+        f["needs_permission"],
+        "resourcemanager.folders.getIamPolicy"
+    );
+    let l = gap("logs");
+    assert_eq!(l["needs_permission"], "logging.logEntries.list");
+    // No org-policy file in this bundle: the fake refuses them.
+    assert_eq!(
+        gap("org_policies")["needs_permission"],
+        "orgpolicy.policy.get"
+    );
+    // The sources that were readable still count: the service policy grants the caller.
+    assert!(
+        gaps.iter().all(|g| g["source"] != "service_iam_policy"),
+        "{gaps:?}"
+    );
+    assert!(matches!(out.status.code(), Some(0 | 1)));
+    assert!(live.fake.mutating_calls().is_empty());
+}
+
+#[test]
+fn an_unreadable_hierarchy_is_a_gap_not_an_absence() {
+    let opts = FakeOptions::new().fail(Source::FoldersGet, Fault::deny());
+    let (live, out) = run_fixture(
+        "missing-binding-sa-not-bound-anywhere",
+        opts,
+        &["--format", "json"],
+    );
+    let v = json_of(&out, "hierarchy");
+    let gaps = v["gaps"].as_array().cloned().unwrap_or_default();
+    assert!(
+        gaps.iter()
+            .any(|g| g["source"] == "organization_iam_policy:unknown"
+                && g["needs_permission"] == "resourcemanager.folders.get"),
+        "{gaps:?}"
+    );
+    assert!(
+        text(&out.stderr).contains("the resource hierarchy above folders/555000111222 is unknown")
+    );
+    // The folder's own policy was still read (its getIamPolicy does not need folders.get).
+    assert!(!live.fake.calls_to(Source::FoldersGetIamPolicy).is_empty());
+}
+
+#[test]
+fn transient_failures_are_retried_and_the_diagnosis_is_unchanged() {
+    let slug = "missing-binding-sa-not-bound-anywhere";
+    let (_, clean) = run_fixture(slug, FakeOptions::new(), &["--format", "json"]);
+    let opts = FakeOptions::new()
+        .fail(Source::LoggingEntriesList, Fault::first(503, 2))
+        .fail(Source::RunServicesGet, Fault::first(503, 1))
+        .fail(Source::FoldersGetIamPolicy, Fault::first(500, 1));
+    let (live, out) = run_fixture(slug, opts, &["--format", "json", "-v"]);
+    let (a, b) = (json_of(&clean, "clean"), json_of(&out, "with 503s"));
+    assert_eq!(findings(&a), findings(&b));
+    assert_eq!(a["gaps"], b["gaps"]);
+    let logging = live.fake.calls_to(Source::LoggingEntriesList);
+    assert_eq!(
+        logging.iter().map(|c| c.status).collect::<Vec<_>>(),
+        vec![503, 503, 200]
+    );
+    assert_eq!(live.fake.calls_to(Source::RunServicesGet).len(), 2);
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("logging.entries.list projects/shop-prod [3 attempts: 503, retried after"),
+        "{err}"
+    );
+}
+
+#[test]
+fn rate_limits_honour_retry_after() {
+    let opts = FakeOptions::new()
+        .fail(Source::ProjectsGetIamPolicy, Fault::first(429, 1))
+        .retry_after(1);
+    let (live, out) = run_fixture("healthy-bound-sa-200", opts, &["--format", "json", "-v"]);
+    let v = json_of(&out, "429");
+    assert!(
+        v["gaps"]
+            .as_array()
+            .is_some_and(|g| g.iter().all(|g| g["source"] != "project_iam_policy")),
+        "{v}"
+    );
+    let calls = live.fake.calls_to(Source::ProjectsGetIamPolicy);
+    assert_eq!(
+        calls.iter().map(|c| c.status).collect::<Vec<_>>(),
+        vec![429, 200]
+    );
+    let err = text(&out.stderr);
+    assert!(err.contains("429, waited 1.0 s (Retry-After)"), "{err}");
+}
+
+#[test]
+fn a_source_that_keeps_failing_is_a_failed_gap() {
+    let opts = FakeOptions::new().fail(Source::RunServicesGetIamPolicy, Fault::always(503));
+    let (live, out) = run_fixture("healthy-bound-sa-200", opts, &["--format", "json"]);
+    let v = json_of(&out, "503");
+    let g = v["gaps"]
+        .as_array()
+        .and_then(|g| {
+            g.iter()
+                .find(|g| g["source"] == "service_iam_policy")
+                .cloned()
+        })
+        .expect("gap");
+    assert_eq!(g["state"], "failed");
+    // Bounded: the default policy makes four attempts.
+    assert_eq!(live.fake.calls_to(Source::RunServicesGetIamPolicy).len(), 4);
+}
+
+#[test]
+fn empty_log_pages_are_paged_through() {
+    let opts = FakeOptions::new().logging_empty_pages(2);
+    let (live, out) = run_fixture(
+        "no-token-browser-cors-preflight",
+        opts,
+        &["--format", "json"],
+    );
+    let v = json_of(&out, "paging");
+    assert_eq!(v["findings"][0]["cause"], "no_token");
+    assert_eq!(live.fake.calls_to(Source::LoggingEntriesList).len(), 3);
+    // The query is tight and bounded, and ordered newest first.
+    let body = live.fake.calls_to(Source::LoggingEntriesList)[0]
+        .body_json()
+        .expect("body");
+    let filter = body["filter"].as_str().unwrap_or("");
+    for part in [
+        "resource.type=\"cloud_run_revision\"",
+        "resource.labels.service_name=\"orders-api\"",
+        "logName=\"projects/shop-prod/logs/run.googleapis.com%2Frequests\"",
+        "httpRequest.status=(401 OR 403 OR 404)",
+        "timestamp>=",
+    ] {
+        assert!(filter.contains(part), "{filter}");
+    }
+    assert_eq!(body["orderBy"], "timestamp desc");
+    assert_eq!(body["resourceNames"][0], "projects/shop-prod");
+}
+
+#[test]
+fn record_round_trips_and_holds_no_token() {
+    let slug = "missing-binding-sa-not-bound-anywhere";
+    let dir = fixture(slug);
+    let rec = tempfile::tempdir().expect("tempdir");
+    let rec_dir = rec.path().join("bundle");
+    let rec_s = rec_dir.display().to_string();
+    let opts = FakeOptions::new().fail(Source::OrganizationsGetIamPolicy, Fault::deny());
+    let (live, out) = run_fixture(slug, opts, &["--format", "json", "--record", &rec_s]);
+    let live_report = json_of(&out, "record");
+    assert!(text(&out.stderr).contains("note: recorded"));
+    // The files of the contract, no token file.
+    let mut names: Vec<String> = std::fs::read_dir(&rec_dir)
+        .expect("recorded dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    for f in [
+        "service.json",
+        "service-iam-policy.json",
+        "project-iam-policy.json",
+        "folder-555000111222-iam-policy.json",
+        "organization-987654321098-iam-policy.json",
+        "org-policies.json",
+        "logs.json",
+        "role-ordersReader.json",
+        "context.json",
+    ] {
+        assert!(names.iter().any(|n| n == f), "{f} not recorded: {names:?}");
+    }
+    assert!(!names.iter().any(|n| n == "token.txt"));
+    let parts = token_parts(&dir);
+    for n in &names {
+        let t = std::fs::read_to_string(rec_dir.join(n)).expect("read");
+        assert!(!t.contains(&live.token), "{n} holds the API token");
+        for p in &parts {
+            assert!(!t.contains(p), "{n} holds part of the caller's token");
+        }
+    }
+    let refused: Value = serde_json::from_str(
+        &std::fs::read_to_string(rec_dir.join("organization-987654321098-iam-policy.json"))
+            .expect("read"),
+    )
+    .expect("json");
+    assert_eq!(refused["error"]["status"], "PERMISSION_DENIED");
+    // Replay offline, with the same token flag: same findings, same gaps.
+    let mut a = s(&[
+        "invoker-doctor",
+        "diagnose",
+        "--bundle",
+        &rec_s,
+        "--format",
+        "json",
+    ]);
+    a.extend([
+        "--token".into(),
+        format!("@{}", dir.join("token.txt").display()),
+    ]);
+    let replay: Value = serde_json::from_str(&run_args(&a).stdout).expect("replay json");
+    assert_eq!(findings(&live_report), findings(&replay));
+    assert_eq!(live_report["gaps"], replay["gaps"]);
+    assert!(
+        live_report["gaps"].as_array().is_some_and(|g| g
+            .iter()
+            .any(|g| g["source"] == "organization_iam_policy:987654321098")),
+        "{}",
+        live_report["gaps"]
+    );
+    // Without the token the caller still comes from context.json.
+    let a = s(&[
+        "invoker-doctor",
+        "diagnose",
+        "--bundle",
+        &rec_s,
+        "--format",
+        "json",
+    ]);
+    let replay: Value = serde_json::from_str(&run_args(&a).stdout).expect("replay json");
+    assert_eq!(
+        replay["caller"]["principal"],
+        "serviceAccount:checkout@shop-prod.iam.gserviceaccount.com"
+    );
+    assert_eq!(replay["findings"][0]["cause"], "missing_invoker_binding");
+}
+
+#[test]
+fn url_resolves_the_service() {
+    let slug = "missing-binding-sa-not-bound-anywhere";
+    let dir = fixture(slug);
+    let case = case_of(slug);
+    let (args, opts) = live_mapping(&dir, &case);
+    let live = Live::bundle(&dir, opts);
+    let id = live.fake.scenario().identity.clone();
+    let mut base = s(&["diagnose", "--format", "json"]);
+    base.extend(args);
+    let mut by_name = base.clone();
+    by_name.extend(live.target_args());
+    let expected = findings(&json_of(&live.run(&by_name), "by name"));
+
+    // The deterministic URL is parsed: no listing.
+    live.fake.clear_calls();
+    let mut by_url = base.clone();
+    by_url.extend([
+        "--url".to_string(),
+        format!(
+            "https://{}-{}.{}.run.app/v1/orders",
+            id.service, id.project_number, id.region
+        ),
+    ]);
+    let out = live.run(&by_url);
+    let v = json_of(&out, "deterministic url");
+    assert_eq!(findings(&v), expected);
+    assert_eq!(v["target"]["project"], "shop-prod");
+    assert!(live.fake.calls_to(Source::RunServicesList).is_empty());
+
+    // Another URL of the service is found by listing the region.
+    let svc: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("service.json")).expect("service.json"),
+    )
+    .expect("json");
+    let other = svc["urls"]
+        .as_array()
+        .and_then(|u| {
+            u.iter()
+                .filter_map(Value::as_str)
+                .find(|u| u.contains(".a.run.app"))
+        })
+        .expect("an a.run.app URL in the fixture")
+        .to_string();
+    let mut listed = base.clone();
+    listed.extend(s(&[
+        "--url",
+        &other,
+        "--project",
+        &id.project_id,
+        "--region",
+        &id.region,
+    ]));
+    let v = json_of(&live.run(&listed), "listed url");
+    assert_eq!(findings(&v), expected);
+    assert!(!live.fake.calls_to(Source::RunServicesList).is_empty());
+
+    // Without a project there is nothing to list.
+    let mut no_project = base.clone();
+    no_project.extend(s(&["--url", &other]));
+    let out = live.run(&no_project);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("pass --project P"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // gcloud's default project is used when --project is absent.
+    std::fs::create_dir_all(live.home.path().join("gcloud/configurations")).expect("mkdir");
+    std::fs::write(
+        live.home
+            .path()
+            .join("gcloud/configurations/config_default"),
+        format!("[core]\nproject = {}\n", id.project_id),
+    )
+    .expect("config");
+    let mut from_config = base.clone();
+    from_config.extend(s(&["--region", &id.region, "--service", &id.service]));
+    let out = live.run(&from_config);
+    assert_eq!(findings(&json_of(&out, "gcloud default project")), expected);
+    assert!(
+        text(&out.stderr)
+            .contains("note: using project `shop-prod` from gcloud configuration `default`")
+    );
+}
+
+#[test]
+fn no_credentials_is_a_start_error_and_explain_falls_back_to_the_paste() {
+    let live = Live::bundle(&fixture("healthy-bound-sa-200"), FakeOptions::new());
+    let mut c = live.cmd();
+    c.env_remove("CLOUDSDK_AUTH_ACCESS_TOKEN_FILE");
+    let mut args = s(&["diagnose"]);
+    args.extend(live.target_args());
+    let out = c.args(&args).output().expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("error: no credentials"), "{err}");
+    assert!(live.fake.calls().is_empty());
+
+    // A token file that cannot be read is an error that names it.
+    let out = live
+        .cmd()
+        .args(&args)
+        .args(["--access-token-file", "/nonexistent/token"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("/nonexistent/token: cannot read the access token file"));
+
+    // explain without credentials: what the paste alone shows, and why there is no more.
+    let entry = std::fs::read_to_string(
+        workspace_root()
+            .join("crates/ipd-model/testdata/cloud-run-request-log-403-unauthenticated.json"),
+    )
+    .expect("example");
+    let mut c = live.cmd();
+    c.env_remove("CLOUDSDK_AUTH_ACCESS_TOKEN_FILE");
+    let out = c
+        .args(["explain", &entry, "--format", "json"])
+        .output()
+        .expect("run");
+    let v = json_of(&out, "explain offline");
+    assert_eq!(v["findings"][0]["cause"], "no_token");
+    let hints = v["paste"]["hints"].to_string();
+    assert!(
+        hints.contains("live lookup was not possible (no credentials"),
+        "{hints}"
+    );
+    assert!(live.fake.calls().is_empty());
+}
+
+#[test]
+fn explain_finds_the_request_live() {
+    let slug = "at-flag-selects-cloud-tasks-entry";
+    let dir = fixture(slug);
+    let logs: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("logs.json")).expect("logs"))
+            .expect("json");
+    let entry = logs
+        .as_array()
+        .and_then(|a| {
+            a.iter()
+                .find(|e| e["httpRequest"]["status"] == 403 && e["trace"].is_string())
+        })
+        .cloned()
+        .expect("a 403 entry with a trace");
+    let insert_id = entry["insertId"].as_str().expect("insertId").to_string();
+    let trace = entry["trace"]
+        .as_str()
+        .and_then(|t| t.rsplit('/').next())
+        .expect("trace")
+        .to_string();
+    let (_, opts) = live_mapping(&dir, &case_of(slug));
+    let live = Live::bundle(&dir, opts);
+    let fresh = freshness_for(&dir);
+    for reference in [
+        insert_id.clone(),
+        trace.clone(),
+        format!("{trace}/12345;o=1"),
+        format!(
+            "https://console.cloud.google.com/logs/query;query=trace%3D%22projects%2Fshop-prod%2Ftraces%2F{trace}%22?project=shop-prod"
+        ),
+    ] {
+        let offline = run_args(&s(&[
+            "invoker-doctor",
+            "explain",
+            &reference,
+            "--bundle",
+            &dir.display().to_string(),
+            "--format",
+            "json",
+        ]));
+        let offline: Value = serde_json::from_str(&offline.stdout).expect("offline");
+        let out = live.run(&s(&[
+            "explain",
+            &reference,
+            "--project",
+            "shop-prod",
+            "--freshness",
+            &fresh,
+            "--format",
+            "json",
+        ]));
+        let v = json_of(&out, &reference);
+        assert_eq!(findings(&v), findings(&offline), "{reference}");
+        assert_eq!(
+            v["request"]["log_insert_id"],
+            insert_id.as_str(),
+            "{reference}"
+        );
+        assert!(
+            v["paste"]["hints"][0]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("found in Cloud Logging of project `shop-prod`"),
+            "{reference}: {}",
+            v["paste"]
+        );
+        live.assert_no_api_token(&out, &reference);
+    }
+    // A pasted LogEntry carries its own project, region and service.
+    let out = live.run(&s(&[
+        "explain",
+        &entry.to_string(),
+        "--freshness",
+        &fresh,
+        "--format",
+        "json",
+    ]));
+    let v = json_of(&out, "log entry");
+    assert_eq!(v["target"]["service"], "orders-api");
+    assert!(
+        v["gaps"]
+            .as_array()
+            .is_some_and(|g| g.iter().all(|g| g["source"] != "service"))
+    );
+    // An unknown ID is said to be not found.
+    let out = live.run(&s(&[
+        "explain",
+        "00000000000000000000000000000000",
+        "--project",
+        "shop-prod",
+        "--format",
+        "json",
+    ]));
+    let v = json_of(&out, "unknown id");
+    assert!(
+        v["paste"]["hints"][0]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("not found in Cloud Logging of project `shop-prod`")
+    );
+    assert!(live.fake.mutating_calls().is_empty());
+}
+
+/// A one-route HTTP server on 127.0.0.1 that answers every request with `body` and keeps the
+/// request lines it saw (for APIs the fake does not serve).
+fn tiny_server(body: &'static str) -> (String, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}/", listener.local_addr().expect("addr"));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let seen2 = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(8) {
+            let Ok(mut stream) = stream else { continue };
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut buf = [0u8; 8192];
+            let n = stream.read(&mut buf).unwrap_or(0);
+            let req = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if let Some(line) = req.lines().next() {
+                seen2.lock().expect("lock").push(line.to_string());
+            }
+            let resp = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(resp.as_bytes());
+        }
+    });
+    (url, seen)
+}
+
+#[test]
+fn as_me_asks_tokeninfo_whose_the_token_is() {
+    let (url, seen) = tiny_server(
+        r#"{"email": "bob@shop.example.com", "verified_email": true, "expires_in": 3000}"#,
+    );
+    let mut live = Live::bundle(
+        &fixture("healthy-developer-role-project-level"),
+        FakeOptions::new(),
+    );
+    live.extra_env
+        .push(("CLOUDSDK_API_ENDPOINT_OVERRIDES_OAUTH2".into(), url));
+    let mut args = s(&["diagnose", "--as-me", "--format", "json"]);
+    args.extend(live.target_args());
+    let out = live.run(&args);
+    let v = json_of(&out, "as-me");
+    assert_eq!(v["caller"]["principal"], "user:bob@shop.example.com");
+    assert!(v["findings"].as_array().is_some_and(Vec::is_empty), "{v}");
+    let lines = seen.lock().expect("lock").clone();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].starts_with("POST /oauth2/v2/tokeninfo?access_token="));
+    live.assert_no_api_token(&out, "as-me");
+
+    // Against the fake, which does not serve tokeninfo, --as-me is an error naming why.
+    let live = Live::bundle(
+        &fixture("healthy-developer-role-project-level"),
+        FakeOptions::new(),
+    );
+    let mut c = live.cmd();
+    c.env(
+        "CLOUDSDK_API_ENDPOINT_OVERRIDES_OAUTH2",
+        live.fake.base_url(),
+    );
+    let out = c.args(&args).output().expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("--as-me: OAuth2 tokeninfo could not say"));
+    live.assert_no_api_token(&out, "as-me error");
+}
+
+#[test]
+fn caller_config_is_read_from_its_api() {
+    let sub = r#"{"name": "projects/shop-prod/subscriptions/orders-push", "topic": "projects/shop-prod/topics/orders",
+        "pushConfig": {"pushEndpoint": "https://orders-api-123456789012.europe-west1.run.app/push",
+                       "oidcToken": {"serviceAccountEmail": "push@shop-prod.iam.gserviceaccount.com"}}}"#;
+    let (url, seen) = tiny_server(sub);
+    let mut live = Live::bundle(&fixture("healthy-bound-sa-200"), FakeOptions::new());
+    live.extra_env
+        .push(("CLOUDSDK_API_ENDPOINT_OVERRIDES_PUBSUB".into(), url));
+    let mut args = s(&[
+        "diagnose",
+        "--caller-config",
+        "pubsub:projects/shop-prod/subscriptions/orders-push",
+        "--format",
+        "json",
+    ]);
+    args.extend(live.target_args());
+    let out = live.run(&args);
+    let v = json_of(&out, "caller-config");
+    assert_eq!(
+        v["caller"]["principal"],
+        "serviceAccount:push@shop-prod.iam.gserviceaccount.com"
+    );
+    assert_eq!(v["caller"]["source"], "caller_config");
+    let lines = seen.lock().expect("lock").clone();
+    assert_eq!(
+        lines,
+        vec!["GET /v1/projects/shop-prod/subscriptions/orders-push HTTP/1.1".to_string()]
+    );
+    let bad = live.run(&s(&[
+        "diagnose",
+        "--caller-config",
+        "pubsub:topics/x",
+        "--region",
+        "r",
+        "--service",
+        "s",
+        "--project",
+        "p",
+    ]));
+    assert_eq!(bad.status.code(), Some(2));
+}
