@@ -50,6 +50,13 @@ pub fn run(a: &ExplainArgs, stdin: &mut dyn Read, env: &Env) -> Result<Output> {
     let paste = classify(&text);
     let mut inputs = crate::inputs(&a.case)?;
     inputs.request_ref = paste.request_ref();
+    inputs.iap_response = matches!(
+        paste,
+        Paste::ErrorPage {
+            origin: ipd_model::paste::Origin::Iap,
+            ..
+        }
+    );
     if let Paste::ErrorPage {
         status: Some(s), ..
     } = &paste

@@ -162,9 +162,7 @@ pub fn vpcsc_violations(logs: &[LogEntry]) -> Vec<VpcScViolation> {
             .resource_label("method")
             .map(str::to_string)
             .or_else(|| p.and_then(|p| s(p, &["methodName"])));
-        let run = method.as_deref() == Some(HTTP_INGRESS_METHOD)
-            || p.and_then(|p| s(p, &["serviceName"])).as_deref() == Some("run.googleapis.com");
-        if !run {
+        if method.as_deref() != Some(HTTP_INGRESS_METHOD) {
             continue;
         }
         let meta = p.and_then(|p| p.get("metadata"));

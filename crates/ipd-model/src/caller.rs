@@ -73,6 +73,15 @@ impl CallerConfig {
         }
     }
 
+    /// True when the configuration shows requests to a target go out with no token at all.
+    /// A pull subscription calls nothing; a Tasks queue's HTTP target only overrides what
+    /// each task says, so neither proves it.
+    pub fn sends_no_token(&self) -> bool {
+        self.auth == CallerAuth::None
+            && self.target_url.is_some()
+            && self.kind != CallerKind::TasksQueue
+    }
+
     /// The `aud` the caller's ID token carries: the configured audience, or (Pub/Sub,
     /// Scheduler, Tasks) the full target URL (facts §5.1, §5.2, §5.4).
     pub fn effective_audience(&self) -> Option<&str> {
@@ -192,27 +201,99 @@ impl CallerConfig {
                 .and_then(Value::as_str)
                 .unwrap_or("");
             let sa = s(v, "serviceAccount").map(|a| a.rsplit('/').next().unwrap_or(&a).to_string());
-            let auth = if src.contains("OIDC") {
-                CallerAuth::Oidc {
-                    service_account: sa,
-                    audience: None,
-                }
-            } else if src.contains("OAuth2") {
-                CallerAuth::OAuth {
-                    service_account: sa,
-                    scope: None,
-                }
-            } else {
-                CallerAuth::None
+            // The HTTP calls of the workflow's source (YAML or JSON): the first one to a
+            // Cloud Run URL decides, as that is the call that reaches a service.
+            let mut calls = Vec::new();
+            if let Ok(tree) = serde_saphyr::from_str::<Value>(src) {
+                http_calls(&tree, &mut calls, 0);
+            }
+            let call = calls
+                .iter()
+                .find(|c| c.url.as_deref().is_some_and(|u| u.contains(".run.app")))
+                .or(calls.first());
+            let (target_url, auth) = match call {
+                None => (
+                    None,
+                    CallerAuth::Managed {
+                        service_account: sa,
+                    },
+                ),
+                Some(c) => (
+                    c.url.clone(),
+                    match c.auth.as_deref() {
+                        Some("OIDC") => CallerAuth::Oidc {
+                            service_account: sa,
+                            audience: c.audience.clone(),
+                        },
+                        Some("OAuth2") => CallerAuth::OAuth {
+                            service_account: sa,
+                            scope: None,
+                        },
+                        Some(_) => CallerAuth::Managed {
+                            service_account: sa,
+                        },
+                        None => CallerAuth::None,
+                    },
+                ),
             };
             return Some(CallerConfig {
                 kind: CallerKind::Workflow,
-                target_url: None,
+                target_url,
                 auth,
                 name,
             });
         }
         None
+    }
+}
+
+/// One `call: http.*` step of a workflow.
+#[derive(Debug)]
+struct HttpCall {
+    url: Option<String>,
+    auth: Option<String>,
+    audience: Option<String>,
+}
+
+/// Collects `{call: http.get|post|..., args: {url, auth: {type, audience}}}` steps, at any depth.
+fn http_calls(v: &Value, out: &mut Vec<HttpCall>, depth: usize) {
+    if depth > 64 {
+        return;
+    }
+    match v {
+        Value::Object(m) => {
+            let is_http = m
+                .get("call")
+                .and_then(Value::as_str)
+                .is_some_and(|c| c.starts_with("http."));
+            if is_http {
+                let args = m.get("args");
+                let auth = args.and_then(|a| a.get("auth"));
+                out.push(HttpCall {
+                    url: args
+                        .and_then(|a| a.get("url"))
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
+                    auth: auth
+                        .and_then(|a| a.get("type"))
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
+                    audience: auth
+                        .and_then(|a| a.get("audience"))
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
+                });
+            }
+            for x in m.values() {
+                http_calls(x, out, depth + 1);
+            }
+        }
+        Value::Array(a) => {
+            for x in a {
+                http_calls(x, out, depth + 1);
+            }
+        }
+        _ => {}
     }
 }
 
@@ -258,6 +339,36 @@ mod tests {
         .unwrap();
         assert_eq!(c.kind, CallerKind::TasksTask);
         assert_eq!(c.auth, CallerAuth::None);
+    }
+
+    #[test]
+    fn workflow_calls_are_read_from_the_source() {
+        let src = "main:\n  steps:\n    - call_api:\n        # a comment that says OIDC must not matter\n        call: http.post\n        args:\n          url: https://orders-api-1.europe-west1.run.app/x\n";
+        let c = CallerConfig::from_value(&json!({"name": "projects/p/locations/l/workflows/w", "serviceAccount": "projects/p/serviceAccounts/wf@p.iam.gserviceaccount.com", "sourceContents": src})).unwrap();
+        assert_eq!(c.auth, CallerAuth::None);
+        assert_eq!(
+            c.target_url.as_deref(),
+            Some("https://orders-api-1.europe-west1.run.app/x")
+        );
+        let src = src.replace("/x\n", "/x\n          auth:\n            type: OIDC\n");
+        let c = CallerConfig::from_value(
+            &json!({"name": "projects/p/locations/l/workflows/w", "sourceContents": src}),
+        )
+        .unwrap();
+        assert!(matches!(c.auth, CallerAuth::Oidc { .. }));
+        let c = CallerConfig::from_value(&json!({"name": "projects/p/locations/l/workflows/w", "sourceContents": "main:\n  steps:\n    - a:\n        return: 1\n"})).unwrap();
+        assert!(matches!(c.auth, CallerAuth::Managed { .. }));
+    }
+
+    #[test]
+    fn pull_subscriptions_and_queues_do_not_claim_no_token() {
+        let pull = CallerConfig::from_value(
+            &json!({"name": "projects/p/subscriptions/s", "pushConfig": {}}),
+        )
+        .unwrap();
+        assert!(!pull.sends_no_token());
+        let queue = CallerConfig::from_value(&json!({"name": "projects/p/locations/l/queues/q", "httpTarget": {"uriOverride": {"host": "a.run.app"}}})).unwrap();
+        assert!(!queue.sends_no_token());
     }
 
     #[test]

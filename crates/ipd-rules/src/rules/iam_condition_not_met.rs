@@ -93,7 +93,7 @@ impl RuleImpl for IamConditionNotMet {
         let undecided = results
             .iter()
             .any(|(_, r)| matches!(r, Cond::Undecided { .. }));
-        let verdict = if undecided {
+        let verdict = if undecided || !cx.iam.maybe.is_empty() {
             Verdict::Possible
         } else {
             cap(Verdict::Confirmed, cx.iam_verdict_cap())

@@ -81,7 +81,7 @@ impl RuleImpl for IamPropagationDelay {
         };
         let mut candidates: Vec<(Timestamp, String, Option<String>)> = Vec::new();
         for c in binding_changes(logs) {
-            if c.action == "REMOVE" || grants_invoke(&c.role, &cx.ev.custom_roles) != Grants::Yes {
+            if c.action != "ADD" || grants_invoke(&c.role, &cx.ev.custom_roles) != Grants::Yes {
                 continue;
             }
             if Principal::parse(&c.member).covers(&caller.principal) == Coverage::Yes {

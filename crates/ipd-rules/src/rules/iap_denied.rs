@@ -1,6 +1,5 @@
 use ipd_model::audit::iap_denials;
 use ipd_model::facts::Gate;
-use ipd_model::roles::{Grants, grants_invoke};
 
 use crate::cx::Cx;
 use crate::declare_rule;
@@ -73,14 +72,34 @@ impl RuleImpl for IapDenied {
 
     fn check(&self, cx: &Cx) -> Check<State> {
         let enabled = cx.service().is_some_and(|s| s.iap_enabled);
-        let denials = cx
+        // IAP denials that concern this request: near its time, and for this service unless
+        // IAP is known to be in front of it.
+        let at = cx.facts.request.time;
+        let svc = cx.ev.service_name();
+        let denials: Vec<_> = cx
             .ev
             .logs
             .present()
             .map(|l| iap_denials(l))
-            .unwrap_or_default();
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|d| match (at, d.time) {
+                (Some(a), Some(t)) => {
+                    (a - t).num_seconds().abs() <= ipd_model::facts::MATCH_WINDOW_SECS
+                }
+                _ => true,
+            })
+            .filter(|d| {
+                enabled
+                    || svc
+                        .as_deref()
+                        .is_some_and(|s| d.resource.as_deref().is_some_and(|r| r.contains(s)))
+            })
+            .collect();
         if !enabled && denials.is_empty() && !cx.ev.inputs.iap_response {
-            return Check::NotApplicable("IAP is not enabled on the service and no IAP response or denial is in the evidence".into());
+            return Check::NotApplicable(
+                "IAP is not enabled on the service and no IAP response or denial for it is in the evidence".into(),
+            );
         }
         if let Some(d) = denials.first() {
             return Check::Fire(State::User {
@@ -107,19 +126,18 @@ impl RuleImpl for IapDenied {
                         .into(),
                 );
             };
-            let Some(policy) = cx.ev.service_policy.present() else {
+            if !cx.ev.service_policy.is_present() && !cx.ev.project_policy.is_present() {
                 return Check::Skip(format!(
                     "the service IAM policy is not available: {}",
                     cx.ev.service_policy.absence().unwrap_or_default()
                 ));
-            };
-            let bound = policy.bindings.iter().any(|b| {
-                b.condition.is_none()
-                    && grants_invoke(&b.role, &cx.ev.custom_roles) == Grants::Yes
-                    && b.members.iter().any(|m| m.eq_ignore_ascii_case(&agent))
-            });
-            if bound {
-                return Check::Pass("the IAP service agent holds an invoker role; Cloud Run's gate refused for another reason".into());
+            }
+            let view = crate::cx::evaluate_iam(cx.ev, &ipd_model::Principal::parse(&agent));
+            if let Some(g) = view.definite.first() {
+                return Check::Pass(format!(
+                    "the IAP service agent holds an invoker role ({}); Cloud Run's gate refused for another reason",
+                    g.describe()
+                ));
             }
             return Check::Fire(State::Agent { agent });
         }

@@ -68,6 +68,11 @@ impl RuleImpl for MissingInvokerBinding {
                 "the invoker check is disabled, so IAM is not consulted".into(),
             );
         }
+        if cx.service().is_some_and(|s| s.iap_enabled) {
+            return Check::NotApplicable(
+                "IAP is enabled: IAP's service agent, not the end user, invokes the service (see IPD005)".into(),
+            );
+        }
         let Some(caller) = cx.caller() else {
             return Check::Skip("the caller is unknown: pass --caller or --token, or add token.txt or context.json to the bundle".into());
         };

@@ -1,4 +1,4 @@
-use ipd_model::caller::{CallerAuth, CallerKind};
+use ipd_model::caller::CallerKind;
 use ipd_model::facts::Gate;
 
 use crate::cx::Cx;
@@ -78,12 +78,7 @@ impl RuleImpl for NoToken {
                 "the invoker check is disabled; no token is needed".into(),
             );
         }
-        if let Some(c) = cx
-            .ev
-            .caller_configs
-            .iter()
-            .find(|c| c.auth == CallerAuth::None)
-        {
+        if let Some(c) = cx.ev.caller_configs.iter().find(|c| c.sends_no_token()) {
             return Check::Fire(State {
                 why: Why::CallerSendsNone(c.kind, c.name.clone()),
                 verdict: Verdict::Confirmed,
@@ -103,6 +98,9 @@ impl RuleImpl for NoToken {
             }),
             Gate::NotAuthenticated if has_token => Check::Pass(
                 "a token was provided; the 403 points at the caller's permission instead".into(),
+            ),
+            Gate::NotAuthenticated if is_browser(ua) && cx.service().is_some_and(|s| s.iap_enabled) => Check::Pass(
+                "IAP is in front: it authenticates browser users and calls the service with its own token".into(),
             ),
             Gate::NotAuthenticated if is_browser(ua) => Check::Fire(State {
                 why: Why::Browser,

@@ -134,7 +134,11 @@ impl RuleImpl for VpcServiceControls {
         }
         let perimeter = s.violation.as_ref().and_then(|v| v.perimeter.clone());
         Body {
-            verdict: if s.violation.is_some() { Verdict::Confirmed } else { Verdict::Possible },
+            verdict: match (&s.violation, cx.facts.request.time) {
+                (Some(_), Some(_)) => Verdict::Confirmed,
+                (Some(_), None) => Verdict::Likely,
+                (None, _) => Verdict::Possible,
+            },
             title: match &perimeter {
                 Some(p) => format!("VPC Service Controls perimeter `{p}` refused the request to `{svc}`"),
                 None => format!("a 403 with no request log for `{svc}` points at VPC Service Controls (or a proxy in front)"),
@@ -186,10 +190,17 @@ mod tests {
         ev.inputs.status = Some(403);
         let v: ipd_model::logs::LogEntry = serde_json::from_value(json!({
             "logName": "projects/shop-prod/logs/cloudaudit.googleapis.com%2Fpolicy",
+            "timestamp": "2026-11-20T10:15:01Z",
             "resource": {"type": "audited_resource", "labels": {"method": "run.googleapis.com/HttpIngress", "service": "run.googleapis.com"}},
             "protoPayload": {"metadata": {"securityPolicyInfo": {"servicePerimeterName": "accessPolicies/1/servicePerimeters/prod"}, "violationReason": "NO_MATCHING_ACCESS_LEVEL"}}
         })).unwrap();
         ev.logs = Gathered::Present(vec![v]);
+        assert_eq!(
+            fired(&run(&VpcServiceControls, &ev)),
+            Some(Verdict::Likely),
+            "no request time"
+        );
+        ev.inputs.at = ipd_model::time::parse_rfc3339("2026-11-20T10:15:00Z");
         assert_eq!(
             fired(&run(&VpcServiceControls, &ev)),
             Some(Verdict::Confirmed)
