@@ -102,8 +102,17 @@ pub fn diagnose(d: &DiagnoseArgs, stdin: &mut dyn Read, env: &Env) -> Result<Out
     let rt = runtime()?;
     let (rec, target, trace, wall) = rt.block_on(async {
         let g = connect(&d.live, env).await?;
-        let target = match &d.url {
-            Some(url) => {
+        let target = match (&d.url, &d.region, &d.service) {
+            // Everything named: the URL only says which request failed.
+            (Some(url), Some(r), Some(s)) => Target {
+                project: project_flag
+                    .clone()
+                    .or_else(|| ipd_gather::parse_run_url(url).map(|(_, n, _)| n))
+                    .ok_or_else(|| anyhow!("no project: pass --project P"))?,
+                region: r.clone(),
+                service: s.clone(),
+            },
+            (Some(url), _, _) => {
                 let mut t = g
                     .resolve_url(url, project_flag.as_deref(), d.region.as_deref())
                     .await?;
@@ -112,7 +121,7 @@ pub fn diagnose(d: &DiagnoseArgs, stdin: &mut dyn Read, env: &Env) -> Result<Out
                 }
                 t
             }
-            None => Target {
+            (None, _, _) => Target {
                 project: project_flag.clone().ok_or_else(|| {
                     anyhow!("no project: pass --project P (or set one with `gcloud config set project P`)")
                 })?,
@@ -137,7 +146,9 @@ pub fn diagnose(d: &DiagnoseArgs, stdin: &mut dyn Read, env: &Env) -> Result<Out
         let rec = g.gather(&target, &q).await?;
         anyhow::Ok((rec, target, g.client().trace(), started.elapsed()))
     })?;
+    let request_url = d.url.clone().filter(|u| names_a_request(u));
     let mut g = Gathered::new(rec, target, inputs, token, trace, wall, notes)?;
+    g.set_request_url(request_url);
     let report = ipd_rules::diagnose(&g.ev);
     let warnings = g.epilogue(&d.case, &d.live)?;
     Ok(Output {
@@ -145,6 +156,18 @@ pub fn diagnose(d: &DiagnoseArgs, stdin: &mut dyn Read, env: &Env) -> Result<Out
         warnings,
         code: crate::exit_code(&report),
     })
+}
+
+/// A URL with a path or query names the request that failed, not only the service.
+fn names_a_request(url: &str) -> bool {
+    let rest = url.trim().split_once("://").map(|(_, r)| r).unwrap_or(url);
+    match rest.find(['/', '?']) {
+        Some(i) => {
+            let tail = &rest[i..];
+            !tail.is_empty() && tail != "/"
+        }
+        None => false,
+    }
 }
 
 /// A live gathering turned into evidence, with what is left to say and record.
@@ -157,6 +180,8 @@ pub(crate) struct Gathered {
     wall: Duration,
     /// Warnings and notes so far (gcloud default project, recording and parsing warnings).
     warnings: Vec<String>,
+    /// The URL the client called, when given (`--url` with a path).
+    request_url: Option<String>,
 }
 
 impl Gathered {
@@ -195,7 +220,26 @@ impl Gathered {
             trace,
             wall,
             warnings,
+            request_url: None,
         })
+    }
+
+    /// The URL the client called: a fact for the rules (IAM conditions on `request.path`),
+    /// as `context.json`'s `request.url` is in a bundle.
+    pub(crate) fn set_request_url(&mut self, url: Option<String>) {
+        if let Some(u) = &url {
+            self.ev.context = Some(ipd_model::context::Context {
+                caller: None,
+                expect_public: None,
+                request: Some(ipd_model::context::RequestContext {
+                    url: Some(u.clone()),
+                    method: None,
+                    status: None,
+                    time: None,
+                }),
+            });
+        }
+        self.request_url = url;
     }
 
     /// `-v` lines, warnings, and `--record`. Returns the lines for stderr.
@@ -218,6 +262,7 @@ impl Gathered {
                 self.inputs.expect_public,
                 self.inputs.status,
                 case.at.as_deref(),
+                self.request_url.as_deref(),
             );
             let written = self
                 .rec
@@ -442,6 +487,14 @@ mod tests {
         for bad in ["", "d", "7", "7y", "0h", "-1d", "999d"] {
             assert!(parse_freshness(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn urls_that_name_a_request() {
+        assert!(names_a_request("https://s-1.r.run.app/v1/orders"));
+        assert!(names_a_request("https://s-1.r.run.app?x=1"));
+        assert!(!names_a_request("https://s-1.r.run.app"));
+        assert!(!names_a_request("https://s-1.r.run.app/"));
     }
 
     #[test]

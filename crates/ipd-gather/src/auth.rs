@@ -220,12 +220,13 @@ impl Auth {
                 env.get("CLOUDSDK_AUTH_ACCESS_TOKEN_FILE")
                     .map(|p| (PathBuf::from(p), true))
             });
-        let (base, source, file_email) = match token_file {
+        let (base, source, file_email, adc_json) = match token_file {
             Some((path, from_env)) => {
                 let token = read_token_file(&path)?;
                 (
                     Credentials::from(StaticToken(Arc::new(token))),
                     CredentialSource::TokenFile { path, from_env },
+                    None,
                     None,
                 )
             }
@@ -239,15 +240,42 @@ impl Auth {
                 file_email,
             });
         };
+        // From an ADC file, impersonate through its JSON form, whose exact URL honours
+        // CLOUDSDK_API_ENDPOINT_OVERRIDES_IAMCREDENTIALS; other sources go through
+        // `from_source_credentials`, which always calls iamcredentials.googleapis.com.
+        let delegate_names: Vec<String> = delegates
+            .iter()
+            .map(|d| format!("projects/-/serviceAccounts/{d}"))
+            .collect();
+        if let Some(json) = adc_json.filter(|j| {
+            j.get("type").and_then(Value::as_str) != Some("impersonated_service_account")
+        }) {
+            let root = crate::endpoints::Endpoints::from_env(env)
+                .map(|e| e.root(crate::endpoints::Api::IamCredentials).to_string())
+                .unwrap_or_else(|_| crate::endpoints::Api::IamCredentials.default_root().into());
+            let spec = serde_json::json!({
+                "type": "impersonated_service_account",
+                "service_account_impersonation_url": format!("{root}v1/projects/-/serviceAccounts/{target}:generateAccessToken"),
+                "source_credentials": json,
+                "delegates": delegate_names,
+            });
+            let creds = impersonated::Builder::new(spec)
+                .build()
+                .map_err(|e| AuthError::Token {
+                    source_desc: format!("impersonation of {target}"),
+                    message: e.to_string(),
+                })?;
+            return Ok(Auth {
+                creds,
+                source,
+                impersonated: Some(target),
+                file_email,
+            });
+        }
         let mut b = impersonated::Builder::from_source_credentials(base)
             .with_target_principal(target.clone());
-        if !delegates.is_empty() {
-            b = b.with_delegates(
-                delegates
-                    .iter()
-                    .map(|d| format!("projects/-/serviceAccounts/{d}"))
-                    .collect::<Vec<_>>(),
-            );
+        if !delegate_names.is_empty() {
+            b = b.with_delegates(delegate_names);
         }
         let creds = b.build().map_err(|e| AuthError::Token {
             source_desc: format!("impersonation of {target}"),
@@ -365,7 +393,10 @@ fn read_token_file(path: &Path) -> Result<Secret, AuthError> {
 
 /// Application Default Credentials: `GOOGLE_APPLICATION_CREDENTIALS`, else gcloud's ADC file
 /// (in `CLOUDSDK_CONFIG`, then `~/.config/gcloud`), else the metadata server.
-fn adc(env: &Env) -> Result<(Credentials, CredentialSource, Option<String>), AuthError> {
+/// Credentials, where from, the email they name, and the JSON of the ADC file.
+type Adc = (Credentials, CredentialSource, Option<String>, Option<Value>);
+
+fn adc(env: &Env) -> Result<Adc, AuthError> {
     let mut candidates: Vec<(PathBuf, bool)> = Vec::new();
     if let Some(p) = env.get("GOOGLE_APPLICATION_CREDENTIALS") {
         candidates.push((PathBuf::from(p), true));
@@ -417,15 +448,17 @@ fn adc(env: &Env) -> Result<(Credentials, CredentialSource, Option<String>), Aut
             _ => None,
         };
         let built: Result<AccessTokenCredentials, _> = match kind.as_str() {
-            "authorized_user" => user_account::Builder::new(json).build_access_token_credentials(),
+            "authorized_user" => {
+                user_account::Builder::new(json.clone()).build_access_token_credentials()
+            }
             "service_account" => {
-                service_account::Builder::new(json).build_access_token_credentials()
+                service_account::Builder::new(json.clone()).build_access_token_credentials()
             }
             "impersonated_service_account" => {
-                impersonated::Builder::new(json).build_access_token_credentials()
+                impersonated::Builder::new(json.clone()).build_access_token_credentials()
             }
             "external_account" => {
-                external_account::Builder::new(json).build_access_token_credentials()
+                external_account::Builder::new(json.clone()).build_access_token_credentials()
             }
             "" => return Err(bad("no `type` field".into())),
             other => return Err(bad(format!("credential type `{other}` is not supported"))),
@@ -435,6 +468,7 @@ fn adc(env: &Env) -> Result<(Credentials, CredentialSource, Option<String>), Aut
             Credentials::from(creds),
             CredentialSource::AdcFile { path, kind },
             email,
+            Some(json),
         ));
     }
     if !may_have_metadata_server(env) {
@@ -447,7 +481,7 @@ fn adc(env: &Env) -> Result<(Credentials, CredentialSource, Option<String>), Aut
         .map_err(|e| AuthError::NoCredentials {
             detail: e.to_string(),
         })?;
-    Ok((creds, CredentialSource::MetadataServer, None))
+    Ok((creds, CredentialSource::MetadataServer, None, None))
 }
 
 /// Whether asking the metadata server for a token makes sense: `GCE_METADATA_HOST` names one,

@@ -29,6 +29,8 @@ pub enum Api {
     Eventarc,
     /// Workflows v1.
     Workflows,
+    /// IAM Credentials v1 (impersonation, through `google-cloud-auth`).
+    IamCredentials,
 }
 
 impl Api {
@@ -44,6 +46,7 @@ impl Api {
         Api::CloudTasks,
         Api::Eventarc,
         Api::Workflows,
+        Api::IamCredentials,
     ];
 
     /// gcloud's name of the API (the suffix of the override variable, lowercased).
@@ -60,6 +63,7 @@ impl Api {
             Api::CloudTasks => "cloudtasks",
             Api::Eventarc => "eventarc",
             Api::Workflows => "workflows",
+            Api::IamCredentials => "iamcredentials",
         }
     }
 
@@ -77,6 +81,7 @@ impl Api {
             Api::CloudTasks => "https://cloudtasks.googleapis.com/",
             Api::Eventarc => "https://eventarc.googleapis.com/",
             Api::Workflows => "https://workflows.googleapis.com/",
+            Api::IamCredentials => "https://iamcredentials.googleapis.com/",
         }
     }
 

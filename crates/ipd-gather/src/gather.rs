@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
 use crate::endpoints::Api;
-use crate::http::{BadName, Call, Client, Failure, check_name};
+use crate::http::{BadName, Call, Client, Failure, check_name, check_policy_name};
 use crate::record::Recording;
 
 /// The constraints read with `getEffectivePolicy` (without `constraints/`).
@@ -170,6 +170,14 @@ pub struct Settings {
     pub max_folders: usize,
     /// Pages of `services.list` read at most, per region.
     pub max_list_pages: u32,
+    /// Also read the project's audit logs: IAM policy changes and invoker-check changes of the
+    /// service (Admin Activity), VPC-SC refusals of `run.googleapis.com/HttpIngress` (policy
+    /// denied) and IAP refusals (Data Access).
+    pub audit_logs: bool,
+    /// Also read IAM deny policies on the project, its folders and organization.
+    pub deny_policies: bool,
+    /// Deny policies read at most.
+    pub max_deny_policies: usize,
 }
 
 impl Default for Settings {
@@ -183,6 +191,9 @@ impl Default for Settings {
             max_roles: 50,
             max_folders: 12,
             max_list_pages: 20,
+            audit_logs: true,
+            deny_policies: true,
+            max_deny_policies: 100,
         }
     }
 }
@@ -205,6 +216,27 @@ pub fn request_log_filter(
         quote(&t.project),
         REQUEST_LOG_SUFFIX,
         rfc3339(since)
+    );
+    if let Some(u) = until {
+        f.push_str(&format!("\ntimestamp<=\"{}\"", rfc3339(u)));
+    }
+    f
+}
+
+/// The audit-log filter: IAM policy changes of the service or the project and changes of the
+/// service itself (Admin Activity), VPC Service Controls refusals of requests to Cloud Run
+/// (policy denied), and IAP decisions about the service (Data Access). Every `AND`/`OR` group is
+/// parenthesized: in the Logging query language `OR` binds tighter than `AND`.
+pub fn audit_log_filter(t: &Target, since: Timestamp, until: Option<Timestamp>) -> String {
+    let p = quote(&t.project);
+    let svc = format!("/services/{}", quote(&t.service));
+    let mut f = format!(
+        "logName=(\"projects/{p}/logs/{act}\" OR \"projects/{p}/logs/{pol}\" OR \"projects/{p}/logs/{da}\")\n((protoPayload.methodName:\"SetIamPolicy\" AND (protoPayload.resourceName:\"{svc}\" OR protoPayload.serviceName=\"cloudresourcemanager.googleapis.com\")) OR (protoPayload.serviceName=\"run.googleapis.com\" AND protoPayload.resourceName:\"{svc}\" AND (protoPayload.methodName:\"UpdateService\" OR protoPayload.methodName:\"ReplaceService\" OR protoPayload.methodName:\"CreateService\")) OR resource.labels.method=\"{ingress}\" OR (protoPayload.serviceName=\"iap.googleapis.com\" AND protoPayload.resourceName:\"{svc}\"))\ntimestamp>=\"{}\"",
+        rfc3339(since),
+        act = ipd_model::audit::ACTIVITY_LOG,
+        pol = ipd_model::audit::POLICY_LOG,
+        da = ipd_model::audit::DATA_ACCESS_LOG,
+        ingress = ipd_model::audit::HTTP_INGRESS_METHOD,
     );
     if let Some(u) = until {
         f.push_str(&format!("\ntimestamp<=\"{}\"", rfc3339(u)));
@@ -250,6 +282,9 @@ enum Job {
     OrganizationGet(String),
     OrganizationPolicy(String),
     Logs,
+    AuditLogs,
+    DenyList(String),
+    DenyGet(String),
     Constraint(&'static str),
     Role(String),
     CallerConfig(&'static str),
@@ -292,6 +327,67 @@ impl Gatherer {
             Done {
                 job,
                 chain: chain + 1,
+                result,
+            }
+        });
+    }
+
+    fn spawn_entries(&self, set: &mut JoinSet<Done>, job: Job, body: Value) {
+        let client = self.client.clone();
+        let settings = self.settings.clone();
+        set.spawn(async move {
+            let (result, calls) = list_entries(&client, body, &settings, 0).await;
+            Done {
+                job,
+                chain: calls,
+                result,
+            }
+        });
+    }
+
+    /// Lists the deny policies attached to `attachment` (all pages); the answer is the array
+    /// of their names.
+    fn spawn_deny_list(&self, set: &mut JoinSet<Done>, attachment: String, chain: u32) {
+        let client = self.client.clone();
+        set.spawn(async move {
+            let mut names = Vec::new();
+            let mut token: Option<String> = None;
+            let mut calls = 0;
+            let result = loop {
+                let r = client
+                    .call(
+                        &Call::DenyPoliciesList {
+                            attachment: attachment.clone(),
+                            page_token: token.clone(),
+                        },
+                        chain + calls,
+                    )
+                    .await;
+                calls += 1;
+                let page = match r {
+                    Ok(p) => p,
+                    Err(f) => break Err(f),
+                };
+                names.extend(
+                    page.get("policies")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|p| p.get("name").and_then(Value::as_str))
+                        .map(|n| Value::String(n.to_string())),
+                );
+                token = page
+                    .get("nextPageToken")
+                    .and_then(Value::as_str)
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_string);
+                if token.is_none() || calls >= 10 {
+                    break Ok(Value::Array(std::mem::take(&mut names)));
+                }
+            };
+            Done {
+                job: Job::DenyList(attachment),
+                chain: chain + calls,
                 result,
             }
         });
@@ -377,16 +473,19 @@ impl Gatherer {
                 "orderBy": "timestamp desc",
                 "pageSize": self.settings.log_page_size,
             });
-            let client = self.client.clone();
-            let settings = self.settings.clone();
-            set.spawn(async move {
-                let (result, calls) = list_entries(&client, body, &settings, 0).await;
-                Done {
-                    job: Job::Logs,
-                    chain: calls,
-                    result,
-                }
-            });
+            self.spawn_entries(&mut set, Job::Logs, body);
+            if self.settings.audit_logs {
+                let body = json!({
+                    "resourceNames": [project.clone()],
+                    "filter": audit_log_filter(t, since, until),
+                    "orderBy": "timestamp desc",
+                    "pageSize": self.settings.log_page_size,
+                });
+                self.spawn_entries(&mut set, Job::AuditLogs, body);
+            }
+        }
+        if self.settings.deny_policies {
+            self.spawn_deny_list(&mut set, format!("{CRM}/{project}"), 0);
         }
 
         let mut roles_seen: BTreeSet<String> = BTreeSet::new();
@@ -395,6 +494,10 @@ impl Gatherer {
         let mut folders_walked = 0usize;
         let mut hierarchy_gap: Option<(String, Failure)> = None;
         let mut saw_401 = false;
+        let mut request_logs: Option<Result<Value, Failure>> = None;
+        let mut audit_logs: Option<Result<Value, Failure>> = None;
+        let mut deny: Vec<Result<Value, Failure>> = Vec::new();
+        let mut deny_seen: BTreeSet<String> = BTreeSet::new();
 
         while let Some(joined) = set.join_next().await {
             let Done { job, chain, result } = match joined {
@@ -461,6 +564,9 @@ impl Gatherer {
                                 }
                                 folders_walked += 1;
                                 let id = p.trim_start_matches("folders/").to_string();
+                                if self.settings.deny_policies {
+                                    self.spawn_deny_list(&mut set, format!("{CRM}/{p}"), chain);
+                                }
                                 self.spawn(
                                     &mut set,
                                     Job::FolderPolicy(id.clone()),
@@ -480,6 +586,9 @@ impl Gatherer {
                             }
                             Some(p) if p.starts_with("organizations/") && check_name(p).is_ok() => {
                                 let id = p.trim_start_matches("organizations/").to_string();
+                                if self.settings.deny_policies {
+                                    self.spawn_deny_list(&mut set, format!("{CRM}/{p}"), chain);
+                                }
                                 self.spawn(
                                     &mut set,
                                     Job::OrganizationPolicy(id.clone()),
@@ -525,10 +634,46 @@ impl Gatherer {
                         ));
                     }
                 }
-                Job::Logs => {
-                    let result = result.map(|v| merge_known_entry(v, q.known_entry.as_ref()));
-                    rec.put("logs.json", result);
-                }
+                Job::Logs => request_logs = Some(result),
+                Job::AuditLogs => audit_logs = Some(result),
+                Job::DenyList(attachment) => match result {
+                    Ok(Value::Array(names)) => {
+                        for n in names.iter().filter_map(Value::as_str) {
+                            if check_policy_name(n).is_err() {
+                                rec.warnings.push(format!(
+                                    "deny policy `{n}` on {attachment} has an unexpected name; not read"
+                                ));
+                                continue;
+                            }
+                            if deny_seen.len() >= self.settings.max_deny_policies {
+                                rec.warnings.push(format!(
+                                    "more than {} deny policies; the rest were not read",
+                                    self.settings.max_deny_policies
+                                ));
+                                break;
+                            }
+                            if deny_seen.insert(n.to_string()) {
+                                self.spawn(
+                                    &mut set,
+                                    Job::DenyGet(n.to_string()),
+                                    Call::DenyPolicyGet {
+                                        name: n.to_string(),
+                                    },
+                                    chain,
+                                );
+                            }
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(f) => deny.push(Err(f)),
+                },
+                Job::DenyGet(name) => match result {
+                    // Deleted between the list and the get: nothing denies through it.
+                    Err(f) if f.http_status == 404 => rec
+                        .notes
+                        .push(format!("deny policy `{name}` is gone ({})", f.summary())),
+                    r => deny.push(r),
+                },
                 Job::Constraint(c) => {
                     constraints.insert(c, result);
                 }
@@ -566,6 +711,14 @@ impl Gatherer {
         }
         let org = org_policies(constraints, &mut rec.notes);
         rec.put("org-policies.json", org);
+        if let Some(r) = request_logs {
+            let merged = merge_logs(r, audit_logs, &mut rec.warnings)
+                .map(|v| merge_known_entry(v, q.known_entry.as_ref()));
+            rec.put("logs.json", merged);
+        }
+        if self.settings.deny_policies {
+            rec.put("deny-policies.json", deny_policies(deny));
+        }
         if saw_401 {
             rec.warnings.push(
                 "the APIs refused the credentials (401 UNAUTHENTICATED): the access token may have expired; get a new one (gcloud auth print-access-token, or gcloud auth application-default login)".into(),
@@ -719,6 +872,67 @@ fn org_policies(
         Some(f) => Err(f),
         None => Ok(Value::Array(ok)),
     }
+}
+
+/// `cloudresourcemanager.googleapis.com`: the service of deny-policy attachment points.
+const CRM: &str = "cloudresourcemanager.googleapis.com";
+
+fn entry_time(e: &Value) -> Option<Timestamp> {
+    e.get("timestamp")
+        .and_then(Value::as_str)
+        .and_then(ipd_model::time::parse_rfc3339)
+}
+
+/// Request logs and audit logs as one `logs.json` (newest first). Without request logs the
+/// source is a gap; without audit logs it is not, but the person is told what is missing.
+fn merge_logs(
+    requests: Result<Value, Failure>,
+    audit: Option<Result<Value, Failure>>,
+    warnings: &mut Vec<String>,
+) -> Result<Value, Failure> {
+    let mut list = match requests? {
+        Value::Array(a) => a,
+        _ => Vec::new(),
+    };
+    match audit {
+        Some(Ok(Value::Array(a))) => list.extend(a),
+        Some(Ok(_)) | None => {}
+        Some(Err(f)) => warnings.push(format!(
+            "the audit logs could not be read ({}): IAM grant times, VPC Service Controls and IAP refusals are not considered",
+            f.summary()
+        )),
+    }
+    list.sort_by_key(|e| std::cmp::Reverse(entry_time(e)));
+    Ok(Value::Array(list))
+}
+
+/// Every deny policy read, as one `deny-policies.json`; a refusal or failure anywhere makes
+/// the whole source a gap (a partial set would read as "nothing denies").
+fn deny_policies(results: Vec<Result<Value, Failure>>) -> Result<Value, Failure> {
+    let mut ok = Vec::new();
+    let mut fail: Option<Failure> = None;
+    for r in results {
+        match r {
+            Ok(v) => ok.push(v),
+            Err(f) => {
+                let better = match &fail {
+                    None => true,
+                    Some(prev) => f.is_permission_denied() && !prev.is_permission_denied(),
+                };
+                if better {
+                    fail = Some(f);
+                }
+            }
+        }
+    }
+    if let Some(f) = fail {
+        return Err(f);
+    }
+    ok.sort_by(|a, b| {
+        let n = |v: &Value| v.get("name").and_then(Value::as_str).map(str::to_string);
+        n(a).cmp(&n(b))
+    });
+    Ok(Value::Array(ok))
 }
 
 /// Adds an entry found by a lookup to the listed ones (newest first), unless already there.

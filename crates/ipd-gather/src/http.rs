@@ -65,6 +65,26 @@ pub(crate) fn check_name(name: &str) -> Result<&str, BadName> {
     }
 }
 
+/// A deny policy's name as the API returns it: `policies/ATTACHMENT/denypolicies/ID`, where
+/// the attachment keeps its `%2F` escapes (the only `%` allowed).
+pub(crate) fn check_policy_name(name: &str) -> Result<&str, BadName> {
+    let segs: Vec<&str> = name.split('/').collect();
+    let ok = matches!(segs.as_slice(), ["policies", _, "denypolicies", _])
+        && segs.iter().all(|seg| {
+            !seg.is_empty()
+                && seg
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-._~@%".contains(c))
+        })
+        && !name.contains("%2E")
+        && !name.contains("%2e");
+    if ok {
+        Ok(name)
+    } else {
+        Err(BadName(name.to_string()))
+    }
+}
+
 /// Every request the tool can send. All are reads: there is no way to express a write.
 #[derive(Debug, Clone)]
 pub enum Call {
@@ -92,6 +112,15 @@ pub enum Call {
     GetEffectivePolicy { name: String },
     /// IAM v1 `roles.get` (`roles/X`, `projects/P/roles/X`, `organizations/O/roles/X`).
     RolesGet { name: String },
+    /// IAM v2 `policies.listPolicies` of deny policies on an attachment point
+    /// (`cloudresourcemanager.googleapis.com/projects/P`, decoded): `GET v2/policies/{%2F-encoded
+    /// attachment}/denypolicies`. The list has metadata only.
+    DenyPoliciesList {
+        attachment: String,
+        page_token: Option<String>,
+    },
+    /// IAM v2 `policies.get`: `GET v2/{name}`, `name` as the list returned it (`%2F` kept).
+    DenyPolicyGet { name: String },
     /// OAuth2 v2 `tokeninfo`: `POST oauth2/v2/tokeninfo?access_token=...` (the token is the
     /// subject, as the API defines it; never logged).
     TokenInfo { token: Secret },
@@ -125,6 +154,8 @@ impl Call {
             Call::EntriesList { .. } => "logging.entries.list",
             Call::GetEffectivePolicy { .. } => "orgpolicy.getEffectivePolicy",
             Call::RolesGet { .. } => "iam.roles.get",
+            Call::DenyPoliciesList { .. } => "iam.policies.listPolicies",
+            Call::DenyPolicyGet { .. } => "iam.policies.get",
             Call::TokenInfo { .. } => "oauth2.tokeninfo",
             Call::CallerConfigGet { api, .. } => match api {
                 Api::PubSub => "pubsub.subscriptions.get",
@@ -158,6 +189,8 @@ impl Call {
             Call::EntriesList { .. } => "logging.logEntries.list",
             Call::GetEffectivePolicy { .. } => "orgpolicy.policy.get",
             Call::RolesGet { .. } => "iam.roles.get",
+            Call::DenyPoliciesList { .. } => "iam.denypolicies.list",
+            Call::DenyPolicyGet { .. } => "iam.denypolicies.get",
             Call::TokenInfo { .. } => "(none)",
             Call::CallerConfigGet { api, .. } => match api {
                 Api::PubSub => "pubsub.subscriptions.get",
@@ -179,7 +212,15 @@ impl Call {
             | Call::OrganizationsGet { name }
             | Call::GetEffectivePolicy { name }
             | Call::RolesGet { name }
+            | Call::DenyPolicyGet { name }
             | Call::CallerConfigGet { name, .. } => name.clone(),
+            Call::DenyPoliciesList {
+                attachment,
+                page_token,
+            } => match page_token {
+                Some(_) => format!("{attachment} (next page)"),
+                None => attachment.clone(),
+            },
             Call::ServicesList { parent, page_token } => match page_token {
                 Some(_) => format!("{parent} (next page)"),
                 None => parent.clone(),
@@ -269,6 +310,33 @@ impl Call {
             Call::RolesGet { name } => (
                 Method::GET,
                 ep.url(Api::Iam, &format!("v1/{name}")),
+                vec![],
+                None,
+            ),
+            Call::DenyPoliciesList {
+                attachment,
+                page_token,
+            } => {
+                let q = page_token
+                    .iter()
+                    .map(|t| ("pageToken", t.clone()))
+                    .collect();
+                (
+                    Method::GET,
+                    ep.url(
+                        Api::Iam,
+                        &format!(
+                            "v2/policies/{}/denypolicies",
+                            attachment.replace('/', "%2F")
+                        ),
+                    ),
+                    q,
+                    None,
+                )
+            }
+            Call::DenyPolicyGet { name } => (
+                Method::GET,
+                ep.url(Api::Iam, &format!("v2/{name}")),
                 vec![],
                 None,
             ),
@@ -729,6 +797,26 @@ mod tests {
         ] {
             assert!(check_name(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn deny_policy_paths_keep_the_attachment_encoded() {
+        let ep = Endpoints::all_at("http://127.0.0.1:1/").unwrap();
+        let (_, u, q, _) = Call::DenyPoliciesList {
+            attachment: "cloudresourcemanager.googleapis.com/projects/shop-prod".into(),
+            page_token: None,
+        }
+        .request(&ep);
+        assert_eq!(
+            u,
+            "http://127.0.0.1:1/v2/policies/cloudresourcemanager.googleapis.com%2Fprojects%2Fshop-prod/denypolicies"
+        );
+        assert!(q.is_empty());
+        let n = "policies/cloudresourcemanager.googleapis.com%2Fprojects%2F123/denypolicies/p-1";
+        assert!(check_policy_name(n).is_ok());
+        assert!(check_policy_name("policies/a/denypolicies/x/y").is_err());
+        assert!(check_policy_name("policies/%2E%2E/denypolicies/x").is_err());
+        assert!(check_policy_name("policies/a b/denypolicies/x").is_err());
     }
 
     #[test]

@@ -47,6 +47,7 @@ impl Recording {
         expect_public: bool,
         status: Option<i64>,
         at: Option<&str>,
+        url: Option<&str>,
     ) {
         let mut ctx = serde_json::Map::new();
         if let Some(c) = caller {
@@ -56,6 +57,9 @@ impl Recording {
             ctx.insert("expect_public".into(), Value::Bool(true));
         }
         let mut req = serde_json::Map::new();
+        if let Some(u) = url {
+            req.insert("url".into(), Value::String(u.to_string()));
+        }
         if let Some(s) = status {
             req.insert("status".into(), Value::from(s));
         }
@@ -264,9 +268,16 @@ mod tests {
             ipd_model::Gathered::Denied { .. }
         ));
         assert!(ev.logs.is_present());
-        r.set_context(Some("user:a@b.c"), true, Some(403), None);
+        r.set_context(
+            Some("user:a@b.c"),
+            true,
+            Some(403),
+            None,
+            Some("https://x/y"),
+        );
+        assert_eq!(r.files["context.json"]["request"]["url"], "https://x/y");
         assert_eq!(r.files["context.json"]["request"]["status"], 403);
-        r.set_context(None, false, None, None);
+        r.set_context(None, false, None, None, None);
         assert!(!r.files.contains_key("context.json"));
     }
 }

@@ -10,8 +10,10 @@
 //! - a file holding Google's error envelope: the fake answers that error;
 //! - `token.txt`: `--token @token.txt`;
 //! - `context.json`: `--caller` (unless the token names the caller, which outranks it),
-//!   `--expect-public`, `--status` and `--at` (the request's `url` and `method` have no flag
-//!   and no rule's verdict depends on them);
+//!   `--expect-public`, `--status`, `--at` (the request's `method` has no flag and no rule's
+//!   verdict depends on it when a request log is missing),
+//!   and `--url` (the request's URL: IAM conditions read its path);
+//! - `caller-*.json`: `--caller-config KIND:NAME`, its API served by a small local server;
 //! - logs are read with `--freshness` reaching back to the bundle's oldest entry.
 
 use std::collections::BTreeMap;
@@ -36,6 +38,7 @@ struct Live {
     home: tempfile::TempDir,
     token: String,
     extra_env: Vec<(String, String)>,
+    _servers: Vec<Tiny>,
 }
 
 fn api_token() -> String {
@@ -59,6 +62,7 @@ impl Live {
             home,
             token,
             extra_env: vec![],
+            _servers: vec![],
         }
     }
 
@@ -176,9 +180,20 @@ fn freshness_for(dir: &Path) -> String {
     }
 }
 
+/// How a bundle is represented live: flags, fake options, and small servers (with the
+/// environment that points at them) for the APIs the fake does not serve.
+struct Mapping {
+    args: Vec<String>,
+    opts: FakeOptions,
+    env: Vec<(String, String)>,
+    _servers: Vec<Tiny>,
+}
+
 /// The flags and fake options that represent `dir`'s bundle live (see the module docs).
-fn live_mapping(dir: &Path, case: &Case) -> (Vec<String>, FakeOptions) {
+fn live_mapping(dir: &Path, case: &Case) -> Mapping {
     let mut args = case.args.clone();
+    let mut env = Vec::new();
+    let mut servers = Vec::new();
     let token = std::fs::read_to_string(dir.join("token.txt")).ok();
     if token.is_some() {
         args.extend([
@@ -212,6 +227,48 @@ fn live_mapping(dir: &Path, case: &Case) -> (Vec<String>, FakeOptions) {
         {
             args.extend(["--at".into(), at.to_string()]);
         }
+        if let Some(url) = ctx["request"]["url"].as_str() {
+            args.extend(["--url".into(), url.to_string()]);
+        }
+    }
+    // A caller's configuration: --caller-config KIND:NAME, served by a small server.
+    let mut callers: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("fixture dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("caller-") && n.ends_with(".json"))
+        })
+        .collect();
+    callers.sort();
+    assert!(
+        callers.len() <= 1,
+        "{}: one caller configuration at most",
+        dir.display()
+    );
+    for path in callers {
+        let text = std::fs::read_to_string(&path).expect("caller file");
+        let v: Value = serde_json::from_str(&text).expect("caller json");
+        let cfg = ipd_model::caller::CallerConfig::from_value(&v).expect("a caller configuration");
+        use ipd_model::caller::CallerKind as K;
+        let (kind, api, version) = match cfg.kind {
+            K::PubsubSubscription => ("pubsub", "PUBSUB", "v1"),
+            K::SchedulerJob => ("scheduler", "CLOUDSCHEDULER", "v1"),
+            K::TasksTask | K::TasksQueue => ("tasks", "CLOUDTASKS", "v2"),
+            K::EventarcTrigger => ("eventarc", "EVENTARC", "v1"),
+            K::Workflow => ("workflows", "WORKFLOWS", "v1"),
+        };
+        let name = v["name"].as_str().expect("caller name").to_string();
+        let route: &'static str = Box::leak(format!("GET /{version}/{name} ").into_boxed_str());
+        let tiny = tiny_server(vec![(route, text)]);
+        env.push((
+            format!("CLOUDSDK_API_ENDPOINT_OVERRIDES_{api}"),
+            tiny.url.clone(),
+        ));
+        servers.push(tiny);
+        args.extend(["--caller-config".into(), format!("{kind}:{name}")]);
     }
     args.extend(["--freshness".into(), freshness_for(dir)]);
     let mut opts = FakeOptions::new();
@@ -219,12 +276,18 @@ fn live_mapping(dir: &Path, case: &Case) -> (Vec<String>, FakeOptions) {
         ("service-iam-policy.json", Source::RunServicesGetIamPolicy),
         ("project-iam-policy.json", Source::ProjectsGetIamPolicy),
         ("logs.json", Source::LoggingEntriesList),
+        ("deny-policies.json", Source::IamDenyPolicies),
     ] {
         if !dir.join(file).exists() {
             opts = opts.fail(source, Fault::deny());
         }
     }
-    (args, opts)
+    Mapping {
+        args,
+        opts,
+        env,
+        _servers: servers,
+    }
 }
 
 fn offline_report(dir: &Path, case: &Case) -> (Value, i32) {
@@ -261,11 +324,12 @@ fn every_fixture_diagnoses_the_same_live_as_offline() {
             continue;
         }
         let (offline, offline_code) = offline_report(dir, case);
-        let (args, opts) = live_mapping(dir, case);
-        let live = Live::bundle(dir, opts);
+        let m = live_mapping(dir, case);
+        let mut live = Live::bundle(dir, m.opts);
+        live.extra_env = m.env.clone();
         let mut full = s(&["diagnose"]);
         full.extend(live.target_args());
-        full.extend(args);
+        full.extend(m.args);
         full.extend(s(&["--format", "json"]));
         let out = live.run(&full);
         live.assert_no_api_token(&out, slug);
@@ -326,13 +390,16 @@ fn case_of(slug: &str) -> Case {
 fn run_fixture(slug: &str, extra_opts: FakeOptions, extra_args: &[&str]) -> (Live, Output) {
     let dir = fixture(slug);
     let case = case_of(slug);
-    let (args, mut opts) = live_mapping(&dir, &case);
+    let m = live_mapping(&dir, &case);
+    let (args, mut opts) = (m.args, m.opts);
     for (s, f) in extra_opts.faults {
         opts.faults.insert(s, f);
     }
     opts.retry_after_secs = extra_opts.retry_after_secs.or(opts.retry_after_secs);
     opts.logging_empty_pages = extra_opts.logging_empty_pages;
-    let live = Live::bundle(&dir, opts);
+    let mut live = Live::bundle(&dir, opts);
+    live.extra_env = m.env;
+    live._servers = m._servers;
     let mut full = s(&["diagnose"]);
     full.extend(live.target_args());
     full.extend(args);
@@ -418,17 +485,23 @@ fn transient_failures_are_retried_and_the_diagnosis_is_unchanged() {
     let (a, b) = (json_of(&clean, "clean"), json_of(&out, "with 503s"));
     assert_eq!(findings(&a), findings(&b));
     assert_eq!(a["gaps"], b["gaps"]);
-    let logging = live.fake.calls_to(Source::LoggingEntriesList);
-    assert_eq!(
-        logging.iter().map(|c| c.status).collect::<Vec<_>>(),
-        vec![503, 503, 200]
-    );
+    // Two queries (request logs and audit logs) share the two 503s; both end with an answer.
+    let mut statuses: Vec<u16> = live
+        .fake
+        .calls_to(Source::LoggingEntriesList)
+        .iter()
+        .map(|c| c.status)
+        .collect();
+    statuses.sort();
+    assert_eq!(statuses, vec![200, 200, 503, 503]);
     assert_eq!(live.fake.calls_to(Source::RunServicesGet).len(), 2);
     let err = text(&out.stderr);
     assert!(
-        err.contains("logging.entries.list projects/shop-prod [3 attempts: 503, retried after"),
+        err.contains("logging.entries.list projects/shop-prod [")
+            && err.contains("attempts: 503, retried after"),
         "{err}"
     );
+    assert!(err.contains("run.services.get projects/shop-prod/locations/europe-west1/services/orders-api [2 attempts: 503, retried after"), "{err}");
 }
 
 #[test]
@@ -481,11 +554,25 @@ fn empty_log_pages_are_paged_through() {
     );
     let v = json_of(&out, "paging");
     assert_eq!(v["findings"][0]["cause"], "no_token");
-    assert_eq!(live.fake.calls_to(Source::LoggingEntriesList).len(), 3);
+    let request_queries: Vec<Value> = live
+        .fake
+        .calls_to(Source::LoggingEntriesList)
+        .iter()
+        .filter_map(|c| c.body_json())
+        .filter(|b| {
+            b["filter"]
+                .as_str()
+                .is_some_and(|f| f.contains("run.googleapis.com%2Frequests"))
+        })
+        .collect();
+    assert_eq!(
+        request_queries.len(),
+        3,
+        "two empty pages, then the entries"
+    );
+    assert!(request_queries[1]["pageToken"].is_string());
     // The query is tight and bounded, and ordered newest first.
-    let body = live.fake.calls_to(Source::LoggingEntriesList)[0]
-        .body_json()
-        .expect("body");
+    let body = &request_queries[0];
     let filter = body["filter"].as_str().unwrap_or("");
     for part in [
         "resource.type=\"cloud_run_revision\"",
@@ -591,11 +678,11 @@ fn url_resolves_the_service() {
     let slug = "missing-binding-sa-not-bound-anywhere";
     let dir = fixture(slug);
     let case = case_of(slug);
-    let (args, opts) = live_mapping(&dir, &case);
-    let live = Live::bundle(&dir, opts);
+    let m = live_mapping(&dir, &case);
+    let live = Live::bundle(&dir, m.opts);
     let id = live.fake.scenario().identity.clone();
     let mut base = s(&["diagnose", "--format", "json"]);
-    base.extend(args);
+    base.extend(m.args);
     let mut by_name = base.clone();
     by_name.extend(live.target_args());
     let expected = findings(&json_of(&live.run(&by_name), "by name"));
@@ -739,8 +826,8 @@ fn explain_finds_the_request_live() {
         .and_then(|t| t.rsplit('/').next())
         .expect("trace")
         .to_string();
-    let (_, opts) = live_mapping(&dir, &case_of(slug));
-    let live = Live::bundle(&dir, opts);
+    let m = live_mapping(&dir, &case_of(slug));
+    let live = Live::bundle(&dir, m.opts);
     let fresh = freshness_for(&dir);
     for reference in [
         insert_id.clone(),
@@ -822,53 +909,248 @@ fn explain_finds_the_request_live() {
     assert!(live.fake.mutating_calls().is_empty());
 }
 
-/// A one-route HTTP server on 127.0.0.1 that answers every request with `body` and keeps the
-/// request lines it saw (for APIs the fake does not serve).
-fn tiny_server(body: &'static str) -> (String, Arc<Mutex<Vec<String>>>) {
+/// One request a [`Tiny`] server received.
+#[derive(Debug, Clone)]
+struct Seen {
+    line: String,
+    authorization: Option<String>,
+    body: String,
+}
+
+/// A small HTTP server on 127.0.0.1 for the APIs the fake does not serve (token endpoints,
+/// iamcredentials, tokeninfo, Pub/Sub): answers the first route whose pattern is part of the
+/// request line, 404 otherwise, and keeps what it received.
+struct Tiny {
+    url: String,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Drop for Tiny {
+    fn drop(&mut self) {
+        // Wake the accept loop so its thread ends.
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let addr = self.url.trim_start_matches("http://").trim_end_matches('/');
+        let _ = std::net::TcpStream::connect(addr);
+    }
+}
+
+fn tiny_server(routes: Vec<(&'static str, String)>) -> Tiny {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let url = format!("http://{}/", listener.local_addr().expect("addr"));
     let seen = Arc::new(Mutex::new(Vec::new()));
     let seen2 = seen.clone();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
     std::thread::spawn(move || {
-        for stream in listener.incoming().take(8) {
+        for stream in listener.incoming().take(64) {
+            if stop2.load(std::sync::atomic::Ordering::SeqCst) {
+                break;
+            }
             let Ok(mut stream) = stream else { continue };
             let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-            let mut buf = [0u8; 8192];
-            let n = stream.read(&mut buf).unwrap_or(0);
-            let req = String::from_utf8_lossy(&buf[..n]).into_owned();
-            if let Some(line) = req.lines().next() {
-                seen2.lock().expect("lock").push(line.to_string());
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            // Headers, then as many body bytes as Content-Length says.
+            let head_end = loop {
+                let n = stream.read(&mut chunk).unwrap_or(0);
+                if n == 0 {
+                    break None;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break Some(i + 4);
+                }
+            };
+            let Some(head_end) = head_end else { continue };
+            let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+            let header = |name: &str| {
+                head.lines().find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.trim()
+                        .eq_ignore_ascii_case(name)
+                        .then(|| v.trim().to_string())
+                })
+            };
+            let len: usize = header("content-length")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            while buf.len() < head_end + len {
+                let n = stream.read(&mut chunk).unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                buf.extend_from_slice(&chunk[..n]);
             }
+            let line = head.lines().next().unwrap_or("").to_string();
+            let body = String::from_utf8_lossy(&buf[head_end..]).into_owned();
+            let answer = routes.iter().find(|(p, _)| line.contains(p));
+            seen2.lock().expect("lock").push(Seen {
+                line: line.clone(),
+                authorization: header("authorization"),
+                body,
+            });
+            let (status, body) = match answer {
+                Some((_, b)) => ("200 OK", b.clone()),
+                None => (
+                    "404 Not Found",
+                    r#"{"error": {"code": 404, "message": "not here", "status": "NOT_FOUND"}}"#
+                        .to_string(),
+                ),
+            };
             let resp = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                 body.len()
             );
             let _ = stream.write_all(resp.as_bytes());
         }
     });
-    (url, seen)
+    Tiny { url, seen, stop }
+}
+
+impl Tiny {
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+/// gcloud's ADC file for a user, refreshed at `token_uri`.
+fn write_user_adc(live: &Live, token_uri: &str) {
+    let dir = live.home.path().join(".config/gcloud");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(
+        dir.join("application_default_credentials.json"),
+        serde_json::json!({
+            "type": "authorized_user",
+            "client_id": "764086051850-test.apps.googleusercontent.com",
+            "client_secret": "d-FL95Q19q7MQmFpd7hHD0Ty",
+            "refresh_token": "1//refresh-token-that-must-stay-secret",
+            "token_uri": token_uri,
+        })
+        .to_string(),
+    )
+    .expect("adc");
+}
+
+#[test]
+fn application_default_credentials_refresh_a_user_token() {
+    let live = Live::bundle(&fixture("healthy-bound-sa-200"), FakeOptions::new());
+    let tiny = tiny_server(vec![(
+        "/token",
+        serde_json::json!({"access_token": live.token, "expires_in": 3600, "token_type": "Bearer"})
+            .to_string(),
+    )]);
+    write_user_adc(&live, &format!("{}token", tiny.url));
+    let mut c = live.cmd();
+    c.env_remove("CLOUDSDK_AUTH_ACCESS_TOKEN_FILE");
+    let mut args = s(&["diagnose", "--format", "json", "-v"]);
+    args.extend(live.target_args());
+    let out = c.args(&args).output().expect("run");
+    let v = json_of(&out, "adc");
+    assert!(
+        v["gaps"]
+            .as_array()
+            .is_some_and(|g| g.iter().all(|g| g["source"] != "service")),
+        "{}",
+        text(&out.stderr)
+    );
+    let seen = tiny.seen();
+    assert_eq!(
+        seen.len(),
+        1,
+        "one refresh, then the token is cached: {seen:?}"
+    );
+    assert!(seen[0].line.starts_with("POST /token"));
+    assert!(seen[0].body.contains("refresh_token"));
+    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(!all.contains("refresh-token-that-must-stay-secret"));
+    live.assert_no_api_token(&out, "adc");
+}
+
+#[test]
+fn impersonation_uses_the_source_credentials_and_acts_as_the_service_account() {
+    let live = Live::bundle(&fixture("healthy-bound-sa-200"), FakeOptions::new());
+    let tiny = tiny_server(vec![
+        (
+            "/token",
+            r#"{"access_token": "ya29.source-user-token", "expires_in": 3600, "token_type": "Bearer"}"#.to_string(),
+        ),
+        (
+            ":generateAccessToken",
+            serde_json::json!({"accessToken": live.token, "expireTime": "2099-01-01T00:00:00Z"}).to_string(),
+        ),
+    ]);
+    write_user_adc(&live, &format!("{}token", tiny.url));
+    let mut c = live.cmd();
+    c.env_remove("CLOUDSDK_AUTH_ACCESS_TOKEN_FILE")
+        .env("CLOUDSDK_API_ENDPOINT_OVERRIDES_IAMCREDENTIALS", &tiny.url);
+    let mut args = s(&[
+        "diagnose",
+        "--impersonate-service-account",
+        "doctor@shop-prod.iam.gserviceaccount.com",
+        "--as-me",
+        "--format",
+        "json",
+    ]);
+    args.extend(live.target_args());
+    let out = c.args(&args).output().expect("run");
+    let v = json_of(&out, "impersonation");
+    assert_eq!(
+        v["caller"]["principal"],
+        "serviceAccount:doctor@shop-prod.iam.gserviceaccount.com"
+    );
+    let seen = tiny.seen();
+    let generate = seen
+        .iter()
+        .find(|r| r.line.contains(":generateAccessToken"))
+        .unwrap_or_else(|| panic!("no impersonation call: {seen:?}"));
+    assert!(generate.line.starts_with(
+        "POST /v1/projects/-/serviceAccounts/doctor@shop-prod.iam.gserviceaccount.com:generateAccessToken"
+    ));
+    assert_eq!(
+        generate.authorization.as_deref(),
+        Some("Bearer ya29.source-user-token")
+    );
+    assert!(
+        v["gaps"]
+            .as_array()
+            .is_some_and(|g| g.iter().all(|g| g["state"] != "failed")),
+        "{}",
+        v["gaps"]
+    );
+    live.assert_no_api_token(&out, "impersonation");
+    assert!(!text(&out.stderr).contains("ya29.source-user-token"));
 }
 
 #[test]
 fn as_me_asks_tokeninfo_whose_the_token_is() {
-    let (url, seen) = tiny_server(
-        r#"{"email": "bob@shop.example.com", "verified_email": true, "expires_in": 3000}"#,
-    );
+    let tiny = tiny_server(vec![(
+        "/oauth2/v2/tokeninfo",
+        r#"{"email": "bob@shop.example.com", "verified_email": true, "expires_in": 3000}"#
+            .to_string(),
+    )]);
     let mut live = Live::bundle(
         &fixture("healthy-developer-role-project-level"),
         FakeOptions::new(),
     );
-    live.extra_env
-        .push(("CLOUDSDK_API_ENDPOINT_OVERRIDES_OAUTH2".into(), url));
+    live.extra_env.push((
+        "CLOUDSDK_API_ENDPOINT_OVERRIDES_OAUTH2".into(),
+        tiny.url.clone(),
+    ));
     let mut args = s(&["diagnose", "--as-me", "--format", "json"]);
     args.extend(live.target_args());
     let out = live.run(&args);
     let v = json_of(&out, "as-me");
     assert_eq!(v["caller"]["principal"], "user:bob@shop.example.com");
     assert!(v["findings"].as_array().is_some_and(Vec::is_empty), "{v}");
-    let lines = seen.lock().expect("lock").clone();
-    assert_eq!(lines.len(), 1, "{lines:?}");
-    assert!(lines[0].starts_with("POST /oauth2/v2/tokeninfo?access_token="));
+    let seen = tiny.seen();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(
+        seen[0]
+            .line
+            .starts_with("POST /oauth2/v2/tokeninfo?access_token=")
+    );
+    assert_eq!(seen[0].authorization, None);
     live.assert_no_api_token(&out, "as-me");
 
     // Against the fake, which does not serve tokeninfo, --as-me is an error naming why.
@@ -892,10 +1174,15 @@ fn caller_config_is_read_from_its_api() {
     let sub = r#"{"name": "projects/shop-prod/subscriptions/orders-push", "topic": "projects/shop-prod/topics/orders",
         "pushConfig": {"pushEndpoint": "https://orders-api-123456789012.europe-west1.run.app/push",
                        "oidcToken": {"serviceAccountEmail": "push@shop-prod.iam.gserviceaccount.com"}}}"#;
-    let (url, seen) = tiny_server(sub);
+    let tiny = tiny_server(vec![(
+        "/v1/projects/shop-prod/subscriptions/orders-push",
+        sub.to_string(),
+    )]);
     let mut live = Live::bundle(&fixture("healthy-bound-sa-200"), FakeOptions::new());
-    live.extra_env
-        .push(("CLOUDSDK_API_ENDPOINT_OVERRIDES_PUBSUB".into(), url));
+    live.extra_env.push((
+        "CLOUDSDK_API_ENDPOINT_OVERRIDES_PUBSUB".into(),
+        tiny.url.clone(),
+    ));
     let mut args = s(&[
         "diagnose",
         "--caller-config",
@@ -911,7 +1198,7 @@ fn caller_config_is_read_from_its_api() {
         "serviceAccount:push@shop-prod.iam.gserviceaccount.com"
     );
     assert_eq!(v["caller"]["source"], "caller_config");
-    let lines = seen.lock().expect("lock").clone();
+    let lines: Vec<String> = tiny.seen().into_iter().map(|r| r.line).collect();
     assert_eq!(
         lines,
         vec!["GET /v1/projects/shop-prod/subscriptions/orders-push HTTP/1.1".to_string()]
