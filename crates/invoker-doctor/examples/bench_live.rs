@@ -1,4 +1,5 @@
-//! Benchmark of live gathering: `cargo run --release --example bench_live [RUNS] [LATENCY_MS]`.
+//! Benchmark of live gathering:
+//! `cargo run --release --example bench_live [RUNS] [LATENCY_MS] [FIXTURE]`.
 //!
 //! Starts `ipd-fakegcp` serving a fixture with a fixed latency on every call (100 ms by
 //! default), runs a live diagnosis RUNS times (10 by default) in-process, and prints for each
@@ -16,6 +17,7 @@ use clap::Parser;
 use invoker_doctor::Env;
 use ipd_fakegcp::{FakeGcp, FakeOptions, Scenario};
 
+/// The default scenario: a folder and an organization above the project, a custom role, logs.
 const FIXTURE: &str = "missing-binding-sa-not-bound-anywhere";
 
 fn workspace_root() -> PathBuf {
@@ -32,10 +34,14 @@ fn main() -> Result<()> {
         Some(a) => a.parse().context("LATENCY_MS must be a number")?,
         None => 100,
     });
+    let fixture = args.next().unwrap_or_else(|| FIXTURE.to_string());
     if runs == 0 {
         bail!("RUNS must be at least 1");
     }
-    let bundle = workspace_root().join("fixtures").join(FIXTURE);
+    let bundle = workspace_root().join("fixtures").join(&fixture);
+    if !bundle.is_dir() {
+        bail!("no fixture `{fixture}` in fixtures/");
+    }
     let token = format!("ya29.bench-{}", std::process::id());
     let fake = FakeGcp::start_in_background(
         Scenario::from_bundle(&bundle)?,
@@ -57,6 +63,15 @@ fn main() -> Result<()> {
     pairs.push(("HOME".into(), scratch.path().display().to_string()));
     let env = Env::from_pairs(pairs);
     let id = fake.scenario().identity.clone();
+    // A caller token makes the diagnosis complete; fixtures without one use a plain caller.
+    let token_txt = bundle.join("token.txt");
+    let token_txt = if token_txt.is_file() {
+        token_txt
+    } else {
+        let t = scratch.path().join("no-token.txt");
+        std::fs::write(&t, "ya29.none")?;
+        t
+    };
     let cli = invoker_doctor::cli::Cli::try_parse_from([
         "invoker-doctor".to_string(),
         "diagnose".into(),
@@ -67,7 +82,7 @@ fn main() -> Result<()> {
         "--service".into(),
         id.service.clone(),
         "--token".into(),
-        format!("@{}", bundle.join("token.txt").display()),
+        format!("@{}", token_txt.display()),
         "--freshness".into(),
         "400d".into(),
         "--format".into(),
@@ -76,7 +91,7 @@ fn main() -> Result<()> {
     ])?;
 
     println!(
-        "live diagnosis of fixtures/{FIXTURE} against ipd-fakegcp, {} ms per call, {runs} runs (+1 warm-up)",
+        "live diagnosis of fixtures/{fixture} against ipd-fakegcp, {} ms per call, {runs} runs (+1 warm-up)",
         latency.as_millis()
     );
     println!(
