@@ -95,19 +95,26 @@ pub fn diagnose(d: &DiagnoseArgs, stdin: &mut dyn Read, env: &Env) -> Result<Out
         );
     }
     let mut notes: Vec<String> = Vec::new();
-    let project_flag = d
-        .project
-        .clone()
-        .or_else(|| default_project(env, &mut notes));
+    // A deterministic URL names its project (by number); gcloud's default project is only a
+    // fallback when nothing else does.
+    let url_project = d
+        .url
+        .as_deref()
+        .and_then(ipd_gather::parse_run_url)
+        .map(|(_, number, _)| number);
+    let project_flag = match (&d.project, &url_project) {
+        (Some(p), _) => Some(p.clone()),
+        (None, Some(n)) => Some(n.clone()),
+        (None, None) => default_project(env, &mut notes),
+    };
     let rt = runtime()?;
     let (rec, target, trace, wall) = rt.block_on(async {
         let g = connect(&d.live, env).await?;
         let target = match (&d.url, &d.region, &d.service) {
             // Everything named: the URL only says which request failed.
-            (Some(url), Some(r), Some(s)) => Target {
+            (Some(_), Some(r), Some(s)) => Target {
                 project: project_flag
                     .clone()
-                    .or_else(|| ipd_gather::parse_run_url(url).map(|(_, n, _)| n))
                     .ok_or_else(|| anyhow!("no project: pass --project P"))?,
                 region: r.clone(),
                 service: s.clone(),

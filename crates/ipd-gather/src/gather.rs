@@ -538,7 +538,17 @@ impl Gatherer {
                 }
             }
             match job {
-                Job::Service => rec.put("service.json", result),
+                Job::Service => {
+                    if let Err(f) = &result
+                        && f.http_status == 404
+                    {
+                        rec.warnings.push(format!(
+                            "no service `{service_name}` ({}): check the project, region and service name",
+                            f.summary()
+                        ));
+                    }
+                    rec.put("service.json", result)
+                }
                 Job::ServicePolicy => rec.put("service-iam-policy.json", result),
                 Job::ProjectPolicy => rec.put("project-iam-policy.json", result),
                 Job::ProjectGet | Job::FolderGet(_) => match result {

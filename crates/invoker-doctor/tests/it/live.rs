@@ -758,6 +758,26 @@ fn url_resolves_the_service() {
         text(&out.stderr)
             .contains("note: using project `shop-prod` from gcloud configuration `default`")
     );
+
+    // A service that does not exist: the diagnosis says so.
+    let mut missing = base.clone();
+    missing.extend(s(&[
+        "--project",
+        &id.project_id,
+        "--region",
+        &id.region,
+        "--service",
+        "nope",
+    ]));
+    let out = live.run(&missing);
+    assert!(
+        text(&out.stderr).contains(&format!(
+            "no service `projects/{}/locations/{}/services/nope` (404 NOT_FOUND",
+            id.project_id, id.region
+        )),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
