@@ -447,19 +447,24 @@ fn adc(env: &Env) -> Result<Adc, AuthError> {
                 .and_then(email_in_impersonation_url),
             _ => None,
         };
+        // GOOGLE_CLOUD_QUOTA_PROJECT wins over the file's quota project, as in google-cloud-auth's
+        // own ADC builder.
+        let quota = env.get("GOOGLE_CLOUD_QUOTA_PROJECT").map(str::to_string);
+        macro_rules! build {
+            ($b:expr) => {{
+                let b = $b;
+                match &quota {
+                    Some(q) => b.with_quota_project_id(q.clone()),
+                    None => b,
+                }
+                .build_access_token_credentials()
+            }};
+        }
         let built: Result<AccessTokenCredentials, _> = match kind.as_str() {
-            "authorized_user" => {
-                user_account::Builder::new(json.clone()).build_access_token_credentials()
-            }
-            "service_account" => {
-                service_account::Builder::new(json.clone()).build_access_token_credentials()
-            }
-            "impersonated_service_account" => {
-                impersonated::Builder::new(json.clone()).build_access_token_credentials()
-            }
-            "external_account" => {
-                external_account::Builder::new(json.clone()).build_access_token_credentials()
-            }
+            "authorized_user" => build!(user_account::Builder::new(json.clone())),
+            "service_account" => build!(service_account::Builder::new(json.clone())),
+            "impersonated_service_account" => build!(impersonated::Builder::new(json.clone())),
+            "external_account" => build!(external_account::Builder::new(json.clone())),
             "" => return Err(bad("no `type` field".into())),
             other => return Err(bad(format!("credential type `{other}` is not supported"))),
         };
@@ -476,11 +481,13 @@ fn adc(env: &Env) -> Result<Adc, AuthError> {
             detail: "this machine is not on Google Cloud, so there is no metadata server".into(),
         });
     }
-    let creds = mds::Builder::default()
-        .build()
-        .map_err(|e| AuthError::NoCredentials {
-            detail: e.to_string(),
-        })?;
+    let mds = match env.get("GOOGLE_CLOUD_QUOTA_PROJECT") {
+        Some(q) => mds::Builder::default().with_quota_project_id(q),
+        None => mds::Builder::default(),
+    };
+    let creds = mds.build().map_err(|e| AuthError::NoCredentials {
+        detail: e.to_string(),
+    })?;
     Ok((creds, CredentialSource::MetadataServer, None, None))
 }
 

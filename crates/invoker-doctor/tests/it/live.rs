@@ -1236,3 +1236,27 @@ fn caller_config_is_read_from_its_api() {
     ]));
     assert_eq!(bad.status.code(), Some(2));
 }
+
+#[test]
+fn explain_checks_a_pasted_token_against_the_live_service() {
+    let slug = "wrong-audience-custom-domain-not-configured";
+    let dir = fixture(slug);
+    let token = std::fs::read_to_string(dir.join("token.txt")).expect("token");
+    let (live, diagnosed) = run_fixture(slug, FakeOptions::new(), &["--format", "json"]);
+    let expected = findings(&json_of(&diagnosed, "diagnose"));
+    let mut args = s(&["explain", token.trim(), "--format", "json", "--freshness"]);
+    args.push(freshness_for(&dir));
+    args.extend(live.target_args());
+    let out = live.run(&args);
+    let v = json_of(&out, "explain token");
+    assert_eq!(v["paste"]["kind"], "token");
+    assert_eq!(findings(&v), expected);
+    assert!(
+        v["paste"]["hints"]
+            .to_string()
+            .contains("the service was read live from project `shop-prod`")
+    );
+    for part in token_parts(&dir) {
+        assert!(!text(&out.stdout).contains(&part), "the pasted token leaks");
+    }
+}
