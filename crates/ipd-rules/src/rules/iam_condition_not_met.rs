@@ -194,7 +194,7 @@ impl RuleImpl for IamConditionNotMet {
             .all(|(_, r)| matches!(r, Cond::ResourceAttribute { .. }));
         if resource_only {
             v.push(Fix::command(
-                format!("grant `roles/run.invoker` on the service itself instead of a `resource.*` condition at project level"),
+                "grant `roles/run.invoker` on the service itself instead of a `resource.*` condition at project level".to_string(),
                 cx.grant_argv(&caller, "roles/run.invoker"),
                 Safety::NeedsReview,
             ));

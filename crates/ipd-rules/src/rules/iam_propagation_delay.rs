@@ -84,19 +84,19 @@ impl RuleImpl for IamPropagationDelay {
             if c.action != "ADD" || grants_invoke(&c.role, &cx.ev.custom_roles) != Grants::Yes {
                 continue;
             }
-            if Principal::parse(&c.member).covers(&caller.principal) == Coverage::Yes {
-                if let Some(t) = c.time {
-                    let on = c
-                        .resource
-                        .as_deref()
-                        .map(|r| format!(" on `{r}`"))
-                        .unwrap_or_default();
-                    candidates.push((
-                        t,
-                        format!("`{}` granted to `{}`{on}", c.role, c.member),
-                        c.actor.clone(),
-                    ));
-                }
+            if Principal::parse(&c.member).covers(&caller.principal) == Coverage::Yes
+                && let Some(t) = c.time
+            {
+                let on = c
+                    .resource
+                    .as_deref()
+                    .map(|r| format!(" on `{r}`"))
+                    .unwrap_or_default();
+                candidates.push((
+                    t,
+                    format!("`{}` granted to `{}`{on}", c.role, c.member),
+                    c.actor.clone(),
+                ));
             }
         }
         if caller.public || cx.facts.expect_public {

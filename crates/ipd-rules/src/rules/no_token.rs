@@ -127,7 +127,7 @@ impl RuleImpl for NoToken {
         let svc = cx.service_name_or("SERVICE");
         let mut evidence = Vec::new();
         if let Some(e) = &cx.facts.entry {
-            evidence.push(format!("{}", e.summary()));
+            evidence.push(e.summary().to_string());
             if let Some(t) = &e.text_payload {
                 evidence.push(format!("log text: \"{}\"", first_sentence_pair(t)));
             }
