@@ -16,6 +16,7 @@ use crate::orgpolicy::OrgPoliciesFile;
 use crate::roles::Role;
 use crate::service;
 use crate::token::Token;
+use crate::troubleshoot::Troubleshoot;
 
 /// Largest file read from a bundle; evidence files are small, a huge one is a mistake.
 pub const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
@@ -121,6 +122,12 @@ pub fn from_files<'a>(
                     "iam.denypolicies.get",
                 )
                 .map(DenyPoliciesFile::into_vec)
+            }
+            "troubleshoot.json" => {
+                ev.troubleshoot = Some(gathered(
+                    doc::parse::<Troubleshoot>(path, text)?,
+                    "run.services.getIamPolicy",
+                ))
             }
             "context.json" => match doc::parse::<Context>(path, text)? {
                 Doc::Value(c) => ev.context = Some(c),

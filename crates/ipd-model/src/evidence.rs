@@ -13,6 +13,7 @@ use crate::roles::Role;
 use crate::service::Service;
 use crate::time::Timestamp;
 use crate::token::Token;
+use crate::troubleshoot::Troubleshoot;
 
 /// What the person running the tool said (flags), as opposed to what was gathered.
 #[derive(Debug, Clone, Default)]
@@ -48,6 +49,9 @@ pub struct Evidence {
     pub custom_roles: Vec<Role>,
     pub deny_policies: Gathered<Vec<DenyPolicy>>,
     pub caller_configs: Vec<CallerConfig>,
+    /// Policy Troubleshooter's answer for the caller (`troubleshoot.json`); `None` when it was
+    /// not asked. Optional: its absence or failure is never a gap, only a missing cross-check.
+    pub troubleshoot: Option<Gathered<Troubleshoot>>,
     /// The caller's token (from `token.txt` or `--token`); `None` when none was given.
     pub token: Option<Token>,
     pub context: Option<Context>,
@@ -199,6 +203,17 @@ impl Evidence {
             "logging.logEntries.list",
             denied_perm(&self.logs),
         );
+        // Deny policies are rare and most tickets carry none, so a bundle without
+        // `deny-policies.json` is no gap; a read that was refused or failed is one.
+        if !matches!(self.deny_policies, Gathered::Missing { .. }) {
+            push(
+                "deny_policies",
+                self.deny_policies.gap_state(),
+                self.deny_policies.absence(),
+                "iam.denypolicies.list",
+                denied_perm(&self.deny_policies),
+            );
+        }
         out
     }
 }

@@ -24,6 +24,7 @@ pub mod roles;
 pub mod service;
 pub mod time;
 pub mod token;
+pub mod troubleshoot;
 
 pub use evidence::{Evidence, Inputs};
 pub use gathered::Gathered;

@@ -7,6 +7,7 @@
 use std::fmt::Write;
 
 use colored::Colorize;
+use ipd_rules::crosscheck::{Agreement, ToolIam};
 use ipd_rules::report::{CheckState, Finding, FixOut, Report};
 use ipd_rules::{Safety, Verdict};
 
@@ -22,6 +23,25 @@ fn verdict_label(v: Verdict) -> String {
         Verdict::Confirmed => s.red().bold().to_string(),
         Verdict::Likely => s.yellow().bold().to_string(),
         Verdict::Possible => s.cyan().to_string(),
+    }
+}
+
+fn tool_label(t: ToolIam) -> &'static str {
+    match t {
+        ToolIam::Granted => "granted",
+        ToolIam::NotGranted => "not granted",
+        ToolIam::Denied => "denied by a deny policy",
+        ToolIam::Uncertain => "undecided",
+    }
+}
+
+fn agreement_label(a: Agreement) -> &'static str {
+    match a {
+        Agreement::Agrees => "agrees",
+        Agreement::Disagrees => "DISAGREES",
+        Agreement::Settles => "settles what the evidence could not",
+        Agreement::Inconclusive => "inconclusive",
+        Agreement::Unavailable => "unavailable",
     }
 }
 
@@ -85,6 +105,18 @@ pub fn text(report: &Report) -> String {
             }
         }
     }
+    if let Some(x) = report
+        .cross_check
+        .as_ref()
+        .filter(|x| x.agreement == Agreement::Disagrees)
+    {
+        let _ = writeln!(
+            o,
+            "{}: Policy Troubleshooter says {} on IAM; see CROSS-CHECK",
+            "WARNING".red().bold(),
+            x.state.as_deref().unwrap_or("otherwise"),
+        );
+    }
     let _ = writeln!(o);
     context(&mut o, report);
     if let Some(f) = report.root_cause() {
@@ -105,6 +137,33 @@ pub fn text(report: &Report) -> String {
                 f.title
             );
             details(&mut o, f, false);
+        }
+    }
+    if let Some(x) = &report.cross_check {
+        let _ = writeln!(
+            o,
+            "\n{}",
+            "CROSS-CHECK (Policy Troubleshooter, IAM only)".bold()
+        );
+        let head = match x.agreement {
+            Agreement::Disagrees => "DISAGREES".red().bold().to_string(),
+            Agreement::Agrees => "agrees".green().to_string(),
+            Agreement::Settles => "settles what the evidence could not".to_string(),
+            Agreement::Inconclusive => "inconclusive".yellow().to_string(),
+            Agreement::Unavailable => "unavailable".yellow().to_string(),
+        };
+        let _ = writeln!(
+            o,
+            "  Google: {}   invoker-doctor: {}   → {head}",
+            x.state.as_deref().unwrap_or("-"),
+            tool_label(x.tool),
+        );
+        let _ = writeln!(o, "{}", indent(&wrap(&x.detail, 92), "  "));
+        for b in &x.granted_by {
+            let _ = writeln!(o, "  - granted by {b}");
+        }
+        for d in &x.denied_by {
+            let _ = writeln!(o, "  - denied by {d}");
         }
     }
     let _ = writeln!(o, "\n{}", "CHECKLIST".bold());
@@ -358,6 +417,26 @@ pub fn markdown(report: &Report) -> String {
             );
         }
         let _ = writeln!(o);
+    }
+    if let Some(x) = &report.cross_check {
+        let _ = writeln!(o, "### Cross-check: Policy Troubleshooter (IAM only)\n");
+        let _ = writeln!(
+            o,
+            "Google: `{}` · invoker-doctor: `{}` · **{}**  ",
+            x.state.as_deref().unwrap_or("-"),
+            tool_label(x.tool),
+            agreement_label(x.agreement)
+        );
+        let _ = writeln!(o, "{}\n", x.detail);
+        for b in &x.granted_by {
+            let _ = writeln!(o, "- granted by {b}");
+        }
+        for d in &x.denied_by {
+            let _ = writeln!(o, "- denied by {d}");
+        }
+        if !(x.granted_by.is_empty() && x.denied_by.is_empty()) {
+            let _ = writeln!(o);
+        }
     }
     let _ = writeln!(
         o,

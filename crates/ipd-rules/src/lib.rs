@@ -5,6 +5,7 @@
 //! environment; the request time is evidence.
 
 pub mod conditions;
+pub mod crosscheck;
 pub mod cx;
 pub mod fix;
 #[cfg(test)]

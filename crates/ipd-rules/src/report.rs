@@ -8,6 +8,7 @@ use ipd_model::facts::Gate;
 use ipd_model::time;
 use ipd_model::token::{Claims, TokenKind};
 
+use crate::crosscheck::{CrossCheck, cross_check};
 use crate::cx::Cx;
 use crate::fix::{Fix, FixKind, Safety};
 use crate::registry::RULES;
@@ -26,6 +27,10 @@ pub struct Report {
     pub findings: Vec<Finding>,
     pub checks: Vec<CheckOut>,
     pub gaps: Vec<Gap>,
+    /// Policy Troubleshooter's verdict beside the tool's (not in contract v1's list; extra);
+    /// absent when the evidence holds no troubleshooter answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cross_check: Option<CrossCheck>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -158,7 +163,7 @@ pub fn diagnose(ev: &Evidence) -> Report {
             .then(b.1.severity.cmp(&a.1.severity))
             .then(a.0.cmp(&b.0))
     });
-    let findings = fired
+    let findings: Vec<Finding> = fired
         .into_iter()
         .enumerate()
         .map(|(i, (pos, meta, body, fixes))| Finding {
@@ -213,6 +218,7 @@ pub fn diagnose(ev: &Evidence) -> Report {
             claims: t.claims.clone(),
             signature_removed_by_google: t.signature_removed,
         }),
+        cross_check: cross_check(&cx, &findings),
         findings,
         checks,
         gaps: ev.gaps(),

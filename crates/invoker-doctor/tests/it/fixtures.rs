@@ -45,6 +45,13 @@ fn every_fixture_gives_its_root_cause_exit_status_and_report() {
                 failures.push(format!("{slug}: `{a}` must not be among the findings"));
             }
         }
+        let agreement = report["cross_check"]["agreement"].as_str();
+        if agreement != case.cross_check.as_deref() {
+            failures.push(format!(
+                "{slug}: cross-check agreement {agreement:?}, expected {:?}",
+                case.cross_check
+            ));
+        }
         // The JSON report and the plain-text rendering are checked in.
         let text = run_args(&diagnose_args(dir, case, "text")).stdout;
         insta::with_settings!({

@@ -16,6 +16,9 @@ pub struct Case {
     pub exit: i32,
     #[serde(default)]
     pub absent: Vec<String>,
+    /// With a `troubleshoot.json`: the cross-check's expected `agreement`.
+    #[serde(default)]
+    pub cross_check: Option<String>,
 }
 
 pub fn workspace_root() -> PathBuf {
