@@ -18,6 +18,7 @@ const FILES: &[&str] = &[
     "logs.json",
     "caller-a.json",
     "deny-policies.json",
+    "troubleshoot.json",
     "role-x.json",
     "token.txt",
     "context.json",
@@ -36,6 +37,12 @@ const SEEDS: &[&str] = &[
 /// A JSON value of bounded depth with the field names the parsers look for.
 fn json_value() -> impl Strategy<Value = serde_json::Value> {
     let keys = prop::sample::select(vec![
+        "overallAccessState",
+        "allowPolicyExplanation",
+        "explainedPolicies",
+        "bindingExplanations",
+        "memberships",
+        "allowAccessState",
         "name",
         "uri",
         "urls",
