@@ -155,6 +155,21 @@ pub fn unavailable() -> Reply {
     error(503, "The service is currently unavailable.")
 }
 
+/// An OAuth 2.0 error answer (RFC 6749 §5.2 shape, not Google's API envelope), as
+/// `www.googleapis.com/oauth2/*/tokeninfo` gives it.
+pub fn oauth_error(status: u16, error: &str, description: &str) -> Reply {
+    Reply {
+        status,
+        body: json!({"error": error, "error_description": description}),
+        headers: Vec::new(),
+    }
+}
+
+/// tokeninfo's answer for a token it does not know (or an expired one).
+pub fn invalid_token() -> Reply {
+    oauth_error(400, "invalid_token", "Invalid Value")
+}
+
 /// The answer for a status chosen by fault injection.
 pub fn injected(
     status: u16,

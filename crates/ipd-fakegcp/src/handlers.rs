@@ -7,7 +7,7 @@ use serde_json::{Map, Value, json};
 use crate::convert::{self, encode_attachment};
 use crate::envelope::{self, Reply};
 use crate::filter;
-use crate::routes::Target;
+use crate::routes::{CallerCollection, Target};
 use crate::scenario::{Scenario, Stored, split_attachment, split_policy_name};
 
 /// The empty IAM policy the APIs answer for a resource without bindings.
@@ -27,6 +27,10 @@ pub struct Request<'a> {
     pub body: &'a [u8],
     /// `FakeOptions::logging_empty_pages`.
     pub logging_empty_pages: u32,
+    /// `FakeOptions::token`: the one access token tokeninfo knows (`None`: any).
+    pub token: Option<&'a str>,
+    /// `FakeOptions::identity`: the email tokeninfo tells for it.
+    pub identity: Option<&'a str>,
 }
 
 impl Request<'_> {
@@ -416,6 +420,8 @@ pub fn answer(sc: &Scenario, target: &Target, req: &Request<'_>) -> Reply {
             }
         }
         Target::Entries => entries_list(sc, req),
+        Target::Caller { collection, name } => caller_get(sc, *collection, name, req),
+        Target::TokenInfo => tokeninfo(req),
         Target::EffectivePolicy {
             kind,
             id,
@@ -710,4 +716,188 @@ fn entries_list(sc: &Scenario, req: &Request<'_>) -> Reply {
         );
     }
     Reply::ok(Value::Object(out))
+}
+
+/// `projects/NUMBER/...` and `projects/ID/...` name the same resource.
+fn normalize_project(sc: &Scenario, name: &str) -> String {
+    match name
+        .strip_prefix("projects/")
+        .and_then(|r| r.split_once('/'))
+    {
+        Some((p, rest)) if sc.is_project(p) => {
+            format!("projects/{}/{rest}", sc.identity.project_id)
+        }
+        _ => name.to_string(),
+    }
+}
+
+/// The `get` of a Google-managed caller's API (Pub/Sub, Scheduler, Tasks, Eventarc,
+/// Workflows): the stored configuration with that name.
+fn caller_get(sc: &Scenario, collection: CallerCollection, name: &str, req: &Request<'_>) -> Reply {
+    // Cloud Tasks `tasks.get?responseView=`: BASIC (the default) leaves out the body.
+    let full_view = match (collection, req.param("responseView")) {
+        (CallerCollection::Task, None | Some("" | "VIEW_UNSPECIFIED" | "BASIC")) => false,
+        (CallerCollection::Task, Some("FULL")) => true,
+        (CallerCollection::Task, Some(other)) => {
+            return envelope::invalid_argument(format!(
+                "Invalid value at 'response_view' (type.googleapis.com/google.cloud.tasks.v2.Task.View), \"{other}\""
+            ));
+        }
+        _ => false,
+    };
+    let want = normalize_project(sc, name);
+    let found = sc.callers.iter().find(|v| {
+        v.get("name")
+            .and_then(Value::as_str)
+            .is_some_and(|n| normalize_project(sc, n) == want)
+    });
+    let Some(v) = found else {
+        if let Some((_, e)) = sc
+            .caller_errors
+            .iter()
+            .find(|(c, _)| c.is_none_or(|c| c == collection))
+        {
+            return Reply {
+                status: e.status,
+                body: e.body.clone(),
+                headers: Vec::new(),
+            };
+        }
+        let project = name.split('/').nth(1).unwrap_or("");
+        let project_known = sc.is_project(project)
+            || sc.callers.iter().any(|v| {
+                v.get("name")
+                    .and_then(Value::as_str)
+                    .and_then(|n| n.split('/').nth(1))
+                    == Some(project)
+            });
+        if !project_known {
+            return envelope::permission_denied(collection.source().permission(), name);
+        }
+        return match collection {
+            // Pub/Sub names the missing resource by its ID.
+            CallerCollection::Subscription => envelope::not_found(format!(
+                "Resource not found (resource={}).",
+                name.rsplit('/').next().unwrap_or(name)
+            )),
+            _ => envelope::not_found(format!("Resource '{name}' was not found")),
+        };
+    };
+    let mut v = v.clone();
+    match collection {
+        CallerCollection::Task => {
+            if let Some(o) = v.as_object_mut() {
+                if !full_view {
+                    for key in ["httpRequest", "appEngineHttpRequest"] {
+                        if let Some(r) = o.get_mut(key).and_then(Value::as_object_mut) {
+                            r.remove("body");
+                        }
+                    }
+                }
+                o.insert(
+                    "view".into(),
+                    json!(if full_view { "FULL" } else { "BASIC" }),
+                );
+            }
+        }
+        CallerCollection::Workflow => {
+            if let Some(rev) = req.param("revisionId").filter(|r| !r.is_empty()) {
+                let stored = v.get("revisionId").and_then(Value::as_str).unwrap_or("");
+                let number = stored.split('-').next().unwrap_or("");
+                if rev != stored && rev != number {
+                    return envelope::not_found(format!(
+                        "Resource '{name}' with revision '{rev}' was not found"
+                    ));
+                }
+            }
+        }
+        _ => {}
+    }
+    Reply::ok(v)
+}
+
+/// OAuth2 v2 `tokeninfo`, with `access_token` (the token the fake accepts) or `id_token` (a
+/// Google ID token, read without checking its signature).
+fn tokeninfo(req: &Request<'_>) -> Reply {
+    let given = |k: &str| req.param(k).map(str::trim).filter(|t| !t.is_empty());
+    if let Some(t) = given("access_token") {
+        if req.token.is_some_and(|expected| expected != t) {
+            return envelope::invalid_token();
+        }
+        let mut m = Map::new();
+        let scope = match req.identity {
+            Some(email) => {
+                let uid = user_id(email);
+                // A service account's token is issued to its own OAuth client (its unique ID);
+                // a user's, to gcloud's client.
+                let client = if email.ends_with(".gserviceaccount.com") {
+                    uid.clone()
+                } else {
+                    ipd_model::token::GCLOUD_CLIENT_ID.to_string()
+                };
+                m.insert("issued_to".into(), json!(client));
+                m.insert("audience".into(), json!(client));
+                m.insert("user_id".into(), json!(uid));
+                m.insert("email".into(), json!(email));
+                m.insert("verified_email".into(), json!(true));
+                "https://www.googleapis.com/auth/userinfo.email https://www.googleapis.com/auth/cloud-platform openid"
+            }
+            None => {
+                let client = ipd_model::token::GCLOUD_CLIENT_ID;
+                m.insert("issued_to".into(), json!(client));
+                m.insert("audience".into(), json!(client));
+                "https://www.googleapis.com/auth/cloud-platform"
+            }
+        };
+        m.insert("scope".into(), json!(scope));
+        m.insert("expires_in".into(), json!(TOKEN_EXPIRES_IN));
+        return Reply::ok(Value::Object(m));
+    }
+    if let Some(t) = given("id_token") {
+        let token = ipd_model::token::Token::analyze(t);
+        // Only Google's own ID tokens are known to it.
+        let Some(c) = token
+            .claims
+            .filter(|_| token.kind == ipd_model::token::TokenKind::GoogleIdToken)
+        else {
+            return envelope::invalid_token();
+        };
+        let left = c.exp.map(|e| e - chrono::Utc::now().timestamp());
+        if left.is_none_or(|l| l <= 0) {
+            return envelope::invalid_token();
+        }
+        let mut m = Map::new();
+        if let Some(a) = c.azp.clone().or_else(|| c.aud.first().cloned()) {
+            m.insert("issued_to".into(), json!(a));
+        }
+        if let Some(a) = c.aud.first() {
+            m.insert("audience".into(), json!(a));
+        }
+        if let Some(sub) = &c.sub {
+            m.insert("user_id".into(), json!(sub));
+        }
+        m.insert("expires_in".into(), json!(left));
+        if let Some(e) = &c.email {
+            m.insert("email".into(), json!(e));
+            m.insert(
+                "verified_email".into(),
+                json!(c.email_verified.unwrap_or(false)),
+            );
+        }
+        return Reply::ok(Value::Object(m));
+    }
+    envelope::oauth_error(
+        400,
+        "invalid_request",
+        "either access_token, id_token, or token_handle required",
+    )
+}
+
+/// Seconds left on the accepted access token, as tokeninfo tells it (fixed: no clock in
+/// answers that tests compare).
+pub const TOKEN_EXPIRES_IN: i64 = 3599;
+
+/// A stable, obfuscated-looking numeric user ID for an email (21 digits, as Google's).
+fn user_id(email: &str) -> String {
+    format!("1{:020}", fingerprint(email))
 }

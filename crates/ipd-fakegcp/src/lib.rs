@@ -6,7 +6,10 @@
 //! # async fn demo() -> Result<(), ipd_fakegcp::Error> {
 //! use ipd_fakegcp::{FakeGcp, FakeOptions, Fault, Scenario, Source};
 //! let scenario = Scenario::from_bundle("fixtures/some-case")?;
-//! let opts = FakeOptions::new().token("test-token").fail(Source::LoggingEntriesList, Fault::first(503, 1));
+//! let opts = FakeOptions::new()
+//!     .token("test-token")
+//!     .identity("user:bob@shop.example.com") // what OAuth2 tokeninfo says of "test-token"
+//!     .fail(Source::LoggingEntriesList, Fault::first(503, 1));
 //! let fake = FakeGcp::start(scenario, opts).await?;
 //! // point every API root of the client at fake.base_url() ...
 //! assert!(fake.mutating_calls().is_empty());
@@ -26,8 +29,21 @@
 //! | `orgpolicy.getEffectivePolicy` | `GET /v2/{projects\|folders\|organizations}/{id}/policies/{constraint}:getEffectivePolicy` |
 //! | `iam.roles.get` | `GET /v1/roles/{r}`, `/v1/projects/{p}/roles/{r}`, `/v1/organizations/{o}/roles/{r}` |
 //! | `iam.denypolicies` | `GET /v2/policies/{attachment}/denypolicies[/{id}]`, attachment `%2F`-encoded |
+//! | `pubsub.subscriptions.get` | `GET /v1/projects/{p}/subscriptions/{s}` |
+//! | `cloudscheduler.jobs.get` | `GET /v1/projects/{p}/locations/{l}/jobs/{j}` |
+//! | `cloudtasks.queues.get` | `GET /v2/projects/{p}/locations/{l}/queues/{q}` |
+//! | `cloudtasks.tasks.get` | `GET /v2/projects/{p}/locations/{l}/queues/{q}/tasks/{t}?responseView=BASIC\|FULL` |
+//! | `eventarc.triggers.get` | `GET /v1/projects/{p}/locations/{l}/triggers/{t}` |
+//! | `workflows.workflows.get` | `GET /v1/projects/{p}/locations/{l}/workflows/{w}[?revisionId=R]` |
+//! | `oauth2.tokeninfo` | `POST /oauth2/v2/tokeninfo?access_token=T` or `?id_token=JWT` (GET accepted; no `Authorization`) |
 //!
-//! `{p}` may be the project ID or number everywhere.
+//! `{p}` may be the project ID or number everywhere. The source names are what
+//! [`Source`] prints and `fake-gcp --fail NAME=403` takes; the caller-configuration sources are
+//! named by the permission they check. Every API root of the client (including
+//! `CLOUDSDK_API_ENDPOINT_OVERRIDES_PUBSUB`, `_CLOUDSCHEDULER`, `_CLOUDTASKS`, `_EVENTARC`,
+//! `_WORKFLOWS` and `_OAUTH2`) can point at the one base URL: the version and collection
+//! segments keep the paths apart (Scheduler, Eventarc and Workflows share `v1/projects/P/
+//! locations/L/`, Cloud Tasks shares `v2/projects/P/locations/L/` with Run).
 //!
 //! # Faithful
 //!
@@ -50,6 +66,22 @@
 //!   translated; the filter language subset of [`filter`] with its documented precedence (OR
 //!   binds tighter than AND). Optionally, empty pages with a `nextPageToken` first.
 //! - Deny-policy lists carry metadata only (no `rules`); `get` returns the rules.
+//! - Google-managed callers: each `caller-*.json` (the `gcloud ... describe --format=json`
+//!   output) is served at its `name`, verbatim. An unknown name in a known project answers
+//!   404 `NOT_FOUND` (Pub/Sub's wording `Resource not found (resource=ID).`, elsewhere
+//!   `Resource 'NAME' was not found`); in an unknown project, 403 with the method's permission.
+//!   Cloud Tasks' `BASIC` view (the default) leaves out `httpRequest.body`; an unknown
+//!   `responseView` is a 400. A `caller-*.json` holding an envelope answers it for names the
+//!   bundle does not hold, in the collection its file name suggests (`caller-subscription`,
+//!   `caller-pubsub`, `caller-tasks-queue`, `caller-task`, `caller-job`, `caller-trigger`,
+//!   `caller-workflow`; any other name: every collection).
+//! - OAuth2 `tokeninfo` needs no `Authorization` header. `access_token` equal to
+//!   [`FakeOptions::token`] (any, when none is set) answers the v2 `Tokeninfo` shape in
+//!   snake_case (`issued_to`, `audience`, `user_id`, `scope`, `expires_in`, and `email` +
+//!   `verified_email` when [`FakeOptions::identity`] is set, as with the `userinfo.email`
+//!   scope); any other token answers 400 `{"error": "invalid_token", "error_description":
+//!   "Invalid Value"}` (OAuth's shape, not the API envelope); no parameter, 400
+//!   `invalid_request`. An injected 400/401/403 on it answers `invalid_token`.
 //!
 //! # Simplified
 //!
@@ -66,6 +98,11 @@
 //!   bundle does not mention answers `{"name": ..., "spec": {}}` (nothing set); with no
 //!   org-policy file at all every constraint answers 403 `orgpolicy.policy.get`.
 //! - Predefined roles are not built in: only the bundle's `role-*.json` are served.
+//! - Callers' APIs serve `get` only (no lists, no `getIamPolicy`); a Workflows `revisionId`
+//!   other than the stored revision answers 404 (older revisions are not kept). The 404
+//!   wordings other than Pub/Sub's are generic, not checked against the real APIs.
+//! - tokeninfo reads an `id_token`'s claims without checking its signature (only Google's
+//!   issuers, not expired); `expires_in` of the access token is a fixed 3599.
 //! - Standard parameters such as `fields` and `prettyPrint` are ignored; not implemented:
 //!   global restrictions, regular expressions and functions other than `log_id()` in filters.
 

@@ -34,6 +34,21 @@ pub enum Source {
     IamRolesGet,
     /// `GET v2/policies/ATTACHMENT/denypolicies[/ID]` (IAM v2).
     IamDenyPolicies,
+    /// `GET v1/projects/P/subscriptions/S` (Pub/Sub v1).
+    PubsubSubscriptionsGet,
+    /// `GET v1/projects/P/locations/L/jobs/J` (Cloud Scheduler v1).
+    SchedulerJobsGet,
+    /// `GET v2/projects/P/locations/L/queues/Q` (Cloud Tasks v2).
+    TasksQueuesGet,
+    /// `GET v2/projects/P/locations/L/queues/Q/tasks/T` (Cloud Tasks v2, `responseView`).
+    TasksTasksGet,
+    /// `GET v1/projects/P/locations/L/triggers/T` (Eventarc v1).
+    EventarcTriggersGet,
+    /// `GET v1/projects/P/locations/L/workflows/W` (Workflows v1, `revisionId`).
+    WorkflowsGet,
+    /// `POST oauth2/v2/tokeninfo?access_token=...|id_token=...` (OAuth2 v2; GET accepted).
+    /// Needs no `Authorization` header: the token is the parameter.
+    OAuth2TokenInfo,
 }
 
 impl Source {
@@ -51,6 +66,13 @@ impl Source {
         Source::OrgPolicyGetEffectivePolicy,
         Source::IamRolesGet,
         Source::IamDenyPolicies,
+        Source::PubsubSubscriptionsGet,
+        Source::SchedulerJobsGet,
+        Source::TasksQueuesGet,
+        Source::TasksTasksGet,
+        Source::EventarcTriggersGet,
+        Source::WorkflowsGet,
+        Source::OAuth2TokenInfo,
     ];
 
     /// The name used on the command line (`--fail NAME=403`) and in [`crate::Call::source`].
@@ -69,6 +91,13 @@ impl Source {
             Source::OrgPolicyGetEffectivePolicy => "orgpolicy.getEffectivePolicy",
             Source::IamRolesGet => "iam.roles.get",
             Source::IamDenyPolicies => "iam.denypolicies",
+            Source::PubsubSubscriptionsGet => "pubsub.subscriptions.get",
+            Source::SchedulerJobsGet => "cloudscheduler.jobs.get",
+            Source::TasksQueuesGet => "cloudtasks.queues.get",
+            Source::TasksTasksGet => "cloudtasks.tasks.get",
+            Source::EventarcTriggersGet => "eventarc.triggers.get",
+            Source::WorkflowsGet => "workflows.workflows.get",
+            Source::OAuth2TokenInfo => "oauth2.tokeninfo",
         }
     }
 
@@ -88,6 +117,14 @@ impl Source {
             Source::OrgPolicyGetEffectivePolicy => "orgpolicy.policy.get",
             Source::IamRolesGet => "iam.roles.get",
             Source::IamDenyPolicies => "iam.denypolicies.list",
+            Source::PubsubSubscriptionsGet => "pubsub.subscriptions.get",
+            Source::SchedulerJobsGet => "cloudscheduler.jobs.get",
+            Source::TasksQueuesGet => "cloudtasks.queues.get",
+            Source::TasksTasksGet => "cloudtasks.tasks.get",
+            Source::EventarcTriggersGet => "eventarc.triggers.get",
+            Source::WorkflowsGet => "workflows.workflows.get",
+            // tokeninfo checks no IAM permission (an injected 401/403 answers `invalid_token`).
+            Source::OAuth2TokenInfo => "",
         }
     }
 
@@ -106,6 +143,12 @@ impl Source {
             Source::LoggingEntriesList => "logging.googleapis.com",
             Source::OrgPolicyGetEffectivePolicy => "orgpolicy.googleapis.com",
             Source::IamRolesGet | Source::IamDenyPolicies => "iam.googleapis.com",
+            Source::PubsubSubscriptionsGet => "pubsub.googleapis.com",
+            Source::SchedulerJobsGet => "cloudscheduler.googleapis.com",
+            Source::TasksQueuesGet | Source::TasksTasksGet => "cloudtasks.googleapis.com",
+            Source::EventarcTriggersGet => "eventarc.googleapis.com",
+            Source::WorkflowsGet => "workflows.googleapis.com",
+            Source::OAuth2TokenInfo => "www.googleapis.com",
         }
     }
 }
@@ -209,8 +252,14 @@ pub fn parse_fail_spec(spec: &str) -> Result<(Source, Fault), String> {
 /// Behaviour of a running fake. `Default` is: no auth, no latency, no faults.
 #[derive(Clone, Default)]
 pub struct FakeOptions {
-    /// When set, every request must carry `Authorization: Bearer <token>`; otherwise 401.
+    /// When set, every request must carry `Authorization: Bearer <token>`; otherwise 401
+    /// (except OAuth2 `tokeninfo`, which takes the token as a parameter and answers
+    /// `invalid_token` for any other).
     pub token: Option<String>,
+    /// The email the accepted token belongs to, as OAuth2 `tokeninfo` tells it (a user's or a
+    /// service account's). `None`: tokeninfo answers without `email`, as for a token without
+    /// the `userinfo.email` scope.
+    pub identity: Option<String>,
     /// Added to every call.
     pub latency: Duration,
     /// Added to calls of one source (on top of `latency`).
@@ -228,6 +277,7 @@ impl fmt::Debug for FakeOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FakeOptions")
             .field("token", &self.token.as_ref().map(|_| "(redacted)"))
+            .field("identity", &self.identity)
             .field("latency", &self.latency)
             .field("source_latency", &self.source_latency)
             .field("faults", &self.faults)
@@ -245,6 +295,19 @@ impl FakeOptions {
     /// Require `Authorization: Bearer <token>` on every request.
     pub fn token(mut self, token: impl Into<String>) -> Self {
         self.token = Some(token.into());
+        self
+    }
+
+    /// Whose the accepted token is, for OAuth2 `tokeninfo`: an email, or a principal
+    /// (`user:bob@example.com`, `serviceAccount:sa@p.iam.gserviceaccount.com`) whose email is
+    /// taken.
+    pub fn identity(mut self, who: impl Into<String>) -> Self {
+        let who = who.into();
+        let email = match who.split_once(':') {
+            Some((_, e)) if e.contains('@') => e.to_string(),
+            _ => who,
+        };
+        self.identity = Some(email.trim().to_string());
         self
     }
 
@@ -303,6 +366,14 @@ mod tests {
             Ok((Source::LoggingEntriesList, Fault::first(503, 3)))
         );
         assert!(parse_fail_spec("logging.entries.list").is_err());
+    }
+
+    #[test]
+    fn identity_takes_the_email_of_a_principal() {
+        let o = FakeOptions::new().identity("user:bob@shop.example.com");
+        assert_eq!(o.identity.as_deref(), Some("bob@shop.example.com"));
+        let o = FakeOptions::new().identity("sa@p.iam.gserviceaccount.com");
+        assert_eq!(o.identity.as_deref(), Some("sa@p.iam.gserviceaccount.com"));
     }
 
     #[test]

@@ -3,6 +3,64 @@
 use crate::convert::percent_decode;
 use crate::options::Source;
 
+/// The collection of a Google-managed caller's configuration, as its API names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum CallerCollection {
+    /// Pub/Sub v1 `projects/P/subscriptions/S`.
+    Subscription,
+    /// Cloud Scheduler v1 `projects/P/locations/L/jobs/J`.
+    Job,
+    /// Cloud Tasks v2 `projects/P/locations/L/queues/Q`.
+    Queue,
+    /// Cloud Tasks v2 `projects/P/locations/L/queues/Q/tasks/T`.
+    Task,
+    /// Eventarc v1 `projects/P/locations/L/triggers/T`.
+    Trigger,
+    /// Workflows v1 `projects/P/locations/L/workflows/W`.
+    Workflow,
+}
+
+impl CallerCollection {
+    pub const ALL: &'static [CallerCollection] = &[
+        CallerCollection::Subscription,
+        CallerCollection::Job,
+        CallerCollection::Queue,
+        CallerCollection::Task,
+        CallerCollection::Trigger,
+        CallerCollection::Workflow,
+    ];
+
+    pub fn source(self) -> Source {
+        match self {
+            CallerCollection::Subscription => Source::PubsubSubscriptionsGet,
+            CallerCollection::Job => Source::SchedulerJobsGet,
+            CallerCollection::Queue => Source::TasksQueuesGet,
+            CallerCollection::Task => Source::TasksTasksGet,
+            CallerCollection::Trigger => Source::EventarcTriggersGet,
+            CallerCollection::Workflow => Source::WorkflowsGet,
+        }
+    }
+
+    /// The collection a resource name belongs to (`projects/P/subscriptions/S`, ...).
+    pub fn of_name(name: &str) -> Option<CallerCollection> {
+        let segs: Vec<&str> = name.split('/').collect();
+        if !segs.iter().all(|s| !s.is_empty()) {
+            return None;
+        }
+        match segs.as_slice() {
+            ["projects", _, "subscriptions", _] => Some(CallerCollection::Subscription),
+            ["projects", _, "locations", _, "jobs", _] => Some(CallerCollection::Job),
+            ["projects", _, "locations", _, "queues", _] => Some(CallerCollection::Queue),
+            ["projects", _, "locations", _, "queues", _, "tasks", _] => {
+                Some(CallerCollection::Task)
+            }
+            ["projects", _, "locations", _, "triggers", _] => Some(CallerCollection::Trigger),
+            ["projects", _, "locations", _, "workflows", _] => Some(CallerCollection::Workflow),
+            _ => None,
+        }
+    }
+}
+
 /// A served read method and its path parameters (percent-decoded).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
@@ -43,6 +101,13 @@ pub enum Target {
         kind: String,
         id: String,
     },
+    /// A caller's configuration; `name` is its full resource name (`projects/P/...`).
+    Caller {
+        collection: CallerCollection,
+        name: String,
+    },
+    /// OAuth2 v2 `tokeninfo`.
+    TokenInfo,
 }
 
 impl Target {
@@ -61,6 +126,8 @@ impl Target {
             Target::EffectivePolicy { .. } => Source::OrgPolicyGetEffectivePolicy,
             Target::Role(_) => Source::IamRolesGet,
             Target::DenyList { .. } | Target::DenyGet { .. } => Source::IamDenyPolicies,
+            Target::Caller { collection, .. } => collection.source(),
+            Target::TokenInfo => Source::OAuth2TokenInfo,
         }
     }
 
@@ -100,6 +167,8 @@ impl Target {
                 constraint,
             } => format!("{kind}/{id}/policies/{constraint}"),
             Target::Role(r) => r.clone(),
+            Target::Caller { name, .. } => name.clone(),
+            Target::TokenInfo => String::new(),
             Target::DenyList { attachment, kind } => {
                 format!(
                     "policies/{}/{kind}",
@@ -246,6 +315,27 @@ pub fn classify(method: &str, raw_path: &str) -> Route {
             }
         }
         ["v1", "roles", r] if get && nonempty(&[r]) => Some(Target::Role(format!("roles/{r}"))),
+        // Google-managed callers. Scheduler, Eventarc and Workflows share `v1/projects/P/
+        // locations/L/` and Cloud Tasks shares `v2/projects/P/locations/L/` with Run: the
+        // collection segment tells them apart. A `:verb` is no part of a name.
+        ["v1", "projects", p, "subscriptions", _]
+        | [
+            "v1",
+            "projects",
+            p,
+            "locations",
+            _,
+            "jobs" | "triggers" | "workflows",
+            _,
+        ]
+        | ["v2", "projects", p, "locations", _, "queues", _]
+        | ["v2", "projects", p, "locations", _, "queues", _, "tasks", _]
+            if get && nonempty(&[p]) && !s.iter().any(|x| x.contains(':')) =>
+        {
+            let name = s[1..].join("/");
+            CallerCollection::of_name(&name).map(|collection| Target::Caller { collection, name })
+        }
+        ["oauth2", "v2", "tokeninfo"] if get || post => Some(Target::TokenInfo),
         ["v1", "projects", p, "roles", r] if get && nonempty(&[p, r]) => {
             Some(Target::Role(format!("projects/{p}/roles/{r}")))
         }
@@ -327,6 +417,95 @@ mod tests {
             classify("GET", "/v1/projects/p/roles/r"),
             Route::Read(Target::Role("projects/p/roles/r".into()))
         );
+    }
+
+    #[test]
+    fn callers_and_tokeninfo() {
+        let caller = |c: CallerCollection, n: &str| {
+            Route::Read(Target::Caller {
+                collection: c,
+                name: n.into(),
+            })
+        };
+        assert_eq!(
+            classify("GET", "/v1/projects/p/subscriptions/s"),
+            caller(CallerCollection::Subscription, "projects/p/subscriptions/s")
+        );
+        assert_eq!(
+            classify("GET", "/v1/projects/p/locations/l/jobs/j"),
+            caller(CallerCollection::Job, "projects/p/locations/l/jobs/j")
+        );
+        assert_eq!(
+            classify("GET", "/v2/projects/p/locations/l/queues/q"),
+            caller(CallerCollection::Queue, "projects/p/locations/l/queues/q")
+        );
+        assert_eq!(
+            classify("GET", "/v2/projects/p/locations/l/queues/q/tasks/t"),
+            caller(
+                CallerCollection::Task,
+                "projects/p/locations/l/queues/q/tasks/t"
+            )
+        );
+        assert_eq!(
+            classify("GET", "/v1/projects/p/locations/l/triggers/t"),
+            caller(
+                CallerCollection::Trigger,
+                "projects/p/locations/l/triggers/t"
+            )
+        );
+        assert_eq!(
+            classify("GET", "/v1/projects/p/locations/l/workflows/w"),
+            caller(
+                CallerCollection::Workflow,
+                "projects/p/locations/l/workflows/w"
+            )
+        );
+        // Versions are not interchangeable, and Run's services stay Run's.
+        assert_eq!(
+            classify("GET", "/v2/projects/p/locations/l/jobs/j"),
+            Route::Unknown
+        );
+        assert_eq!(
+            classify("GET", "/v1/projects/p/locations/l/queues/q"),
+            Route::Unknown
+        );
+        assert!(matches!(
+            classify("GET", "/v2/projects/p/locations/l/services/s"),
+            Route::Read(Target::Service { .. })
+        ));
+        assert_eq!(
+            classify("GET", "/v1/projects/p/subscriptions/s:getIamPolicy"),
+            Route::Unknown
+        );
+        assert_eq!(
+            classify("GET", "/v1/projects/p/subscriptions/"),
+            Route::Unknown
+        );
+        // What a caller's API can change is refused.
+        for (m, p) in [
+            ("POST", "/v1/projects/p/subscriptions/s:pull"),
+            ("POST", "/v1/projects/p/subscriptions/s:acknowledge"),
+            ("POST", "/v1/projects/p/subscriptions/s:modifyPushConfig"),
+            ("PATCH", "/v1/projects/p/subscriptions/s"),
+            ("POST", "/v1/projects/p/locations/l/jobs/j:run"),
+            ("POST", "/v1/projects/p/locations/l/jobs/j:pause"),
+            ("POST", "/v2/projects/p/locations/l/queues/q/tasks/t:run"),
+            ("DELETE", "/v2/projects/p/locations/l/queues/q/tasks/t"),
+            ("POST", "/v1/projects/p/locations/l/workflows/w/executions"),
+            ("PUT", "/v1/projects/p/subscriptions/s"),
+        ] {
+            assert_eq!(classify(m, p), Route::Mutating, "{m} {p}");
+        }
+        assert_eq!(
+            classify("POST", "/oauth2/v2/tokeninfo"),
+            Route::Read(Target::TokenInfo)
+        );
+        assert_eq!(
+            classify("GET", "/oauth2/v2/tokeninfo"),
+            Route::Read(Target::TokenInfo)
+        );
+        assert_eq!(classify("DELETE", "/oauth2/v2/tokeninfo"), Route::Mutating);
+        assert_eq!(classify("POST", "/oauth2/v1/tokeninfo"), Route::Unserved);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use serde_json::Value;
 use crate::convert;
 use crate::envelope::code_for_status;
 use crate::options::{Fault, Source};
+use crate::routes::CallerCollection;
 
 /// Who the scenario is about. `Default` is the fixtures' identity.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,6 +155,15 @@ pub struct Scenario {
     pub roles: Vec<Value>,
     /// `Stored::Value` holds a JSON array of IAM v2 deny policies; `None` answers none.
     pub deny_policies: Option<Stored>,
+    /// Configurations of Google-managed callers (`caller-*.json`: a Pub/Sub subscription,
+    /// Scheduler job, Cloud Tasks queue or task, Eventarc trigger, workflow), each served at
+    /// its `name`.
+    pub callers: Vec<Value>,
+    /// `caller-*.json` files holding Google's error envelope (which names no resource): the
+    /// answer for a caller configuration the scenario does not hold, in the collection the
+    /// file name suggests (`caller-subscription.json`, `caller-tasks-queue.json`, ...; `None`:
+    /// any collection).
+    pub caller_errors: Vec<(Option<CallerCollection>, ErrorReply)>,
     /// Sources marked as failing by the scenario itself (options can override).
     pub faults: BTreeMap<Source, Fault>,
     /// What loading noticed (unknown files, unusable files).
@@ -561,7 +571,23 @@ impl Scenario {
                     }
                     sc.roles.push(v);
                 }
-                _ if name.starts_with("caller-") && name.ends_with(".json") => {}
+                _ if name.starts_with("caller-") && name.ends_with(".json") => {
+                    let v = read_value(path, text)?;
+                    if let Some(e) = error_reply(&v) {
+                        sc.caller_errors.push((caller_file_collection(name), e));
+                        continue;
+                    }
+                    match v
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .and_then(CallerCollection::of_name)
+                    {
+                        Some(_) => sc.callers.push(v),
+                        None => sc.warnings.push(format!(
+                            "{path}: not a caller configuration with a resource name (projects/P/subscriptions/S, projects/P/locations/L/{{jobs|queues|triggers|workflows}}/X, .../queues/Q/tasks/T); not served"
+                        )),
+                    }
+                }
                 _ => sc.warnings.push(format!("ignoring unknown file {path}")),
             }
         }
@@ -655,6 +681,12 @@ impl Scenario {
         self
     }
 
+    /// Adds a caller's configuration, served at its `name`.
+    pub fn with_caller(mut self, config: Value) -> Self {
+        self.callers.push(config);
+        self
+    }
+
     /// Marks `source` as failing with `fault` (options given at start override this).
     pub fn fail(mut self, source: Source, fault: Fault) -> Self {
         self.faults.insert(source, fault);
@@ -664,6 +696,32 @@ impl Scenario {
     /// True when `p` is this scenario's project ID or number.
     pub fn is_project(&self, p: &str) -> bool {
         p == self.identity.project_id || p == self.identity.project_number
+    }
+}
+
+/// The collection a `caller-*.json` file name suggests: `caller-subscription.json`,
+/// `caller-pubsub.json`, `caller-tasks-queue.json`, `caller-task.json`, ...
+pub fn caller_file_collection(file: &str) -> Option<CallerCollection> {
+    let stem = file
+        .strip_prefix("caller-")
+        .unwrap_or(file)
+        .trim_end_matches(".json")
+        .to_ascii_lowercase();
+    let has = |w: &str| stem.contains(w);
+    if has("subscription") || has("pubsub") {
+        Some(CallerCollection::Subscription)
+    } else if has("queue") {
+        Some(CallerCollection::Queue)
+    } else if has("task") {
+        Some(CallerCollection::Task)
+    } else if has("job") || has("scheduler") {
+        Some(CallerCollection::Job)
+    } else if has("trigger") || has("eventarc") {
+        Some(CallerCollection::Trigger)
+    } else if has("workflow") {
+        Some(CallerCollection::Workflow)
+    } else {
+        None
     }
 }
 
@@ -772,6 +830,36 @@ mod tests {
         assert!(o.errors.contains_key("run.managed.requireInvokerIam"));
         assert!(o.policies.contains_key("iam.allowedPolicyMemberDomains"));
         assert_eq!(s.identity.project_number, "1");
+    }
+
+    #[test]
+    fn callers_by_name_and_errors_by_file_name() {
+        let sub = r#"{"name":"projects/shop-prod/subscriptions/orders-push","pushConfig":{}}"#;
+        let deny = r#"{"error":{"code":403,"status":"PERMISSION_DENIED","message":"User not authorized to perform this action."}}"#;
+        let s = load(&[
+            ("caller-subscription.json", sub),
+            ("caller-tasks-queue.json", deny),
+            ("caller-other.json", r#"{"name":"topics/x"}"#),
+        ]);
+        assert_eq!(s.callers.len(), 1);
+        assert_eq!(
+            s.callers[0]["name"],
+            "projects/shop-prod/subscriptions/orders-push"
+        );
+        assert_eq!(s.caller_errors.len(), 1);
+        assert_eq!(s.caller_errors[0].0, Some(CallerCollection::Queue));
+        assert_eq!(s.caller_errors[0].1.status, 403);
+        assert_eq!(s.warnings.len(), 1, "{:?}", s.warnings);
+        assert!(s.warnings[0].starts_with("caller-other.json: not a caller configuration"));
+        assert_eq!(
+            caller_file_collection("caller-task.json"),
+            Some(CallerCollection::Task)
+        );
+        assert_eq!(
+            caller_file_collection("caller-job.json"),
+            Some(CallerCollection::Job)
+        );
+        assert_eq!(caller_file_collection("caller-x.json"), None);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use crate::envelope::{self, Reply};
 use crate::handlers;
 use crate::options::{FakeOptions, Fault, Source};
-use crate::routes::{self, Route};
+use crate::routes::{self, Route, Target};
 use crate::scenario::Scenario;
 
 /// Largest request body read.
@@ -30,7 +30,8 @@ pub struct Call {
     pub method: String,
     /// The raw path, percent-encoding untouched (`/v2/policies/x%2Fy/denypolicies`).
     pub path: String,
-    /// The raw query string; `access_token`, `oauth_token` and `key` values are redacted.
+    /// The raw query string; `access_token`, `id_token`, `oauth_token` and `key` values are
+    /// redacted.
     pub query: Option<String>,
     /// The request body as text (lossy UTF-8), when not empty.
     pub body: Option<String>,
@@ -103,7 +104,7 @@ impl Shared {
 fn redact_query(q: &str) -> String {
     q.split('&')
         .map(|pair| match pair.split_once('=') {
-            Some((k, _)) if matches!(k, "access_token" | "oauth_token" | "key") => {
+            Some((k, _)) if matches!(k, "access_token" | "oauth_token" | "key" | "id_token") => {
                 format!("{k}=REDACTED")
             }
             _ => pair.to_string(),
@@ -152,7 +153,12 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         tokio::time::sleep(latency).await;
     }
     let mut injected = false;
-    let reply = match (&bytes, shared.check_auth(&parts.headers)) {
+    // tokeninfo is authenticated by its parameter, not by a bearer header.
+    let auth = match &route {
+        Route::Read(Target::TokenInfo) => None,
+        _ => shared.check_auth(&parts.headers),
+    };
+    let reply = match (&bytes, auth) {
         (Err(_), _) => envelope::error(
             413,
             format!("The request body is larger than {MAX_BODY} bytes."),
@@ -175,6 +181,10 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
             Route::Read(target) => {
                 let sc = &shared.scenario;
                 match shared.take_fault(target.source()) {
+                    Some(400 | 401 | 403) if *target == Target::TokenInfo => {
+                        injected = true;
+                        envelope::invalid_token()
+                    }
                     Some(status) => {
                         injected = true;
                         let consumer = format!("project_number:{}", sc.identity.project_number);
@@ -203,6 +213,8 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
                             query,
                             body: bytes.as_ref(),
                             logging_empty_pages: shared.options.logging_empty_pages,
+                            token: shared.options.token.as_deref(),
+                            identity: shared.options.identity.as_deref(),
                         };
                         handlers::answer(sc, target, &req)
                     }
@@ -347,7 +359,8 @@ impl std::fmt::Debug for Running {
 }
 
 impl Running {
-    /// `http://127.0.0.1:PORT/`: the root for every API (run, logging, orgpolicy, CRM, IAM).
+    /// `http://127.0.0.1:PORT/`: the root for every API (run, logging, orgpolicy, CRM, IAM,
+    /// pubsub, cloudscheduler, cloudtasks, eventarc, workflows, oauth2).
     pub fn base_url(&self) -> String {
         format!("http://{}/", self.addr)
     }

@@ -1060,6 +1060,332 @@ async fn list_first_name(fx: &Fx) -> String {
     r.body["policies"][0]["name"].as_str().unwrap().to_string()
 }
 
+// ---------------------------------------------------------------- callers and tokeninfo
+
+const JOB: &str = "projects/shop-prod/locations/europe-west1/jobs/daily-order-report";
+const QUEUE: &str = "projects/shop-prod/locations/europe-west1/queues/send-receipts";
+const TASK: &str = "projects/shop-prod/locations/europe-west1/queues/send-receipts/tasks/3810";
+const TRIGGER: &str = "projects/shop-prod/locations/europe-west1/triggers/order-import";
+const WORKFLOW: &str = "projects/shop-prod/locations/europe-west1/workflows/fulfilment";
+
+fn subscription() -> Value {
+    json!({
+        "name": "projects/shop-prod/subscriptions/orders-push",
+        "topic": "projects/shop-prod/topics/orders",
+        "pushConfig": {
+            "pushEndpoint": format!("https://{SERVICE}-{NUMBER}.{REGION}.run.app/push"),
+            "oidcToken": {"serviceAccountEmail": "push@shop-prod.iam.gserviceaccount.com"}
+        },
+        "ackDeadlineSeconds": 10,
+        "state": "ACTIVE"
+    })
+}
+
+/// The full bundle plus one caller configuration of each kind.
+fn callers_bundle(dir: &Path) {
+    full_bundle(dir);
+    write(dir, "caller-subscription.json", &subscription());
+    // A subscription in another project, pushing to this service.
+    write(
+        dir,
+        "caller-subscription-other.json",
+        &json!({"name": "projects/analytics-prod/subscriptions/orders-mirror", "topic": "projects/shop-prod/topics/orders", "pushConfig": {}}),
+    );
+    write(
+        dir,
+        "caller-job.json",
+        &json!({"name": JOB, "schedule": "0 7 * * *", "state": "ENABLED", "httpTarget": {
+            "uri": format!("https://{SERVICE}-{NUMBER}.{REGION}.run.app/jobs/daily"),
+            "httpMethod": "POST",
+            "oidcToken": {"serviceAccountEmail": "scheduler@shop-prod.iam.gserviceaccount.com"}}}),
+    );
+    write(
+        dir,
+        "caller-queue.json",
+        &json!({"name": QUEUE, "state": "RUNNING", "httpTarget": {"uriOverride": {"host": "orders.example.com"}}}),
+    );
+    write(
+        dir,
+        "caller-task.json",
+        &json!({"name": TASK, "httpRequest": {
+            "url": format!("https://{SERVICE}-{NUMBER}.{REGION}.run.app/tasks/receipt"),
+            "httpMethod": "POST", "headers": {"Content-Type": "application/json"},
+            "body": "eyJvcmRlciI6IDF9"}, "dispatchCount": 4}),
+    );
+    write(
+        dir,
+        "caller-trigger.json",
+        &json!({"name": TRIGGER, "serviceAccount": "events@shop-prod.iam.gserviceaccount.com",
+            "destination": {"cloudRun": {"service": SERVICE, "region": REGION, "path": "/events"}},
+            "eventFilters": [{"attribute": "type", "value": "google.cloud.storage.object.v1.finalized"}]}),
+    );
+    write(
+        dir,
+        "caller-workflow.json",
+        &json!({"name": WORKFLOW, "revisionId": "000004-6d1", "state": "ACTIVE",
+            "serviceAccount": "projects/shop-prod/serviceAccounts/wf@shop-prod.iam.gserviceaccount.com",
+            "sourceContents": "main:\n  steps:\n    - call:\n        call: http.get\n"}),
+    );
+}
+
+#[tokio::test]
+async fn caller_configurations_are_served_at_their_names() {
+    let fx = Fx::new(callers_bundle, FakeOptions::new().token("s3cret-token")).await;
+    assert!(
+        fx.fake
+            .scenario()
+            .warnings
+            .iter()
+            .all(|w| !w.contains("caller"))
+    );
+    let get = |path: String| fx.send(fx.http.get(fx.url(&path)).bearer_auth("s3cret-token"));
+    // Each at its API's path, verbatim; the project may be named by number.
+    let r = get("v1/projects/shop-prod/subscriptions/orders-push".into()).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, subscription());
+    let r = get(format!("v1/projects/{NUMBER}/subscriptions/orders-push")).await;
+    assert_eq!(r.body, subscription());
+    let r = get("v1/projects/analytics-prod/subscriptions/orders-mirror".into()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    for (path, name) in [
+        (format!("v1/{JOB}"), JOB),
+        (format!("v2/{QUEUE}"), QUEUE),
+        (format!("v1/{TRIGGER}"), TRIGGER),
+        (format!("v1/{WORKFLOW}"), WORKFLOW),
+    ] {
+        let r = get(path.clone()).await;
+        assert_eq!(r.status, 200, "{path}: {}", r.body);
+        assert_eq!(r.body["name"], name);
+        let model = ipd_model::caller::CallerConfig::from_value(&r.body);
+        assert!(model.is_some(), "{path}: not a caller configuration");
+    }
+    // Cloud Tasks: BASIC (the default) leaves out the body, FULL keeps it.
+    let r = get(format!("v2/{TASK}")).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["view"], "BASIC");
+    assert_eq!(r.body["httpRequest"]["httpMethod"], "POST");
+    assert!(r.body["httpRequest"].get("body").is_none(), "{}", r.body);
+    let r = get(format!("v2/{TASK}?responseView=FULL")).await;
+    assert_eq!(r.body["view"], "FULL");
+    assert_eq!(r.body["httpRequest"]["body"], "eyJvcmRlciI6IDF9");
+    assert_envelope(
+        &get(format!("v2/{TASK}?responseView=EVERYTHING")).await,
+        400,
+        "INVALID_ARGUMENT",
+    );
+    // Workflows: the latest revision, or the one named.
+    assert_eq!(
+        get(format!("v1/{WORKFLOW}?revisionId=000004")).await.status,
+        200
+    );
+    assert_eq!(
+        get(format!("v1/{WORKFLOW}?revisionId=000004-6d1"))
+            .await
+            .status,
+        200
+    );
+    assert_envelope(
+        &get(format!("v1/{WORKFLOW}?revisionId=000001")).await,
+        404,
+        "NOT_FOUND",
+    );
+    // A name the bundle does not hold: Pub/Sub's wording, or the generic one.
+    let r = get("v1/projects/shop-prod/subscriptions/orders-psh".into()).await;
+    assert_envelope(&r, 404, "NOT_FOUND");
+    assert_eq!(
+        r.body["error"]["message"],
+        "Resource not found (resource=orders-psh)."
+    );
+    let r = get("v1/projects/shop-prod/locations/europe-west1/jobs/nope".into()).await;
+    assert_envelope(&r, 404, "NOT_FOUND");
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("jobs/nope")
+    );
+    for path in [
+        format!("v2/{QUEUE}/tasks/999"),
+        "v1/projects/shop-prod/locations/europe-west1/triggers/nope".into(),
+        "v1/projects/shop-prod/locations/europe-west1/workflows/nope".into(),
+        "v2/projects/shop-prod/locations/europe-west1/queues/nope".into(),
+    ] {
+        assert_envelope(&get(path).await, 404, "NOT_FOUND");
+    }
+    // A project the fake knows nothing of: refused, as resources one cannot see are.
+    assert_denied(
+        &get("v1/projects/elsewhere/subscriptions/s".into()).await,
+        "pubsub.subscriptions.get",
+    );
+    assert_denied(
+        &get("v2/projects/elsewhere/locations/l/queues/q/tasks/t".into()).await,
+        "cloudtasks.tasks.get",
+    );
+    // Still a bearer-token API.
+    assert_envelope(
+        &fx.get("v1/projects/shop-prod/subscriptions/orders-push")
+            .await,
+        401,
+        "UNAUTHENTICATED",
+    );
+    let sources: Vec<Option<Source>> = fx.fake.calls().iter().map(|c| c.source).collect();
+    for s in [
+        Source::PubsubSubscriptionsGet,
+        Source::SchedulerJobsGet,
+        Source::TasksQueuesGet,
+        Source::TasksTasksGet,
+        Source::EventarcTriggersGet,
+        Source::WorkflowsGet,
+    ] {
+        assert!(sources.contains(&Some(s)), "{s} never routed");
+    }
+    // What these APIs could change is refused and flagged.
+    let auth = |rb: reqwest::RequestBuilder| rb.bearer_auth("s3cret-token");
+    let before = fx.fake.mutating_calls().len();
+    assert_eq!(before, 0);
+    for rb in [
+        fx.http
+            .post(fx.url("v1/projects/shop-prod/subscriptions/orders-push:pull")),
+        fx.http
+            .post(fx.url("v1/projects/shop-prod/subscriptions/orders-push:modifyPushConfig")),
+        fx.http
+            .patch(fx.url("v1/projects/shop-prod/subscriptions/orders-push")),
+        fx.http.post(fx.url(&format!("v1/{JOB}:run"))),
+        fx.http.delete(fx.url(&format!("v2/{TASK}"))),
+        fx.http.post(fx.url(&format!("v1/{WORKFLOW}/executions"))),
+    ] {
+        assert_eq!(fx.send(auth(rb)).await.status, 405);
+    }
+    assert_eq!(fx.fake.mutating_calls().len(), 6);
+    let r = get("v1/projects/shop-prod/subscriptions/orders-push".into()).await;
+    assert_eq!(r.body, subscription(), "the scenario is untouched");
+}
+
+#[tokio::test]
+async fn caller_error_envelopes_and_faults() {
+    let deny = json!({"error": {"code": 403, "status": "PERMISSION_DENIED",
+        "message": "User not authorized to perform this action."}});
+    let fx = Fx::new(
+        |d| {
+            write(d, "caller-subscription.json", &deny);
+            write(
+                d,
+                "caller-job.json",
+                &json!({"name": JOB, "httpTarget": {"uri": "https://x"}}),
+            );
+        },
+        FakeOptions::new().fail(Source::SchedulerJobsGet, Fault::first(503, 1)),
+    )
+    .await;
+    // The bundle's envelope answers for the collection its file name says.
+    let r = fx.get("v1/projects/shop-prod/subscriptions/anything").await;
+    assert_eq!(r.status, 403);
+    assert_eq!(r.body, deny);
+    assert_envelope(&fx.get(&format!("v2/{QUEUE}")).await, 404, "NOT_FOUND");
+    // Faults apply as anywhere else.
+    assert_envelope(&fx.get(&format!("v1/{JOB}")).await, 503, "UNAVAILABLE");
+    assert_eq!(fx.get(&format!("v1/{JOB}")).await.status, 200);
+}
+
+/// An unsigned JWT with `claims`.
+fn jwt(claims: &Value) -> String {
+    use base64::Engine;
+    let e = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    format!(
+        "{}.{}.c2ln",
+        e(&json!({"alg": "RS256", "typ": "JWT"})),
+        e(claims)
+    )
+}
+
+#[tokio::test]
+async fn tokeninfo_tells_whose_the_token_is() {
+    let opts = FakeOptions::new()
+        .token("s3cret-token")
+        .identity("user:bob@shop.example.com");
+    let fx = Fx::new(|_| {}, opts).await;
+    // No Authorization header: the token is the parameter. GET is accepted too.
+    for rb in [
+        fx.http
+            .post(fx.url("oauth2/v2/tokeninfo?access_token=s3cret-token")),
+        fx.http
+            .get(fx.url("oauth2/v2/tokeninfo?access_token=s3cret-token")),
+    ] {
+        let r = fx.send(rb).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.body["email"], "bob@shop.example.com");
+        assert_eq!(r.body["verified_email"], true);
+        assert_eq!(r.body["expires_in"], 3599);
+        assert_eq!(r.body["issued_to"], ipd_model::token::GCLOUD_CLIENT_ID);
+        assert_eq!(r.body["audience"], ipd_model::token::GCLOUD_CLIENT_ID);
+        assert!(r.body["scope"].as_str().unwrap().contains("userinfo.email"));
+        let uid = r.body["user_id"].as_str().unwrap();
+        assert!(
+            uid.len() == 21 && uid.chars().all(|c| c.is_ascii_digit()),
+            "{uid}"
+        );
+    }
+    // A token it does not know: OAuth's error shape, not Google's API envelope.
+    let r = fx
+        .post("oauth2/v2/tokeninfo?access_token=ya29.other", json!(null))
+        .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.body,
+        json!({"error": "invalid_token", "error_description": "Invalid Value"})
+    );
+    let r = fx.post("oauth2/v2/tokeninfo", json!(null)).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.body["error"], "invalid_request");
+    // A Google ID token is read from its claims; an expired one or another issuer's is not.
+    let now = chrono::Utc::now().timestamp();
+    let id = jwt(
+        &json!({"iss": "https://accounts.google.com", "aud": "https://x.run.app",
+        "azp": "1234", "sub": "1099", "email": "ci@shop-prod.iam.gserviceaccount.com",
+        "email_verified": true, "iat": now, "exp": now + 600}),
+    );
+    let r = fx
+        .post(&format!("oauth2/v2/tokeninfo?id_token={id}"), json!(null))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["email"], "ci@shop-prod.iam.gserviceaccount.com");
+    assert_eq!(r.body["audience"], "https://x.run.app");
+    assert_eq!(r.body["issued_to"], "1234");
+    assert_eq!(r.body["user_id"], "1099");
+    assert!(
+        r.body["expires_in"]
+            .as_i64()
+            .is_some_and(|s| s > 0 && s <= 600)
+    );
+    for bad in [
+        jwt(&json!({"iss": "https://accounts.google.com", "aud": "a", "exp": now - 10})),
+        jwt(&json!({"iss": "https://auth.example.com", "aud": "a", "exp": now + 600})),
+        "not-a-jwt".to_string(),
+    ] {
+        let r = fx
+            .post(&format!("oauth2/v2/tokeninfo?id_token={bad}"), json!(null))
+            .await;
+        assert_eq!(r.body["error"], "invalid_token", "{bad}");
+    }
+    let calls = fx.fake.calls();
+    assert!(
+        calls
+            .iter()
+            .all(|c| c.source == Some(Source::OAuth2TokenInfo))
+    );
+    assert!(fx.fake.mutating_calls().is_empty());
+    let dump = format!("{calls:?}");
+    assert!(!dump.contains("s3cret") && !dump.contains(&id), "{dump}");
+
+    // Without an identity, the token's answer names no email (no userinfo.email scope).
+    let fx = Fx::new(|_| {}, FakeOptions::new().token("t")).await;
+    let r = fx
+        .post("oauth2/v2/tokeninfo?access_token=t", json!(null))
+        .await;
+    assert_eq!(r.status, 200);
+    assert!(r.body.get("email").is_none(), "{}", r.body);
+}
+
 // ---------------------------------------------------------------- auth, faults, guard
 
 #[tokio::test]
@@ -1247,11 +1573,45 @@ async fn every_source_can_be_denied_with_its_permission() {
             "iam.roles.get",
         ),
         (fx.get(&deny).await, "iam.denypolicies.list"),
+        (
+            fx.get(&format!(
+                "v1/projects/{PROJECT_ID}/subscriptions/orders-push"
+            ))
+            .await,
+            "pubsub.subscriptions.get",
+        ),
+        (
+            fx.get(&format!("v1/{JOB}")).await,
+            "cloudscheduler.jobs.get",
+        ),
+        (
+            fx.get(&format!("v2/{QUEUE}")).await,
+            "cloudtasks.queues.get",
+        ),
+        (
+            fx.get(&format!("v2/{QUEUE}/tasks/1")).await,
+            "cloudtasks.tasks.get",
+        ),
+        (
+            fx.get(&format!("v1/{TRIGGER}")).await,
+            "eventarc.triggers.get",
+        ),
+        (
+            fx.get(&format!("v1/{WORKFLOW}")).await,
+            "workflows.workflows.get",
+        ),
     ];
     for (r, perm) in &cases {
         assert_denied(r, perm);
     }
+    // tokeninfo checks no permission: a refusal there is its `invalid_token`.
+    let r = fx
+        .post("oauth2/v2/tokeninfo?access_token=x", json!(null))
+        .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.body["error"], "invalid_token");
     assert_eq!(fx.fake.calls().len(), Source::ALL.len());
+    assert!(fx.fake.calls().iter().all(|c| c.injected));
 }
 
 #[tokio::test]

@@ -1,4 +1,4 @@
-//! `fake-gcp --bundle DIR [--port N] [--token T] [--latency-ms N] [--fail SOURCE=STATUS[xN]]...`
+//! `fake-gcp --bundle DIR [--port N] [--token T] [--identity EMAIL] [--latency-ms N] [--fail SOURCE=STATUS[xN]]...`
 //!
 //! Serves an evidence bundle as the Google Cloud APIs invoker-doctor reads, for manual demos.
 //! Prints the base URL on stdout, then serves until interrupted.
@@ -11,17 +11,30 @@ use anyhow::{Context, bail};
 use ipd_fakegcp::{BundleOptions, FakeGcp, FakeOptions, Scenario, options::parse_fail_spec};
 
 const USAGE: &str =
-    "usage: fake-gcp --bundle DIR [--port N] [--token T] [--latency-ms N] [--retry-after S]
-                [--fail SOURCE=403|429|503[xN]]... [--project-id ID] [--project-number N]
-                [--region R] [--service S]
+    "usage: fake-gcp --bundle DIR [--port N] [--token T] [--identity EMAIL] [--latency-ms N]
+                [--retry-after S] [--fail SOURCE=403|429|503[xN]]... [--project-id ID]
+                [--project-number N] [--region R] [--service S]
 
 Serves DIR (an invoker-doctor evidence bundle) as the Google Cloud REST APIs on
-http://127.0.0.1:PORT/ and prints that base URL on stdout.
+http://127.0.0.1:PORT/ and prints that base URL on stdout. Point every
+CLOUDSDK_API_ENDPOINT_OVERRIDES_<API> at it: RUN CLOUDRESOURCEMANAGER LOGGING ORGPOLICY
+IAM PUBSUB CLOUDSCHEDULER CLOUDTASKS EVENTARC WORKFLOWS OAUTH2.
+
+  --token T         require `Authorization: Bearer T` (OAuth2 tokeninfo takes it as
+                    ?access_token=T instead, and calls any other token invalid_token)
+  --identity EMAIL  whose T is, as tokeninfo tells it (user:EMAIL and serviceAccount:EMAIL
+                    are accepted); without it, tokeninfo names no email
+
+Each caller-*.json of DIR (a Pub/Sub subscription, Scheduler job, Cloud Tasks queue or
+task, Eventarc trigger or workflow, as `gcloud ... describe --format=json` prints it) is
+served at its `name`.
 
 sources: run.services.get run.services.list run.services.getIamPolicy projects.get
          folders.get organizations.get projects.getIamPolicy folders.getIamPolicy
          organizations.getIamPolicy logging.entries.list orgpolicy.getEffectivePolicy
-         iam.roles.get iam.denypolicies";
+         iam.roles.get iam.denypolicies pubsub.subscriptions.get cloudscheduler.jobs.get
+         cloudtasks.queues.get cloudtasks.tasks.get eventarc.triggers.get
+         workflows.workflows.get oauth2.tokeninfo";
 
 struct Args {
     bundle: PathBuf,
@@ -57,6 +70,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> anyhow::Result<Option<Arg
                     .context("--port expects a number 0-65535")?
             }
             "--token" => options.token = Some(value()?),
+            "--identity" => options = options.identity(value()?),
             "--latency-ms" => {
                 options.latency = Duration::from_millis(
                     value()?.parse().context("--latency-ms expects a number")?,
@@ -110,11 +124,19 @@ async fn run() -> anyhow::Result<()> {
         eprintln!("fake-gcp: warning: {w}");
     }
     let id = scenario.identity.clone();
-    let auth = if args.options.token.is_some() {
-        "bearer token required"
-    } else {
-        "no auth"
+    let auth = match (&args.options.token, &args.options.identity) {
+        (Some(_), Some(who)) => format!("bearer token required; tokeninfo says it is {who}"),
+        (Some(_), None) => "bearer token required".to_string(),
+        (None, _) => "no auth".to_string(),
     };
+    if !scenario.callers.is_empty() {
+        let names: Vec<&str> = scenario
+            .callers
+            .iter()
+            .filter_map(|c| c.get("name").and_then(serde_json::Value::as_str))
+            .collect();
+        eprintln!("fake-gcp: caller configurations: {}", names.join(", "));
+    }
     let fake = FakeGcp::start_on_port(scenario, args.options, args.port).await?;
     eprintln!(
         "fake-gcp: serving project {} ({}), region {}, service {} ({auth}); Ctrl-C to stop",
@@ -146,6 +168,8 @@ mod tests {
             "logging.entries.list=503x2",
             "--latency-ms",
             "5",
+            "--identity",
+            "serviceAccount:ci@p.iam.gserviceaccount.com",
         ]);
         let Ok(Some(a)) = a else {
             panic!("parse failed")
@@ -153,6 +177,12 @@ mod tests {
         assert_eq!(a.port, 8080);
         assert_eq!(a.options.latency, Duration::from_millis(5));
         assert_eq!(a.options.faults.len(), 1);
+        assert_eq!(
+            a.options.identity.as_deref(),
+            Some("ci@p.iam.gserviceaccount.com")
+        );
+        assert!(USAGE.contains("workflows.workflows.get") && USAGE.contains("--identity"));
+        assert!(args(&["--bundle", "b", "--fail", "oauth2.tokeninfo=403"]).is_ok());
         assert!(args(&["--port", "1"]).is_err());
         assert!(args(&["--bundle", "b", "--fail", "nope=403"]).is_err());
         assert!(args(&["--bundle", "b", "--bogus"]).is_err());
