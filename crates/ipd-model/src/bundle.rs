@@ -178,10 +178,28 @@ pub fn from_files<'a>(
                             ));
                         }
                     },
-                    Doc::Error(e) => warnings.push(format!(
-                        "{path}: holds an API error ({}); caller configuration not used",
-                        e.message
-                    )),
+                    Doc::Error(e) => {
+                        let stem = name
+                            .trim_start_matches("caller-")
+                            .trim_end_matches(".json");
+                        let g: Gathered<CallerConfig> =
+                            denied_or_failed(e, caller_get_permission(stem));
+                        if let (Some(state), Some(detail)) = (g.gap_state(), g.absence()) {
+                            let permission = match &g {
+                                Gathered::Denied {
+                                    permission: Some(p),
+                                    ..
+                                } => p.clone(),
+                                _ => caller_get_permission(stem).to_string(),
+                            };
+                            ev.caller_config_gaps.push(crate::evidence::Gap {
+                                source: format!("caller_config:{stem}"),
+                                state,
+                                detail,
+                                needs_permission: Some(permission),
+                            });
+                        }
+                    }
                 }
             }
             _ if name.starts_with("role-") && name.ends_with(".json") => {
@@ -210,6 +228,29 @@ pub fn from_files<'a>(
         evidence: ev,
         warnings,
     })
+}
+
+/// The permission the `get` of a caller's API checks, from its file name (`caller-NAME.json`
+/// with NAME naming the kind: `pubsub`/`subscription`, `scheduler`/`job`, `tasks-queue`/`queue`,
+/// `tasks`/`task`, `eventarc`/`trigger`, `workflows`/`workflow`).
+fn caller_get_permission(stem: &str) -> &'static str {
+    let s = stem.to_ascii_lowercase();
+    let has = |w: &str| s.contains(w);
+    if has("subscription") || has("pubsub") {
+        "pubsub.subscriptions.get"
+    } else if has("queue") {
+        "cloudtasks.queues.get"
+    } else if has("task") {
+        "cloudtasks.tasks.get"
+    } else if has("job") || has("scheduler") {
+        "cloudscheduler.jobs.get"
+    } else if has("trigger") || has("eventarc") {
+        "eventarc.triggers.get"
+    } else if has("workflow") {
+        "workflows.workflows.get"
+    } else {
+        "the caller API's get permission"
+    }
 }
 
 fn is_policy_file(name: &str, prefix: &str) -> bool {
@@ -288,6 +329,35 @@ mod tests {
             gaps.iter().any(|g| g.source == "project_iam_policy"
                 && g.state == crate::gathered::GapState::Denied)
         );
+    }
+
+    #[test]
+    fn caller_file_with_an_error_is_a_gap() {
+        let denied = r#"{"error": {"code": 403, "status": "PERMISSION_DENIED", "message": "User not authorized to perform this action."}}"#;
+        let missing = r#"{"error": {"code": 404, "status": "NOT_FOUND", "message": "Resource 'projects/p/locations/l/queues/q' was not found"}}"#;
+        let l = from_files([
+            ("caller-pubsub.json", "b/caller-pubsub.json", denied),
+            ("caller-tasks-queue.json", "b/caller-tasks-queue.json", missing),
+        ])
+        .unwrap();
+        assert!(l.evidence.caller_configs.is_empty());
+        let gaps = l.evidence.gaps();
+        let g = gaps
+            .iter()
+            .find(|g| g.source == "caller_config:pubsub")
+            .unwrap();
+        assert_eq!(g.state, crate::gathered::GapState::Denied);
+        assert_eq!(
+            g.needs_permission.as_deref(),
+            Some("pubsub.subscriptions.get")
+        );
+        let g = gaps
+            .iter()
+            .find(|g| g.source == "caller_config:tasks-queue")
+            .unwrap();
+        assert_eq!(g.state, crate::gathered::GapState::Failed);
+        assert!(g.detail.contains("404") && g.detail.contains("was not found"));
+        assert_eq!(g.needs_permission.as_deref(), Some("cloudtasks.queues.get"));
     }
 
     #[test]

@@ -49,6 +49,9 @@ pub struct Evidence {
     pub custom_roles: Vec<Role>,
     pub deny_policies: Gathered<Vec<DenyPolicy>>,
     pub caller_configs: Vec<CallerConfig>,
+    /// `caller-*.json` files that held an API error instead of a caller's configuration
+    /// (denied, not found, ...): reported as gaps `caller_config:NAME`.
+    pub caller_config_gaps: Vec<Gap>,
     /// Policy Troubleshooter's answer for the caller (`troubleshoot.json`); `None` when it was
     /// not asked. Optional: its absence or failure is never a gap, only a missing cross-check.
     pub troubleshoot: Option<Gathered<Troubleshoot>>,
@@ -214,6 +217,7 @@ impl Evidence {
                 denied_perm(&self.deny_policies),
             );
         }
+        out.extend(self.caller_config_gaps.iter().cloned());
         out
     }
 }
