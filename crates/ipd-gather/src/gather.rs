@@ -71,6 +71,31 @@ pub struct CallerConfigRef {
 }
 
 impl CallerConfigRef {
+    /// What it is, for messages: `Pub/Sub subscription`, `Cloud Tasks queue`, ...
+    pub fn label(&self) -> &'static str {
+        match self.api {
+            Api::PubSub => "Pub/Sub subscription",
+            Api::CloudScheduler => "Cloud Scheduler job",
+            Api::CloudTasks if self.name.contains("/tasks/") => "Cloud Tasks task",
+            Api::CloudTasks => "Cloud Tasks queue",
+            Api::Eventarc => "Eventarc trigger",
+            Api::Workflows => "workflow",
+            _ => "caller",
+        }
+    }
+
+    /// The bundle file it is recorded as: `caller-pubsub.json`, `caller-scheduler.json`,
+    /// `caller-tasks.json` (a task), `caller-tasks-queue.json`, `caller-eventarc.json`,
+    /// `caller-workflows.json`. The name says the kind, so that a recorded refusal (which
+    /// names no resource) still says which permission was missing.
+    pub fn file_name(&self) -> String {
+        if self.api == Api::CloudTasks && !self.name.contains("/tasks/") {
+            "caller-tasks-queue.json".into()
+        } else {
+            format!("caller-{}.json", self.kind)
+        }
+    }
+
     /// `pubsub:projects/P/subscriptions/S`, `scheduler:projects/P/locations/L/jobs/J`,
     /// `tasks:projects/P/locations/L/queues/Q[/tasks/T]`, `eventarc:projects/P/locations/L/triggers/T`,
     /// `workflows:projects/P/locations/L/workflows/W`.
@@ -287,7 +312,7 @@ enum Job {
     DenyGet(String),
     Constraint(&'static str),
     Role(String),
-    CallerConfig(&'static str),
+    CallerConfig(CallerConfigRef),
 }
 
 struct Done {
@@ -446,7 +471,7 @@ impl Gatherer {
         if let Some(cc) = &q.caller_config {
             self.spawn(
                 &mut set,
-                Job::CallerConfig(cc.kind),
+                Job::CallerConfig(cc.clone()),
                 Call::CallerConfigGet {
                     api: cc.api,
                     version: cc.version,
@@ -697,7 +722,20 @@ impl Gatherer {
                     }
                     rec.put(&file, result);
                 }
-                Job::CallerConfig(kind) => rec.put(&format!("caller-{kind}.json"), result),
+                Job::CallerConfig(cc) => {
+                    // A mistyped name: say so plainly, the report only has a gap.
+                    if let Err(f) = &result
+                        && f.http_status == 404
+                    {
+                        rec.warnings.push(format!(
+                            "--caller-config: {} `{}` not found ({}): check the name",
+                            cc.label(),
+                            cc.name,
+                            f.summary()
+                        ));
+                    }
+                    rec.put(&cc.file_name(), result)
+                }
             }
         }
 
@@ -1036,6 +1074,17 @@ mod tests {
         assert_eq!((c.kind, c.api, c.version), ("pubsub", Api::PubSub, "v1"));
         assert!(CallerConfigRef::parse("tasks:projects/p/locations/l/queues/q/tasks/t").is_ok());
         assert!(CallerConfigRef::parse("pubsub:projects/p/topics/t").is_err());
+        assert_eq!(c.file_name(), "caller-pubsub.json");
+        let q = CallerConfigRef::parse("tasks:projects/p/locations/l/queues/q").unwrap();
+        assert_eq!(
+            (q.file_name().as_str(), q.label()),
+            ("caller-tasks-queue.json", "Cloud Tasks queue")
+        );
+        let t = CallerConfigRef::parse("tasks:projects/p/locations/l/queues/q/tasks/t").unwrap();
+        assert_eq!(
+            (t.file_name().as_str(), t.label()),
+            ("caller-tasks.json", "Cloud Tasks task")
+        );
         assert!(CallerConfigRef::parse("smtp:x").is_err());
         assert!(CallerConfigRef::parse("nocolon").is_err());
     }

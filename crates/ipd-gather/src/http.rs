@@ -157,14 +157,7 @@ impl Call {
             Call::DenyPoliciesList { .. } => "iam.policies.listPolicies",
             Call::DenyPolicyGet { .. } => "iam.policies.get",
             Call::TokenInfo { .. } => "oauth2.tokeninfo",
-            Call::CallerConfigGet { api, .. } => match api {
-                Api::PubSub => "pubsub.subscriptions.get",
-                Api::CloudScheduler => "cloudscheduler.jobs.get",
-                Api::CloudTasks => "cloudtasks.get",
-                Api::Eventarc => "eventarc.triggers.get",
-                Api::Workflows => "workflows.get",
-                _ => "get",
-            },
+            Call::CallerConfigGet { api, name, .. } => caller_get_method(*api, name),
         }
     }
 
@@ -192,14 +185,8 @@ impl Call {
             Call::DenyPoliciesList { .. } => "iam.denypolicies.list",
             Call::DenyPolicyGet { .. } => "iam.denypolicies.get",
             Call::TokenInfo { .. } => "(none)",
-            Call::CallerConfigGet { api, .. } => match api {
-                Api::PubSub => "pubsub.subscriptions.get",
-                Api::CloudScheduler => "cloudscheduler.jobs.get",
-                Api::CloudTasks => "cloudtasks.queues.get",
-                Api::Eventarc => "eventarc.triggers.get",
-                Api::Workflows => "workflows.workflows.get",
-                _ => "(unknown)",
-            },
+            // Each of these APIs names its `get` after the permission it checks.
+            Call::CallerConfigGet { api, name, .. } => caller_get_method(*api, name),
         }
     }
 
@@ -358,6 +345,19 @@ impl Call {
     /// `tokeninfo` is authenticated by its parameter, not by a bearer header.
     fn sends_bearer(&self) -> bool {
         !matches!(self, Call::TokenInfo { .. })
+    }
+}
+
+/// The `get` of a Google-managed caller's API, which is also the permission it checks.
+fn caller_get_method(api: Api, name: &str) -> &'static str {
+    match api {
+        Api::PubSub => "pubsub.subscriptions.get",
+        Api::CloudScheduler => "cloudscheduler.jobs.get",
+        Api::CloudTasks if name.contains("/tasks/") => "cloudtasks.tasks.get",
+        Api::CloudTasks => "cloudtasks.queues.get",
+        Api::Eventarc => "eventarc.triggers.get",
+        Api::Workflows => "workflows.workflows.get",
+        _ => "(unknown)",
     }
 }
 
@@ -680,6 +680,16 @@ impl Client {
                 http_status: status,
                 envelope: v,
             },
+            // OAuth 2.0's own error shape (tokeninfo): `{"error": "invalid_token",
+            // "error_description": "Invalid Value"}`.
+            Ok(v) if v.get("error").is_some_and(Value::is_string) => {
+                let code = v.get("error").and_then(Value::as_str).unwrap_or("");
+                let message = match v.get("error_description").and_then(Value::as_str) {
+                    Some(d) if !d.is_empty() => format!("{code}: {d}"),
+                    _ => code.to_string(),
+                };
+                Failure::synthetic(status, canonical_status(status), message)
+            }
             _ => {
                 let text = String::from_utf8_lossy(&bytes);
                 let snippet: String = text.trim().chars().take(200).collect();
@@ -860,6 +870,25 @@ mod tests {
             u,
             "http://127.0.0.1:1/v2/projects/p/policies/run.managed.requireInvokerIam:getEffectivePolicy"
         );
+        let get = |api, name: &str| Call::CallerConfigGet {
+            api,
+            version: "v2",
+            name: name.into(),
+        };
+        let task = get(Api::CloudTasks, "projects/p/locations/l/queues/q/tasks/t");
+        assert_eq!(task.permission(), "cloudtasks.tasks.get");
+        assert_eq!(task.method_name(), "cloudtasks.tasks.get");
+        let (m, u, q, _) = task.request(&ep);
+        assert_eq!(m, Method::GET);
+        assert!(q.is_empty());
+        assert_eq!(
+            u,
+            "http://127.0.0.1:1/v2/projects/p/locations/l/queues/q/tasks/t"
+        );
+        let queue = get(Api::CloudTasks, "projects/p/locations/l/queues/q");
+        assert_eq!(queue.permission(), "cloudtasks.queues.get");
+        let wf = get(Api::Workflows, "projects/p/locations/l/workflows/w");
+        assert_eq!(wf.permission(), "workflows.workflows.get");
         let c = Call::TokenInfo {
             token: Secret::new("ya29.secret"),
         };

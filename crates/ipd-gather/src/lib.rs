@@ -28,7 +28,7 @@
 //! | Org Policy v2 | `getEffectivePolicy` | `orgpolicy.policy.get` |
 //! | IAM v1 | `roles.get` (custom roles) | `iam.roles.get` |
 //! | OAuth2 v2 | `tokeninfo` (`--as-me` only) | none |
-//! | Pub/Sub, Scheduler, Tasks, Eventarc, Workflows | `get` (`--caller-config` only) | `….get` |
+//! | Pub/Sub v1, Scheduler v1, Tasks v2, Eventarc v1, Workflows v1 | `get` (`--caller-config` only; recorded as `caller-KIND.json`, a refusal or 404 a gap) | `pubsub.subscriptions.get`, `cloudscheduler.jobs.get`, `cloudtasks.{tasks,queues}.get`, `eventarc.triggers.get`, `workflows.workflows.get` |
 
 pub mod auth;
 pub mod endpoints;
