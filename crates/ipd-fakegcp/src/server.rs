@@ -45,6 +45,8 @@ pub struct Call {
     pub mutating: bool,
     /// The answer came from fault injection.
     pub injected: bool,
+    /// The request carried an `Authorization` header (its value is never kept).
+    pub authorization: bool,
 }
 
 impl Call {
@@ -236,6 +238,7 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         latency,
         mutating: route == Route::Mutating,
         injected,
+        authorization: parts.headers.contains_key(header::AUTHORIZATION),
     });
     to_response(reply)
 }

@@ -1373,6 +1373,7 @@ async fn tokeninfo_tells_whose_the_token_is() {
             .iter()
             .all(|c| c.source == Some(Source::OAuth2TokenInfo))
     );
+    assert!(calls.iter().all(|c| !c.authorization));
     assert!(fx.fake.mutating_calls().is_empty());
     let dump = format!("{calls:?}");
     assert!(!dump.contains("s3cret") && !dump.contains(&id), "{dump}");
@@ -1434,6 +1435,10 @@ async fn bearer_token_is_required_and_never_recorded() {
     assert_eq!(
         calls.iter().map(|c| c.status).collect::<Vec<_>>(),
         [401, 401, 401, 200, 200]
+    );
+    assert_eq!(
+        calls.iter().map(|c| c.authorization).collect::<Vec<_>>(),
+        [false, true, false, true, true]
     );
     let dump = format!("{calls:?}");
     assert!(!dump.contains("s3cret"), "{dump}");
