@@ -103,7 +103,9 @@ impl Recording {
                 .map(|(n, p, t)| (n.as_str(), p.as_str(), t.as_str())),
         )?;
         loaded.evidence.inputs = inputs;
-        if !loaded.evidence.deny_policies.is_present() {
+        // Not read at all (turned off): not a gap. A refused or failed read is recorded as
+        // its envelope and stays the gap it is, as when the recording is replayed.
+        if !self.files.contains_key("deny-policies.json") {
             loaded.evidence.deny_policies =
                 ipd_model::Gathered::missing("IAM deny policies are not read in live mode");
         }
