@@ -13,7 +13,8 @@
 //!   `--expect-public`, `--status`, `--at` (the request's `method` has no flag and no rule's
 //!   verdict depends on it when a request log is missing),
 //!   and `--url` (the request's URL: IAM conditions read its path);
-//! - `caller-*.json`: `--caller-config KIND:NAME`, its API served by a small local server;
+//! - `caller-*.json`: `--caller-config KIND:NAME`, its API (Pub/Sub, Scheduler, Cloud Tasks,
+//!   Eventarc, Workflows) served by the fake like the others;
 //! - logs are read with `--freshness` reaching back to the bundle's oldest entry.
 
 use std::collections::BTreeMap;
@@ -37,8 +38,6 @@ struct Live {
     fake: Running,
     home: tempfile::TempDir,
     token: String,
-    extra_env: Vec<(String, String)>,
-    _servers: Vec<Tiny>,
 }
 
 fn api_token() -> String {
@@ -57,13 +56,7 @@ impl Live {
         let home = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir_all(home.path().join("gcloud")).expect("gcloud dir");
         std::fs::write(home.path().join("access-token"), format!("{token}\n")).expect("token");
-        Live {
-            fake,
-            home,
-            token,
-            extra_env: vec![],
-            _servers: vec![],
-        }
+        Live { fake, home, token }
     }
 
     fn bundle(dir: &Path, opts: FakeOptions) -> Live {
@@ -74,7 +67,19 @@ impl Live {
         let mut c = Command::new(env!("CARGO_BIN_EXE_invoker-doctor"));
         c.current_dir(workspace_root()).env_clear();
         let base = self.fake.base_url();
-        for api in ["RUN", "CLOUDRESOURCEMANAGER", "LOGGING", "ORGPOLICY", "IAM"] {
+        for api in [
+            "RUN",
+            "CLOUDRESOURCEMANAGER",
+            "LOGGING",
+            "ORGPOLICY",
+            "IAM",
+            "PUBSUB",
+            "CLOUDSCHEDULER",
+            "CLOUDTASKS",
+            "EVENTARC",
+            "WORKFLOWS",
+            "OAUTH2",
+        ] {
             c.env(format!("CLOUDSDK_API_ENDPOINT_OVERRIDES_{api}"), &base);
         }
         c.env("HOME", self.home.path())
@@ -84,9 +89,6 @@ impl Live {
                 self.home.path().join("access-token"),
             )
             .env("NO_COLOR", "1");
-        for (k, v) in &self.extra_env {
-            c.env(k, v);
-        }
         c
     }
 
@@ -180,20 +182,15 @@ fn freshness_for(dir: &Path) -> String {
     }
 }
 
-/// How a bundle is represented live: flags, fake options, and small servers (with the
-/// environment that points at them) for the APIs the fake does not serve.
+/// How a bundle is represented live: flags and fake options.
 struct Mapping {
     args: Vec<String>,
     opts: FakeOptions,
-    env: Vec<(String, String)>,
-    _servers: Vec<Tiny>,
 }
 
 /// The flags and fake options that represent `dir`'s bundle live (see the module docs).
 fn live_mapping(dir: &Path, case: &Case) -> Mapping {
     let mut args = case.args.clone();
-    let mut env = Vec::new();
-    let mut servers = Vec::new();
     let token = std::fs::read_to_string(dir.join("token.txt")).ok();
     if token.is_some() {
         args.extend([
@@ -231,7 +228,7 @@ fn live_mapping(dir: &Path, case: &Case) -> Mapping {
             args.extend(["--url".into(), url.to_string()]);
         }
     }
-    // A caller's configuration: --caller-config KIND:NAME, served by a small server.
+    // A caller's configuration: --caller-config KIND:NAME, served by the fake at NAME.
     let mut callers: Vec<PathBuf> = std::fs::read_dir(dir)
         .expect("fixture dir")
         .filter_map(|e| e.ok())
@@ -253,21 +250,14 @@ fn live_mapping(dir: &Path, case: &Case) -> Mapping {
         let v: Value = serde_json::from_str(&text).expect("caller json");
         let cfg = ipd_model::caller::CallerConfig::from_value(&v).expect("a caller configuration");
         use ipd_model::caller::CallerKind as K;
-        let (kind, api, version) = match cfg.kind {
-            K::PubsubSubscription => ("pubsub", "PUBSUB", "v1"),
-            K::SchedulerJob => ("scheduler", "CLOUDSCHEDULER", "v1"),
-            K::TasksTask | K::TasksQueue => ("tasks", "CLOUDTASKS", "v2"),
-            K::EventarcTrigger => ("eventarc", "EVENTARC", "v1"),
-            K::Workflow => ("workflows", "WORKFLOWS", "v1"),
+        let kind = match cfg.kind {
+            K::PubsubSubscription => "pubsub",
+            K::SchedulerJob => "scheduler",
+            K::TasksTask | K::TasksQueue => "tasks",
+            K::EventarcTrigger => "eventarc",
+            K::Workflow => "workflows",
         };
         let name = v["name"].as_str().expect("caller name").to_string();
-        let route: &'static str = Box::leak(format!("GET /{version}/{name} ").into_boxed_str());
-        let tiny = tiny_server(vec![(route, text)]);
-        env.push((
-            format!("CLOUDSDK_API_ENDPOINT_OVERRIDES_{api}"),
-            tiny.url.clone(),
-        ));
-        servers.push(tiny);
         args.extend(["--caller-config".into(), format!("{kind}:{name}")]);
     }
     args.extend(["--freshness".into(), freshness_for(dir)]);
@@ -282,12 +272,7 @@ fn live_mapping(dir: &Path, case: &Case) -> Mapping {
             opts = opts.fail(source, Fault::deny());
         }
     }
-    Mapping {
-        args,
-        opts,
-        env,
-        _servers: servers,
-    }
+    Mapping { args, opts }
 }
 
 fn offline_report(dir: &Path, case: &Case) -> (Value, i32) {
@@ -325,8 +310,7 @@ fn every_fixture_diagnoses_the_same_live_as_offline() {
         }
         let (offline, offline_code) = offline_report(dir, case);
         let m = live_mapping(dir, case);
-        let mut live = Live::bundle(dir, m.opts);
-        live.extra_env = m.env.clone();
+        let live = Live::bundle(dir, m.opts);
         let mut full = s(&["diagnose"]);
         full.extend(live.target_args());
         full.extend(m.args);
@@ -361,6 +345,23 @@ fn every_fixture_diagnoses_the_same_live_as_offline() {
             mutating.is_empty(),
             "{slug}: mutating calls were made: {mutating:?}"
         );
+        if has(&full, "--caller-config") {
+            let callers = [
+                Source::PubsubSubscriptionsGet,
+                Source::SchedulerJobsGet,
+                Source::TasksQueuesGet,
+                Source::TasksTasksGet,
+                Source::EventarcTriggersGet,
+                Source::WorkflowsGet,
+            ];
+            assert!(
+                live.fake
+                    .calls()
+                    .iter()
+                    .any(|c| c.status == 200 && c.source.is_some_and(|s| callers.contains(&s))),
+                "{slug}: the caller's configuration was not read from the fake"
+            );
+        }
         assert!(
             !live.fake.calls().is_empty(),
             "{slug}: no API call reached the fake"
@@ -397,9 +398,7 @@ fn run_fixture(slug: &str, extra_opts: FakeOptions, extra_args: &[&str]) -> (Liv
     }
     opts.retry_after_secs = extra_opts.retry_after_secs.or(opts.retry_after_secs);
     opts.logging_empty_pages = extra_opts.logging_empty_pages;
-    let mut live = Live::bundle(&dir, opts);
-    live.extra_env = m.env;
-    live._servers = m._servers;
+    let live = Live::bundle(&dir, opts);
     let mut full = s(&["diagnose"]);
     full.extend(live.target_args());
     full.extend(args);
@@ -1144,85 +1143,154 @@ fn impersonation_uses_the_source_credentials_and_acts_as_the_service_account() {
 
 #[test]
 fn as_me_asks_tokeninfo_whose_the_token_is() {
-    let tiny = tiny_server(vec![(
-        "/oauth2/v2/tokeninfo",
-        r#"{"email": "bob@shop.example.com", "verified_email": true, "expires_in": 3000}"#
-            .to_string(),
-    )]);
-    let mut live = Live::bundle(
-        &fixture("healthy-developer-role-project-level"),
-        FakeOptions::new(),
-    );
-    live.extra_env.push((
-        "CLOUDSDK_API_ENDPOINT_OVERRIDES_OAUTH2".into(),
-        tiny.url.clone(),
-    ));
+    let slug = "healthy-developer-role-project-level";
+    let bob = || FakeOptions::new().identity("user:bob@shop.example.com");
+    let live = Live::bundle(&fixture(slug), bob());
     let mut args = s(&["diagnose", "--as-me", "--format", "json"]);
     args.extend(live.target_args());
     let out = live.run(&args);
     let v = json_of(&out, "as-me");
     assert_eq!(v["caller"]["principal"], "user:bob@shop.example.com");
     assert!(v["findings"].as_array().is_some_and(Vec::is_empty), "{v}");
-    let seen = tiny.seen();
-    assert_eq!(seen.len(), 1, "{seen:?}");
-    assert!(
-        seen[0]
-            .line
-            .starts_with("POST /oauth2/v2/tokeninfo?access_token=")
+    let calls = live.fake.calls_to(Source::OAuth2TokenInfo);
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(
+        (calls[0].method.as_str(), calls[0].path.as_str()),
+        ("POST", "/oauth2/v2/tokeninfo")
     );
-    assert_eq!(seen[0].authorization, None);
+    assert_eq!(calls[0].query.as_deref(), Some("access_token=REDACTED"));
+    assert!(
+        !calls[0].authorization,
+        "tokeninfo takes the token as its parameter, not as a bearer header"
+    );
+    assert_eq!(calls[0].status, 200);
+    assert!(
+        live.fake
+            .calls()
+            .iter()
+            .filter(|c| c.source != Some(Source::OAuth2TokenInfo))
+            .all(|c| c.authorization)
+    );
+    assert!(live.fake.mutating_calls().is_empty());
     live.assert_no_api_token(&out, "as-me");
 
-    // Against the fake, which does not serve tokeninfo, --as-me is an error naming why.
-    let live = Live::bundle(
-        &fixture("healthy-developer-role-project-level"),
-        FakeOptions::new(),
-    );
-    let mut c = live.cmd();
-    c.env(
-        "CLOUDSDK_API_ENDPOINT_OVERRIDES_OAUTH2",
-        live.fake.base_url(),
-    );
-    let out = c.args(&args).output().expect("run");
+    // A token tokeninfo does not know (expired, revoked): an error saying so, and nothing
+    // else is read.
+    let live = Live::bundle(&fixture(slug), bob());
+    std::fs::write(
+        live.home.path().join("access-token"),
+        "ya29.revoked-token-0123456789\n",
+    )
+    .expect("token");
+    let out = live.run(&args);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("--as-me: OAuth2 tokeninfo could not say"));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(
+            "--as-me: OAuth2 tokeninfo could not say whose the credentials are (400 INVALID_ARGUMENT: invalid_token: Invalid Value)"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("revoked-token-0123456789"), "{err}");
+    let calls = live.fake.calls();
+    assert_eq!(
+        calls
+            .iter()
+            .map(|c| (c.source, c.status))
+            .collect::<Vec<_>>(),
+        vec![(Some(Source::OAuth2TokenInfo), 400)]
+    );
+
+    // Credentials without the userinfo.email scope: tokeninfo names nobody.
+    let live = Live::bundle(&fixture(slug), FakeOptions::new());
+    let out = live.run(&args);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("--as-me: OAuth2 tokeninfo names no email"),
+        "{}",
+        text(&out.stderr)
+    );
     live.assert_no_api_token(&out, "as-me error");
+}
+
+fn push_subscription() -> Value {
+    serde_json::json!({
+        "name": "projects/shop-prod/subscriptions/orders-push",
+        "topic": "projects/shop-prod/topics/orders",
+        "pushConfig": {
+            "pushEndpoint": "https://orders-api-123456789012.europe-west1.run.app/push",
+            "oidcToken": {"serviceAccountEmail": "push@shop-prod.iam.gserviceaccount.com"}
+        },
+        "ackDeadlineSeconds": 10,
+        "state": "ACTIVE"
+    })
+}
+
+/// A fixture's fake serving `callers` besides the bundle.
+fn live_with_callers(slug: &str, callers: &[Value], opts: FakeOptions) -> Live {
+    let mut sc = Scenario::from_bundle(fixture(slug)).expect("scenario");
+    for c in callers {
+        sc = sc.with_caller(c.clone());
+    }
+    Live::start(sc, opts)
+}
+
+fn caller_config_args(live: &Live, spec: &str) -> Vec<String> {
+    let mut args = s(&["diagnose", "--caller-config", spec, "--format", "json"]);
+    args.extend(live.target_args());
+    args
+}
+
+fn gap_of(report: &Value, source: &str) -> Value {
+    report["gaps"]
+        .as_array()
+        .and_then(|g| g.iter().find(|g| g["source"] == source).cloned())
+        .unwrap_or_else(|| panic!("no gap `{source}`: {}", report["gaps"]))
 }
 
 #[test]
 fn caller_config_is_read_from_its_api() {
-    let sub = r#"{"name": "projects/shop-prod/subscriptions/orders-push", "topic": "projects/shop-prod/topics/orders",
-        "pushConfig": {"pushEndpoint": "https://orders-api-123456789012.europe-west1.run.app/push",
-                       "oidcToken": {"serviceAccountEmail": "push@shop-prod.iam.gserviceaccount.com"}}}"#;
-    let tiny = tiny_server(vec![(
-        "/v1/projects/shop-prod/subscriptions/orders-push",
-        sub.to_string(),
-    )]);
-    let mut live = Live::bundle(&fixture("healthy-bound-sa-200"), FakeOptions::new());
-    live.extra_env.push((
-        "CLOUDSDK_API_ENDPOINT_OVERRIDES_PUBSUB".into(),
-        tiny.url.clone(),
-    ));
-    let mut args = s(&[
-        "diagnose",
-        "--caller-config",
+    let live = live_with_callers(
+        "healthy-bound-sa-200",
+        &[push_subscription()],
+        FakeOptions::new(),
+    );
+    let out = live.run(&caller_config_args(
+        &live,
         "pubsub:projects/shop-prod/subscriptions/orders-push",
-        "--format",
-        "json",
-    ]);
-    args.extend(live.target_args());
-    let out = live.run(&args);
+    ));
     let v = json_of(&out, "caller-config");
     assert_eq!(
         v["caller"]["principal"],
         "serviceAccount:push@shop-prod.iam.gserviceaccount.com"
     );
     assert_eq!(v["caller"]["source"], "caller_config");
-    let lines: Vec<String> = tiny.seen().into_iter().map(|r| r.line).collect();
+    let calls = live.fake.calls_to(Source::PubsubSubscriptionsGet);
     assert_eq!(
-        lines,
-        vec!["GET /v1/projects/shop-prod/subscriptions/orders-push HTTP/1.1".to_string()]
+        calls
+            .iter()
+            .map(|c| (
+                c.method.as_str(),
+                c.path.as_str(),
+                c.status,
+                c.authorization
+            ))
+            .collect::<Vec<_>>(),
+        vec![(
+            "GET",
+            "/v1/projects/shop-prod/subscriptions/orders-push",
+            200,
+            true
+        )]
     );
+    assert!(
+        v["gaps"]
+            .as_array()
+            .is_some_and(|g| g.iter().all(|g| g["source"] != "caller_config:pubsub")),
+        "{}",
+        v["gaps"]
+    );
+    assert!(live.fake.mutating_calls().is_empty());
     let bad = live.run(&s(&[
         "diagnose",
         "--caller-config",
@@ -1235,6 +1303,114 @@ fn caller_config_is_read_from_its_api() {
         "p",
     ]));
     assert_eq!(bad.status.code(), Some(2));
+}
+
+#[test]
+fn a_refused_caller_config_is_a_gap_naming_its_permission_live_and_replayed() {
+    let cases = [
+        (
+            "pubsub:projects/shop-prod/subscriptions/orders-push",
+            Source::PubsubSubscriptionsGet,
+            "pubsub.subscriptions.get",
+            "caller_config:pubsub",
+        ),
+        (
+            "scheduler:projects/shop-prod/locations/europe-west1/jobs/daily-report",
+            Source::SchedulerJobsGet,
+            "cloudscheduler.jobs.get",
+            "caller_config:scheduler",
+        ),
+        (
+            "tasks:projects/shop-prod/locations/europe-west1/queues/receipts",
+            Source::TasksQueuesGet,
+            "cloudtasks.queues.get",
+            "caller_config:tasks-queue",
+        ),
+        (
+            "tasks:projects/shop-prod/locations/europe-west1/queues/receipts/tasks/42",
+            Source::TasksTasksGet,
+            "cloudtasks.tasks.get",
+            "caller_config:tasks",
+        ),
+        (
+            "eventarc:projects/shop-prod/locations/europe-west1/triggers/order-import",
+            Source::EventarcTriggersGet,
+            "eventarc.triggers.get",
+            "caller_config:eventarc",
+        ),
+        (
+            "workflows:projects/shop-prod/locations/europe-west1/workflows/fulfilment",
+            Source::WorkflowsGet,
+            "workflows.workflows.get",
+            "caller_config:workflows",
+        ),
+    ];
+    for (spec, source, permission, gap_source) in cases {
+        let live = live_with_callers(
+            "healthy-bound-sa-200",
+            &[push_subscription()],
+            FakeOptions::new().fail(source, Fault::deny()),
+        );
+        let rec = tempfile::tempdir().expect("tempdir");
+        let mut args = caller_config_args(&live, spec);
+        args.extend(["--record".into(), rec.path().display().to_string()]);
+        let out = live.run(&args);
+        let v = json_of(&out, spec);
+        let gap = gap_of(&v, gap_source);
+        assert_eq!(gap["state"], "denied", "{spec}: {gap}");
+        assert_eq!(gap["needs_permission"], permission, "{spec}: {gap}");
+        assert_ne!(v["caller"]["source"], "caller_config", "{spec}");
+        let calls = live.fake.calls_to(source);
+        assert_eq!(calls.len(), 1, "{spec}: a refusal is not retried");
+        assert_eq!(calls[0].status, 403);
+        assert!(live.fake.mutating_calls().is_empty(), "{spec}");
+
+        // The recording holds Google's envelope; read back, it is the same gap.
+        let mut a = s(&["invoker-doctor", "diagnose", "--bundle"]);
+        a.push(rec.path().display().to_string());
+        a.extend(s(&["--format", "json"]));
+        let offline: Value = serde_json::from_str(&run_args(&a).stdout).expect("offline json");
+        let replayed = gap_of(&offline, gap_source);
+        assert_eq!(
+            (&replayed["state"], &replayed["needs_permission"]),
+            (&gap["state"], &gap["needs_permission"]),
+            "{spec}"
+        );
+    }
+}
+
+#[test]
+fn a_mistyped_caller_config_says_not_found() {
+    let live = live_with_callers(
+        "healthy-bound-sa-200",
+        &[push_subscription()],
+        FakeOptions::new(),
+    );
+    let out = live.run(&caller_config_args(
+        &live,
+        "pubsub:projects/shop-prod/subscriptions/orders-psh",
+    ));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(
+            "--caller-config: Pub/Sub subscription `projects/shop-prod/subscriptions/orders-psh` not found (404 NOT_FOUND: Resource not found (resource=orders-psh).): check the name"
+        ),
+        "{err}"
+    );
+    let v = json_of(&out, "mistyped caller");
+    let gap = gap_of(&v, "caller_config:pubsub");
+    assert_eq!(gap["state"], "failed");
+    assert!(
+        gap["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("404") && d.contains("Resource not found")),
+        "{gap}"
+    );
+    assert_ne!(v["caller"]["source"], "caller_config");
+    let calls = live.fake.calls_to(Source::PubsubSubscriptionsGet);
+    assert_eq!(calls.len(), 1, "a 404 is not retried: {calls:?}");
+    assert_eq!(calls[0].status, 404);
+    assert!(live.fake.mutating_calls().is_empty());
 }
 
 #[test]
