@@ -406,6 +406,75 @@ fn first_sentence_pair(t: &str) -> String {
     t[..cut].to_string()
 }
 
+/// A Pub/Sub push subscription with an OIDC token, in the service's own project, whose Pub/Sub
+/// service agent the (read) project policy gives neither `roles/pubsub.serviceAgent` nor
+/// `roles/iam.serviceAccountTokenCreator`.
+fn pubsub_agent_cannot_mint(cx: &Cx) -> Option<Why> {
+    use ipd_model::caller::CallerAuth;
+    let sub = cx.ev.caller_configs.iter().find(|c| {
+        c.kind == CallerKind::PubsubSubscription
+            && c.target_url.is_some()
+            && matches!(c.auth, CallerAuth::Oidc { .. })
+    })?;
+    let sub_project = sub.name.strip_prefix("projects/")?.split('/').next()?;
+    let policy = cx.ev.project_policy.present()?;
+    if cx.ev.project().as_deref() != Some(sub_project) {
+        return None; // the agent of another project: its policy is not in the evidence
+    }
+    let number = project_number(cx)?;
+    let agent = format!("service-{number}@gcp-sa-pubsub.iam.gserviceaccount.com");
+    let member = format!("serviceAccount:{agent}");
+    let holds = policy.bindings.iter().any(|b| {
+        b.condition.is_none()
+            && matches!(
+                b.role.as_str(),
+                "roles/pubsub.serviceAgent" | "roles/iam.serviceAccountTokenCreator"
+            )
+            && b.members.iter().any(|m| m == &member)
+    });
+    (!holds).then(|| Why::PubsubAgentCannotMint {
+        subscription: sub.name.clone(),
+        agent,
+        project: sub_project.to_string(),
+    })
+}
+
+/// The project number: from a v1 service's namespace, the deterministic service URL
+/// (`https://SERVICE-NUMBER.REGION.run.app`) or a service agent in the project policy.
+fn project_number(cx: &Cx) -> Option<String> {
+    let digits = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit());
+    if let Some(p) = cx.service().and_then(|s| s.project.clone())
+        && digits(&p)
+    {
+        return Some(p);
+    }
+    let from_url = cx.service().and_then(|s| {
+        s.urls.iter().find_map(|u| {
+            let host = u.strip_prefix("https://")?.split('/').next()?;
+            let (first, rest) = host.split_once('.')?;
+            rest.ends_with(".run.app")
+                .then(|| first.rsplit('-').next())
+                .flatten()
+                .filter(|n| digits(n))
+                .map(str::to_string)
+        })
+    });
+    from_url.or_else(|| {
+        cx.ev
+            .project_policy
+            .present()?
+            .bindings
+            .iter()
+            .find_map(|b| {
+                b.members.iter().find_map(|m| {
+                    let rest = m.strip_prefix("serviceAccount:service-")?;
+                    let (n, domain) = rest.split_once('@')?;
+                    (digits(n) && domain.starts_with("gcp-sa-")).then(|| n.to_string())
+                })
+            })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -488,73 +557,4 @@ mod tests {
         ev.token = Some(sa_token(URL));
         assert_eq!(fired(&run(&NoToken, &ev)), None);
     }
-}
-
-/// A Pub/Sub push subscription with an OIDC token, in the service's own project, whose Pub/Sub
-/// service agent the (read) project policy gives neither `roles/pubsub.serviceAgent` nor
-/// `roles/iam.serviceAccountTokenCreator`.
-fn pubsub_agent_cannot_mint(cx: &Cx) -> Option<Why> {
-    use ipd_model::caller::CallerAuth;
-    let sub = cx.ev.caller_configs.iter().find(|c| {
-        c.kind == CallerKind::PubsubSubscription
-            && c.target_url.is_some()
-            && matches!(c.auth, CallerAuth::Oidc { .. })
-    })?;
-    let sub_project = sub.name.strip_prefix("projects/")?.split('/').next()?;
-    let policy = cx.ev.project_policy.present()?;
-    if cx.ev.project().as_deref() != Some(sub_project) {
-        return None; // the agent of another project: its policy is not in the evidence
-    }
-    let number = project_number(cx)?;
-    let agent = format!("service-{number}@gcp-sa-pubsub.iam.gserviceaccount.com");
-    let member = format!("serviceAccount:{agent}");
-    let holds = policy.bindings.iter().any(|b| {
-        b.condition.is_none()
-            && matches!(
-                b.role.as_str(),
-                "roles/pubsub.serviceAgent" | "roles/iam.serviceAccountTokenCreator"
-            )
-            && b.members.iter().any(|m| m == &member)
-    });
-    (!holds).then(|| Why::PubsubAgentCannotMint {
-        subscription: sub.name.clone(),
-        agent,
-        project: sub_project.to_string(),
-    })
-}
-
-/// The project number: from a v1 service's namespace, the deterministic service URL
-/// (`https://SERVICE-NUMBER.REGION.run.app`) or a service agent in the project policy.
-fn project_number(cx: &Cx) -> Option<String> {
-    let digits = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit());
-    if let Some(p) = cx.service().and_then(|s| s.project.clone())
-        && digits(&p)
-    {
-        return Some(p);
-    }
-    let from_url = cx.service().and_then(|s| {
-        s.urls.iter().find_map(|u| {
-            let host = u.strip_prefix("https://")?.split('/').next()?;
-            let (first, rest) = host.split_once('.')?;
-            rest.ends_with(".run.app")
-                .then(|| first.rsplit('-').next())
-                .flatten()
-                .filter(|n| digits(n))
-                .map(str::to_string)
-        })
-    });
-    from_url.or_else(|| {
-        cx.ev
-            .project_policy
-            .present()?
-            .bindings
-            .iter()
-            .find_map(|b| {
-                b.members.iter().find_map(|m| {
-                    let rest = m.strip_prefix("serviceAccount:service-")?;
-                    let (n, domain) = rest.split_once('@')?;
-                    (digits(n) && domain.starts_with("gcp-sa-")).then(|| n.to_string())
-                })
-            })
-    })
 }
