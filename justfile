@@ -31,8 +31,12 @@ new-rule NAME:
     @echo "2. one line in crates/ipd-rules/src/registry.rs, at its place in the request path"
     @echo "3. fixtures/<situation>/ with case.toml, firing and non-firing; then: just snap gen-docs"
 
-# a diagnosis on a fixture bundle
-demo FIXTURE="missing-binding-sa-not-bound-anywhere":
+# fake-gcp serving a fixture, and a live diagnosis against it (extra args go to invoker-doctor)
+demo FIXTURE="missing-binding-sa-not-bound-anywhere" *ARGS="":
+    scripts/demo-live.sh {{FIXTURE}} {{ARGS}}
+
+# an offline diagnosis of a fixture bundle
+demo-offline FIXTURE="missing-binding-sa-not-bound-anywhere":
     cargo run --release -q -- diagnose --bundle fixtures/{{FIXTURE}}
 
 # longer property-test run over every parser
@@ -40,7 +44,13 @@ fuzz CASES="20000":
     PROPTEST_CASES={{CASES}} cargo test --release -p ipd-model fuzz
     PROPTEST_CASES={{CASES}} cargo test --release -p ipd-rules fuzz
 
-# offline diagnosis time per fixture (hyperfine: apt-get install hyperfine)
-bench:
+# offline diagnosis time per fixture (hyperfine: apt-get install hyperfine), then live against
+# fake-gcp at 100 ms per call: wall time vs sum of latencies vs critical path
+bench: bench-offline bench-live
+
+bench-offline:
     cargo build --release -p invoker-doctor
     scripts/bench-offline.sh
+
+bench-live RUNS="10" LATENCY_MS="100" FIXTURE="missing-binding-sa-not-bound-anywhere":
+    cargo run --release -q -p invoker-doctor --example bench_live -- {{RUNS}} {{LATENCY_MS}} {{FIXTURE}}
