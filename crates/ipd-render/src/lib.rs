@@ -7,6 +7,7 @@
 use std::fmt::Write;
 
 use colored::Colorize;
+use ipd_model::facts::Gate;
 use ipd_rules::crosscheck::{Agreement, ToolIam};
 use ipd_rules::report::{CheckState, Finding, FixOut, Report};
 use ipd_rules::{Safety, Verdict};
@@ -24,6 +25,23 @@ fn verdict_label(v: Verdict) -> String {
         Verdict::Likely => s.yellow().bold().to_string(),
         Verdict::Possible => s.cyan().to_string(),
     }
+}
+
+/// When Cloud Run's gate visibly refused the request but no rule explains it: what to look at.
+fn unexplained_gate_refusal(report: &Report) -> Option<String> {
+    if !report.findings.is_empty() {
+        return None;
+    }
+    let what = match report.request.gate {
+        Gate::NotAuthenticated | Gate::EmptyAuthorization => {
+            "Cloud Run's gate refused the request as not authenticated (no token, or a token whose principal lacks `run.routes.invoke`)"
+        }
+        Gate::NotAuthorized => "Cloud Run's gate rejected the request's token (401)",
+        _ => return None,
+    };
+    Some(format!(
+        "But {what}, and the evidence does not show why. Check that the token or caller given is the one that request carried, and whether IAM changed between the failure and the moment the policies were read (a grant made after the request hides the cause; audit logs show when). Rerun live, or add the evidence the skipped checks name."
+    ))
 }
 
 fn tool_label(t: ToolIam) -> &'static str {
@@ -102,6 +120,9 @@ pub fn text(report: &Report) -> String {
                     o,
                     "{skipped} checks were skipped for lack of evidence; see CHECKLIST for what would let them decide"
                 );
+            }
+            if let Some(hint) = unexplained_gate_refusal(report) {
+                let _ = writeln!(o, "{}", wrap(&hint, 96));
             }
         }
     }
@@ -371,6 +392,9 @@ pub fn markdown(report: &Report) -> String {
                 o,
                 "**No cause found** in the evidence. Skipped checks below say what evidence would decide them.\n"
             );
+            if let Some(hint) = unexplained_gate_refusal(report) {
+                let _ = writeln!(o, "{hint}\n");
+            }
         }
     }
     let q = &report.request;
