@@ -98,6 +98,12 @@ impl<'a> Cx<'a> {
 
     /// Verdict for a token problem: bad tokens give 401. A 403, or a request that passed the
     /// gate, says the token looked at may not be the one that was sent.
+    /// Why the token rules do not apply: with the invoker check off, Cloud Run checks no token.
+    pub fn tokens_not_checked(&self) -> Option<String> {
+        self.invoker_check_disabled()
+            .then(|| "the invoker check is disabled; tokens are not checked".to_string())
+    }
+
     pub fn token_verdict(&self) -> Verdict {
         if self.gate() == Gate::PassedGate {
             return Verdict::Possible;

@@ -59,10 +59,8 @@ impl RuleImpl for ExpiredToken {
     }
 
     fn check(&self, cx: &Cx) -> Check<State> {
-        if cx.invoker_check_disabled() {
-            return Check::NotApplicable(
-                "the invoker check is disabled; tokens are not checked".into(),
-            );
+        if let Some(why) = cx.tokens_not_checked() {
+            return Check::NotApplicable(why);
         }
         let Some(t) = cx.token() else {
             return Check::Skip("no token was given (token.txt or --token)".into());

@@ -72,10 +72,8 @@ impl RuleImpl for WrongAudience {
     }
 
     fn check(&self, cx: &Cx) -> Check<State> {
-        if cx.invoker_check_disabled() {
-            return Check::NotApplicable(
-                "the invoker check is disabled; tokens are not checked".into(),
-            );
+        if let Some(why) = cx.tokens_not_checked() {
+            return Check::NotApplicable(why);
         }
         // The audience of the token sent, or of the token a Google-managed caller mints.
         let configured = cx
