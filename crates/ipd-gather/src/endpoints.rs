@@ -31,6 +31,8 @@ pub enum Api {
     Workflows,
     /// IAM Credentials v1 (impersonation, through `google-cloud-auth`).
     IamCredentials,
+    /// Policy Troubleshooter v3 (`iam:troubleshoot`, the cross-check of the caller's access).
+    PolicyTroubleshooter,
 }
 
 impl Api {
@@ -47,6 +49,7 @@ impl Api {
         Api::Eventarc,
         Api::Workflows,
         Api::IamCredentials,
+        Api::PolicyTroubleshooter,
     ];
 
     /// gcloud's name of the API (the suffix of the override variable, lowercased).
@@ -64,6 +67,7 @@ impl Api {
             Api::Eventarc => "eventarc",
             Api::Workflows => "workflows",
             Api::IamCredentials => "iamcredentials",
+            Api::PolicyTroubleshooter => "policytroubleshooter",
         }
     }
 
@@ -82,6 +86,7 @@ impl Api {
             Api::Eventarc => "https://eventarc.googleapis.com/",
             Api::Workflows => "https://workflows.googleapis.com/",
             Api::IamCredentials => "https://iamcredentials.googleapis.com/",
+            Api::PolicyTroubleshooter => "https://policytroubleshooter.googleapis.com/",
         }
     }
 
@@ -220,6 +225,20 @@ mod tests {
             "https://orgpolicy.googleapis.com/v2/x"
         );
         assert!(e.is_overridden(Api::Run) && !e.is_overridden(Api::Iam));
+        assert_eq!(
+            e.url(Api::PolicyTroubleshooter, "v3/iam:troubleshoot"),
+            "https://policytroubleshooter.googleapis.com/v3/iam:troubleshoot"
+        );
+        let pt = Env::from_pairs([(
+            "CLOUDSDK_API_ENDPOINT_OVERRIDES_POLICYTROUBLESHOOTER",
+            "http://127.0.0.1:7/",
+        )]);
+        assert_eq!(
+            Endpoints::from_env(&pt)
+                .unwrap()
+                .url(Api::PolicyTroubleshooter, "v3/iam:troubleshoot"),
+            "http://127.0.0.1:7/v3/iam:troubleshoot"
+        );
         let bad = Env::from_pairs([("CLOUDSDK_API_ENDPOINT_OVERRIDES_IAM", "localhost:1")]);
         let err = Endpoints::from_env(&bad).unwrap_err();
         assert_eq!(err.var, "CLOUDSDK_API_ENDPOINT_OVERRIDES_IAM");

@@ -17,6 +17,7 @@ use chrono::{Duration as ChronoDuration, SecondsFormat};
 use ipd_model::iam::Policy;
 use ipd_model::logs::REQUEST_LOG_SUFFIX;
 use ipd_model::orgpolicy::{ALLOWED_INGRESS, DRS_LEGACY, DRS_MANAGED, REQUIRE_INVOKER_IAM};
+use ipd_model::principal::Principal;
 use ipd_model::roles::{Grants, grants_invoke};
 use ipd_model::time::Timestamp;
 use serde_json::{Value, json};
@@ -776,6 +777,62 @@ impl Gatherer {
         Ok(rec)
     }
 
+    /// Asks Policy Troubleshooter whether `caller` holds `run.routes.invoke` on the service of
+    /// `t`, with `at` (the failing request's time) as the condition context when known, and
+    /// records the answer, or the error envelope that stands in its place, as
+    /// `troubleshoot.json`: the file `--bundle` reads, so a replay shows the same cross-check.
+    ///
+    /// Returns false and records nothing when `caller` cannot be asked (see
+    /// [`troubleshooter_email`]). The caller and the time are known only from the gathered
+    /// evidence, so the call comes after the gathering: one more link on the chain.
+    pub async fn troubleshoot(
+        &self,
+        rec: &mut Recording,
+        t: &Target,
+        caller: &Principal,
+        at: Option<Timestamp>,
+    ) -> bool {
+        let Some(email) = troubleshooter_email(caller) else {
+            rec.notes.push(format!(
+                "Policy Troubleshooter not asked: it takes a user's or a service account's email, and the caller is `{caller}`"
+            ));
+            return false;
+        };
+        let call = match t
+            .resource_name()
+            .and_then(|svc| Call::troubleshoot(email, &svc, at))
+        {
+            Ok(c) => c,
+            Err(e) => {
+                rec.notes
+                    .push(format!("Policy Troubleshooter not asked: {e}"));
+                return false;
+            }
+        };
+        let chain = self
+            .client
+            .trace()
+            .iter()
+            .map(|c| c.chain)
+            .max()
+            .unwrap_or(0);
+        let r = self.client.call(&call, chain).await;
+        if let Err(f) = &r {
+            let disabled = f.api_error().reason.as_deref() == Some("SERVICE_DISABLED");
+            rec.notes.push(if disabled {
+                format!(
+                    "Policy Troubleshooter is not enabled in the project of the credentials ({}); enable policytroubleshooter.googleapis.com for the cross-check, or pass --no-troubleshooter",
+                    f.summary()
+                )
+            } else {
+                format!("Policy Troubleshooter did not answer ({})", f.summary())
+            });
+        }
+        rec.put(TROUBLESHOOT_FILE, r);
+        rec.redact();
+        true
+    }
+
     /// Finds the request-log entry (or any Cloud Run entry) for a trace ID or `insertId`.
     pub async fn find_entry(
         &self,
@@ -810,6 +867,19 @@ impl Gatherer {
             .find(is_request)
             .or_else(|| entries.first())
             .cloned())
+    }
+}
+
+/// The bundle file of Policy Troubleshooter's answer.
+pub const TROUBLESHOOT_FILE: &str = "troubleshoot.json";
+
+/// The email Policy Troubleshooter can be asked about: a user's or a service account's, bare
+/// (`alice@example.com`). Groups, domains, `allUsers`, deleted and federated principals cannot
+/// be asked.
+pub fn troubleshooter_email(p: &Principal) -> Option<&str> {
+    match p {
+        Principal::User(e) | Principal::ServiceAccount(e) => Some(e),
+        _ => None,
     }
 }
 
@@ -1115,6 +1185,26 @@ mod tests {
         );
         assert_eq!(r, Ok(Value::Array(vec![ok])));
         assert_eq!(notes.len(), 1);
+    }
+
+    #[test]
+    fn only_users_and_service_accounts_are_asked_about() {
+        let email = |s: &str| troubleshooter_email(&Principal::parse(s)).map(str::to_string);
+        assert_eq!(email("user:a@b.c").as_deref(), Some("a@b.c"));
+        assert_eq!(
+            email("serviceAccount:sa@p.iam.gserviceaccount.com").as_deref(),
+            Some("sa@p.iam.gserviceaccount.com")
+        );
+        for other in [
+            "group:g@b.c",
+            "domain:b.c",
+            "allUsers",
+            "allAuthenticatedUsers",
+            "deleted:user:a@b.c?uid=1",
+            "principal://iam.googleapis.com/x",
+        ] {
+            assert_eq!(email(other), None, "{other}");
+        }
     }
 
     #[test]

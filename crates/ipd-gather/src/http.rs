@@ -1,5 +1,5 @@
-//! The read-only REST client: one enum of every call the tool can make (all of them reads), per
-//! attempt timeouts, retries with exponential backoff and jitter on 429/500/502/503/504 that
+//! The read-only REST client: one enum of every call the tool can make (all of them reads; the
+//! few `POST`s are methods that only read, each with a body built here), per attempt timeouts, retries with exponential backoff and jitter on 429/500/502/503/504 that
 //! honour `Retry-After`, and a trace of every call for `-v` and the benchmark.
 
 use std::sync::Mutex;
@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use ipd_model::doc::ApiError;
+use ipd_model::roles::INVOKE_PERMISSION;
+use ipd_model::time::Timestamp;
 use reqwest::Method;
 use reqwest::header::RETRY_AFTER;
 use serde_json::{Value, json};
@@ -85,7 +87,25 @@ pub(crate) fn check_policy_name(name: &str) -> Result<&str, BadName> {
     }
 }
 
-/// Every request the tool can send. All are reads: there is no way to express a write.
+/// A principal's email as Policy Troubleshooter takes it: bare (no `user:` prefix), one `@`
+/// between non-empty parts, no spaces or control characters.
+pub(crate) fn check_email(email: &str) -> Result<&str, BadName> {
+    let ok = email.len() <= 320
+        && email.split('@').count() == 2
+        && email.split('@').all(|p| !p.is_empty())
+        && !email.contains(':')
+        && email.chars().all(|c| c.is_ascii_graphic() && c != '/');
+    if ok {
+        Ok(email)
+    } else {
+        Err(BadName(email.to_string()))
+    }
+}
+
+/// Every request the tool can send. All are reads: there is no way to express a write. The
+/// `POST`s are methods that only read (CRM `getIamPolicy`, Logging `entries:list`, OAuth2
+/// `tokeninfo`, Policy Troubleshooter `iam:troubleshoot`), each at a fixed path with a body of
+/// a fixed shape built in [`Call::request`].
 #[derive(Debug, Clone)]
 pub enum Call {
     /// Cloud Run v2 `services.get`: `GET v2/{name}`.
@@ -130,9 +150,40 @@ pub enum Call {
         version: &'static str,
         name: String,
     },
+    /// Policy Troubleshooter v3 `iam.troubleshoot`: `POST v3/iam:troubleshoot`, asking whether
+    /// `principal` (a bare email) holds `run.routes.invoke` on `service`
+    /// (`projects/P/locations/R/services/S`), with the request's time as the condition context
+    /// when known. It evaluates policies and changes nothing. Build it with [`Call::troubleshoot`].
+    Troubleshoot {
+        principal: String,
+        service: String,
+        receive_time: Option<Timestamp>,
+    },
 }
 
 impl Call {
+    /// Asks Policy Troubleshooter about `principal` (a bare email) and the service `service`
+    /// (`projects/P/locations/R/services/S`); both are checked.
+    pub fn troubleshoot(
+        principal: &str,
+        service: &str,
+        receive_time: Option<Timestamp>,
+    ) -> Result<Call, BadName> {
+        check_email(principal)?;
+        let segs: Vec<&str> = check_name(service)?.split('/').collect();
+        if !matches!(
+            segs.as_slice(),
+            ["projects", _, "locations", _, "services", _]
+        ) {
+            return Err(BadName(service.to_string()));
+        }
+        Ok(Call::Troubleshoot {
+            principal: principal.to_string(),
+            service: service.to_string(),
+            receive_time,
+        })
+    }
+
     /// The method's name, as the fake and the docs call it.
     pub fn method_name(&self) -> &'static str {
         match self {
@@ -158,6 +209,7 @@ impl Call {
             Call::DenyPolicyGet { .. } => "iam.policies.get",
             Call::TokenInfo { .. } => "oauth2.tokeninfo",
             Call::CallerConfigGet { api, name, .. } => caller_get_method(*api, name),
+            Call::Troubleshoot { .. } => "policytroubleshooter.iam.troubleshoot",
         }
     }
 
@@ -187,6 +239,9 @@ impl Call {
             Call::TokenInfo { .. } => "(none)",
             // Each of these APIs names its `get` after the permission it checks.
             Call::CallerConfigGet { api, name, .. } => caller_get_method(*api, name),
+            // The troubleshooter reads the policies that apply (iam.roles.get, the ancestors'
+            // getIamPolicy, ...); the first is the service's own.
+            Call::Troubleshoot { .. } => "run.services.getIamPolicy",
         }
     }
 
@@ -233,6 +288,9 @@ impl Call {
                 }
             }
             Call::TokenInfo { .. } => "the credentials in use".into(),
+            Call::Troubleshoot {
+                principal, service, ..
+            } => format!("{INVOKE_PERMISSION} of {principal} on {service}"),
         }
     }
 
@@ -339,6 +397,28 @@ impl Call {
                 vec![],
                 None,
             ),
+            Call::Troubleshoot {
+                principal,
+                service,
+                receive_time,
+            } => {
+                let mut tuple = json!({
+                    "principal": principal,
+                    "fullResourceName": format!("//run.googleapis.com/{service}"),
+                    "permission": INVOKE_PERMISSION,
+                });
+                if let Some(t) = receive_time {
+                    tuple["conditionContext"] = json!({"request": {
+                        "receiveTime": t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+                    }});
+                }
+                (
+                    Method::POST,
+                    ep.url(Api::PolicyTroubleshooter, "v3/iam:troubleshoot"),
+                    vec![],
+                    Some(json!({ "accessTuple": tuple })),
+                )
+            }
         }
     }
 
@@ -893,6 +973,35 @@ mod tests {
             token: Secret::new("ya29.secret"),
         };
         assert!(!format!("{c:?} {}", c.subject()).contains("ya29.secret"));
+    }
+
+    #[test]
+    fn troubleshoot_asks_about_a_bare_email_and_the_service() {
+        let ep = Endpoints::all_at("http://127.0.0.1:1/").unwrap();
+        let svc = "projects/p/locations/r/services/s";
+        let at = ipd_model::time::parse_rfc3339("2026-03-01T10:00:00.5Z");
+        let c = Call::troubleshoot("sa@p.iam.gserviceaccount.com", svc, at).unwrap();
+        assert_eq!(c.method_name(), "policytroubleshooter.iam.troubleshoot");
+        let (m, u, q, b) = c.request(&ep);
+        assert_eq!(m, Method::POST);
+        assert_eq!(u, "http://127.0.0.1:1/v3/iam:troubleshoot");
+        assert!(q.is_empty());
+        assert_eq!(
+            b,
+            Some(json!({"accessTuple": {
+                "principal": "sa@p.iam.gserviceaccount.com",
+                "fullResourceName": "//run.googleapis.com/projects/p/locations/r/services/s",
+                "permission": "run.routes.invoke",
+                "conditionContext": {"request": {"receiveTime": "2026-03-01T10:00:00.500Z"}}
+            }}))
+        );
+        let (_, _, _, b) = Call::troubleshoot("a@b.c", svc, None).unwrap().request(&ep);
+        assert!(b.unwrap()["accessTuple"].get("conditionContext").is_none());
+        for bad in ["user:a@b.c", "a", "a@", "@b", "a@b@c", "a b@c", ""] {
+            assert!(Call::troubleshoot(bad, svc, None).is_err(), "{bad}");
+        }
+        assert!(Call::troubleshoot("a@b.c", "projects/p", None).is_err());
+        assert!(Call::troubleshoot("a@b.c", "projects/../x/locations/r/services/s", None).is_err());
     }
 
     #[test]

@@ -18,7 +18,8 @@
 //! # let _ = evidence; Ok(()) }
 //! ```
 //!
-//! Calls made (all reads; [`Call`] cannot express anything else):
+//! Calls made (all reads; [`Call`] cannot express anything else, and its few `POST`s are
+//! methods that only read, with bodies built in one place):
 //!
 //! | API | method | permission |
 //! |---|---|---|
@@ -29,6 +30,20 @@
 //! | IAM v1 | `roles.get` (custom roles) | `iam.roles.get` |
 //! | OAuth2 v2 | `tokeninfo` (`--as-me` only) | none |
 //! | Pub/Sub v1, Scheduler v1, Tasks v2, Eventarc v1, Workflows v1 | `get` (`--caller-config` only; recorded as `caller-KIND.json`, a refusal or 404 a gap) | `pubsub.subscriptions.get`, `cloudscheduler.jobs.get`, `cloudtasks.{tasks,queues}.get`, `eventarc.triggers.get`, `workflows.workflows.get` |
+//! | Policy Troubleshooter v3 | `iam.troubleshoot` (`POST v3/iam:troubleshoot`, after the gathering, when the caller is a user or service account; not with `--no-troubleshooter`; recorded as `troubleshoot.json`, never a gap) | see below |
+//!
+//! Policy Troubleshooter answers from the policies and roles the credentials in use may view.
+//! For it Google documents the Security Reviewer role (`roles/iam.securityReviewer`) on the
+//! organization, with these required permissions: `iam.roles.get`, `iam.roles.list`,
+//! `resourcemanager.folders.getIamPolicy`, `resourcemanager.organizations.getIamPolicy`,
+//! `resourcemanager.projects.getIamPolicy`
+//! (<https://cloud.google.com/policy-intelligence/docs/troubleshoot-access>, "Required
+//! permissions"). Not in that list but read too: the service's own policy
+//! (`run.services.getIamPolicy`) and deny policies (`iam.denypolicies.get`, `.list`; Deny
+//! Reviewer, `roles/iam.denyReviewer`). Google: without permission to view a policy or a
+//! custom role "you might not be able to tell whether a principal has access": an undecided
+//! answer (`UNKNOWN_INFO`), not necessarily a refusal. The API must be enabled in the project of the
+//! credentials (else 403 `SERVICE_DISABLED`, and the cross-check says `unavailable`).
 
 pub mod auth;
 pub mod endpoints;
@@ -41,7 +56,10 @@ pub mod resolve;
 pub use auth::{Auth, AuthError, AuthOptions, CredentialSource, Secret};
 pub use endpoints::{Api, BadOverride, Endpoints};
 pub use env::Env;
-pub use gather::{CONSTRAINTS, CallerConfigRef, Gatherer, Query, Settings, Target};
+pub use gather::{
+    CONSTRAINTS, CallerConfigRef, Gatherer, Query, Settings, TROUBLESHOOT_FILE, Target,
+    troubleshooter_email,
+};
 pub use http::{BadName, Call, CallRecord, Client, ClientError, Failure, RetryPolicy};
 pub use record::Recording;
 pub use resolve::{ResolveError, WhoamiError, parse_run_url, principal_for_email};

@@ -18,8 +18,8 @@ use crate::http::Failure;
 pub struct Recording {
     /// `service.json`, `service-iam-policy.json`, `project-iam-policy.json`,
     /// `folder-ID-iam-policy.json`, `organization-ID-iam-policy.json`, `org-policies.json`,
-    /// `logs.json`, `role-ID.json`, `caller-KIND.json`, `context.json`: each the resource, or
-    /// Google's error envelope where the call was refused or failed.
+    /// `logs.json`, `role-ID.json`, `caller-KIND.json`, `troubleshoot.json`, `context.json`:
+    /// each the resource, or Google's error envelope where the call was refused or failed.
     pub files: BTreeMap<String, Value>,
     /// Things the person should know (stderr).
     pub warnings: Vec<String>,
