@@ -151,6 +151,20 @@ pub fn resource_exhausted(service: &str, consumer: &str) -> Reply {
     )
 }
 
+/// 403 `PERMISSION_DENIED` / `SERVICE_DISABLED`: the API `service` (titled `title`) is not
+/// enabled in the project numbered `project_number` (the consumer of the credentials).
+pub fn service_disabled(title: &str, service: &str, project_number: &str) -> Reply {
+    error_with_info(
+        403,
+        format!(
+            "{title} has not been used in project {project_number} before or it is disabled. Enable it by visiting https://console.developers.google.com/apis/api/{service}/overview?project={project_number} then retry. If you enabled this API recently, wait a few minutes for the action to propagate to our systems and retry."
+        ),
+        "SERVICE_DISABLED",
+        "googleapis.com",
+        json!({"consumer": format!("projects/{project_number}"), "service": service}),
+    )
+}
+
 pub fn unavailable() -> Reply {
     error(503, "The service is currently unavailable.")
 }

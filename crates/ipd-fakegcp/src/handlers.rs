@@ -422,6 +422,7 @@ pub fn answer(sc: &Scenario, target: &Target, req: &Request<'_>) -> Reply {
         Target::Entries => entries_list(sc, req),
         Target::Caller { collection, name } => caller_get(sc, *collection, name, req),
         Target::TokenInfo => tokeninfo(req),
+        Target::Troubleshoot => troubleshoot(sc, req),
         Target::EffectivePolicy {
             kind,
             id,
@@ -818,6 +819,160 @@ fn caller_get(sc: &Scenario, collection: CallerCollection, name: &str, req: &Req
 
 /// OAuth2 v2 `tokeninfo`, with `access_token` (the token the fake accepts) or `id_token` (a
 /// Google ID token, read without checking its signature).
+/// The fields of a `TroubleshootIamPolicyRequest` (proto JSON names), by object path: a name
+/// not in the schema is a 400, as Google's JSON mapping answers it.
+const TROUBLESHOOT_FIELDS: &[(&str, &[&str])] = &[
+    ("", &["accessTuple"]),
+    (
+        "access_tuple",
+        &[
+            "principal",
+            "fullResourceName",
+            "permission",
+            "permissionFqdn",
+            "conditionContext",
+        ],
+    ),
+    (
+        "access_tuple.condition_context",
+        &["resource", "destination", "request", "effectiveTags"],
+    ),
+    ("access_tuple.condition_context.request", &["receiveTime"]),
+];
+
+fn unknown_troubleshoot_field(body: &Value) -> Option<Reply> {
+    let mut at = vec![("", body)];
+    while let Some((path, v)) = at.pop() {
+        let (Some(o), Some((_, known))) = (
+            v.as_object(),
+            TROUBLESHOOT_FIELDS.iter().find(|(p, _)| *p == path),
+        ) else {
+            continue;
+        };
+        for (k, child) in o {
+            if !known.contains(&k.as_str()) {
+                let at = if path.is_empty() {
+                    String::new()
+                } else {
+                    format!(" at '{path}'")
+                };
+                return Some(envelope::invalid_argument(format!(
+                    "Invalid JSON payload received. Unknown name \"{k}\"{at}: Cannot find field."
+                )));
+            }
+            let snake = match k.as_str() {
+                "accessTuple" => "access_tuple",
+                "conditionContext" => "condition_context",
+                other => other,
+            };
+            let child_path = if path.is_empty() {
+                snake.to_string()
+            } else {
+                format!("{path}.{snake}")
+            };
+            if let Some((p, _)) = TROUBLESHOOT_FIELDS.iter().find(|(p, _)| *p == child_path) {
+                at.push((p, child));
+            }
+        }
+    }
+    None
+}
+
+/// `//run.googleapis.com/projects/NUMBER/...` with the project ID instead of the number.
+fn full_name_by_id(sc: &Scenario, name: &str) -> String {
+    let number = format!("/projects/{}/", sc.identity.project_number);
+    name.replacen(
+        &number,
+        &format!("/projects/{}/", sc.identity.project_id),
+        1,
+    )
+}
+
+/// Policy Troubleshooter v3 `iam.troubleshoot`. The request is checked as the API documents it
+/// (`principal`, `fullResourceName` and `permission` required; the principal a bare email;
+/// `receiveTime` RFC 3339; no unknown field). The fake evaluates no policy: it answers the
+/// bundle's `troubleshoot.json`, whose `accessTuple` says which question it answers; another
+/// question is a 400 naming both, so a client asking the wrong thing fails its test instead of
+/// reading someone else's answer. Without `troubleshoot.json` the API is not enabled.
+fn troubleshoot(sc: &Scenario, req: &Request<'_>) -> Reply {
+    let body = match body_json(req.body) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    if let Some(r) = unknown_troubleshoot_field(&body) {
+        return r;
+    }
+    let asked = |k: &str| {
+        body.pointer(&format!("/accessTuple/{k}"))
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    };
+    for (k, snake) in [
+        ("principal", "principal"),
+        ("fullResourceName", "full_resource_name"),
+        ("permission", "permission"),
+    ] {
+        if asked(k).is_none() {
+            return envelope::invalid_argument(format!(
+                "Request contains an invalid argument: access_tuple.{snake} is required."
+            ));
+        }
+    }
+    let principal = asked("principal").unwrap_or_default();
+    if principal.contains(':') || principal.split('@').count() != 2 {
+        return envelope::invalid_argument(format!(
+            "Request contains an invalid argument: access_tuple.principal `{principal}` is not the email address of a Google Account or a service account."
+        ));
+    }
+    if let Some(t) = body.pointer("/accessTuple/conditionContext/request/receiveTime")
+        && !t
+            .as_str()
+            .is_some_and(|t| chrono::DateTime::parse_from_rfc3339(t).is_ok())
+    {
+        return envelope::invalid_argument(format!(
+            "Invalid value at 'access_tuple.condition_context.request.receive_time' (type.googleapis.com/google.protobuf.Timestamp), {t}"
+        ));
+    }
+    let stored = match &sc.troubleshoot {
+        None => {
+            return envelope::service_disabled(
+                "Policy Troubleshooter API",
+                "policytroubleshooter.googleapis.com",
+                &sc.identity.project_number,
+            );
+        }
+        Some(Stored::Error(e)) => {
+            return Reply {
+                status: e.status,
+                body: e.body.clone(),
+                headers: Vec::new(),
+            };
+        }
+        Some(Stored::Value(v)) => v,
+    };
+    for k in ["principal", "fullResourceName", "permission"] {
+        let Some(want) = stored
+            .pointer(&format!("/accessTuple/{k}"))
+            .and_then(Value::as_str)
+        else {
+            continue;
+        };
+        let got = asked(k).unwrap_or_default();
+        let same = match k {
+            "principal" => want.eq_ignore_ascii_case(got),
+            "fullResourceName" => full_name_by_id(sc, want) == full_name_by_id(sc, got),
+            _ => want == got,
+        };
+        if !same {
+            return envelope::invalid_argument(format!(
+                "ipd-fakegcp cannot evaluate policies: its troubleshoot.json answers for {k} `{want}`, and `{got}` was asked."
+            ));
+        }
+    }
+    Reply::ok(stored.clone())
+}
+
 fn tokeninfo(req: &Request<'_>) -> Reply {
     let given = |k: &str| req.param(k).map(str::trim).filter(|t| !t.is_empty());
     if let Some(t) = given("access_token") {

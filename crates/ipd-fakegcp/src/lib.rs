@@ -36,12 +36,13 @@
 //! | `eventarc.triggers.get` | `GET /v1/projects/{p}/locations/{l}/triggers/{t}` |
 //! | `workflows.workflows.get` | `GET /v1/projects/{p}/locations/{l}/workflows/{w}[?revisionId=R]` |
 //! | `oauth2.tokeninfo` | `POST /oauth2/v2/tokeninfo?access_token=T` or `?id_token=JWT` (GET accepted; no `Authorization`) |
+//! | `policytroubleshooter.iam.troubleshoot` | `POST /v3/iam:troubleshoot`, body `{"accessTuple": {principal, fullResourceName, permission, conditionContext}}` |
 //!
 //! `{p}` may be the project ID or number everywhere. The source names are what
 //! [`Source`] prints and `fake-gcp --fail NAME=403` takes; the caller-configuration sources are
 //! named by the permission they check. Every API root of the client (including
 //! `CLOUDSDK_API_ENDPOINT_OVERRIDES_PUBSUB`, `_CLOUDSCHEDULER`, `_CLOUDTASKS`, `_EVENTARC`,
-//! `_WORKFLOWS` and `_OAUTH2`) can point at the one base URL: the version and collection
+//! `_WORKFLOWS`, `_OAUTH2` and `_POLICYTROUBLESHOOTER`) can point at the one base URL: the version and collection
 //! segments keep the paths apart (Scheduler, Eventarc and Workflows share `v1/projects/P/
 //! locations/L/`, Cloud Tasks shares `v2/projects/P/locations/L/` with Run).
 //!
@@ -82,6 +83,12 @@
 //!   scope); any other token answers 400 `{"error": "invalid_token", "error_description":
 //!   "Invalid Value"}` (OAuth's shape, not the API envelope); no parameter, 400
 //!   `invalid_request`. An injected 400/401/403 on it answers `invalid_token`.
+//! - Policy Troubleshooter: `principal`, `fullResourceName` and `permission` of the
+//!   `accessTuple` are required (400 `INVALID_ARGUMENT`), the principal is a bare email (a
+//!   `user:` prefix is a 400; an assumption, the API documents an email), `receiveTime` is RFC
+//!   3339, and a field name outside the request's schema is a 400 as in Google's JSON mapping.
+//!   Without `troubleshoot.json` it answers 403 `SERVICE_DISABLED` for
+//!   `policytroubleshooter.googleapis.com` (the API is not enabled), as Google does.
 //!
 //! # Simplified
 //!
@@ -103,6 +110,12 @@
 //!   wordings other than Pub/Sub's are generic, not checked against the real APIs.
 //! - tokeninfo reads an `id_token`'s claims without checking its signature (only Google's
 //!   issuers, not expired); `expires_in` of the access token is a fixed 3599.
+//! - Policy Troubleshooter evaluates nothing: it answers the bundle's `troubleshoot.json` (or
+//!   the envelope it holds) when the question matches the `accessTuple` stored there
+//!   (principal case-insensitively, the project by ID or number), and 400 naming both when it
+//!   does not, so a client that asks about the wrong principal fails its test. What was asked
+//!   is in [`Call::body`] ([`Running::calls_to`] with
+//!   [`Source::PolicyTroubleshooterIamTroubleshoot`]).
 //! - Standard parameters such as `fields` and `prettyPrint` are ignored; not implemented:
 //!   global restrictions, regular expressions and functions other than `log_id()` in filters.
 

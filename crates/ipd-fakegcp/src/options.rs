@@ -49,6 +49,8 @@ pub enum Source {
     /// `POST oauth2/v2/tokeninfo?access_token=...|id_token=...` (OAuth2 v2; GET accepted).
     /// Needs no `Authorization` header: the token is the parameter.
     OAuth2TokenInfo,
+    /// `POST v3/iam:troubleshoot` (Policy Troubleshooter v3): a read that evaluates policies.
+    PolicyTroubleshooterIamTroubleshoot,
 }
 
 impl Source {
@@ -73,6 +75,7 @@ impl Source {
         Source::EventarcTriggersGet,
         Source::WorkflowsGet,
         Source::OAuth2TokenInfo,
+        Source::PolicyTroubleshooterIamTroubleshoot,
     ];
 
     /// The name used on the command line (`--fail NAME=403`) and in [`crate::Call::source`].
@@ -98,6 +101,7 @@ impl Source {
             Source::EventarcTriggersGet => "eventarc.triggers.get",
             Source::WorkflowsGet => "workflows.workflows.get",
             Source::OAuth2TokenInfo => "oauth2.tokeninfo",
+            Source::PolicyTroubleshooterIamTroubleshoot => "policytroubleshooter.iam.troubleshoot",
         }
     }
 
@@ -125,6 +129,9 @@ impl Source {
             Source::WorkflowsGet => "workflows.workflows.get",
             // tokeninfo checks no IAM permission (an injected 401/403 answers `invalid_token`).
             Source::OAuth2TokenInfo => "",
+            // The troubleshooter needs to read the policies it evaluates; the first is the
+            // service's own (what `ipd-model` names for a refused `troubleshoot.json` too).
+            Source::PolicyTroubleshooterIamTroubleshoot => "run.services.getIamPolicy",
         }
     }
 
@@ -149,6 +156,7 @@ impl Source {
             Source::EventarcTriggersGet => "eventarc.googleapis.com",
             Source::WorkflowsGet => "workflows.googleapis.com",
             Source::OAuth2TokenInfo => "www.googleapis.com",
+            Source::PolicyTroubleshooterIamTroubleshoot => "policytroubleshooter.googleapis.com",
         }
     }
 }

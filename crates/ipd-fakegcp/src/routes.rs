@@ -108,6 +108,8 @@ pub enum Target {
     },
     /// OAuth2 v2 `tokeninfo`.
     TokenInfo,
+    /// Policy Troubleshooter v3 `iam.troubleshoot` (`POST v3/iam:troubleshoot`).
+    Troubleshoot,
 }
 
 impl Target {
@@ -128,6 +130,7 @@ impl Target {
             Target::DenyList { .. } | Target::DenyGet { .. } => Source::IamDenyPolicies,
             Target::Caller { collection, .. } => collection.source(),
             Target::TokenInfo => Source::OAuth2TokenInfo,
+            Target::Troubleshoot => Source::PolicyTroubleshooterIamTroubleshoot,
         }
     }
 
@@ -169,6 +172,7 @@ impl Target {
             Target::Role(r) => r.clone(),
             Target::Caller { name, .. } => name.clone(),
             Target::TokenInfo => String::new(),
+            Target::Troubleshoot => format!("projects/{project_id}"),
             Target::DenyList { attachment, kind } => {
                 format!(
                     "policies/{}/{kind}",
@@ -336,6 +340,7 @@ pub fn classify(method: &str, raw_path: &str) -> Route {
             CallerCollection::of_name(&name).map(|collection| Target::Caller { collection, name })
         }
         ["oauth2", "v2", "tokeninfo"] if get || post => Some(Target::TokenInfo),
+        ["v3", "iam:troubleshoot"] if post => Some(Target::Troubleshoot),
         ["v1", "projects", p, "roles", r] if get && nonempty(&[p, r]) => {
             Some(Target::Role(format!("projects/{p}/roles/{r}")))
         }
@@ -531,7 +536,14 @@ mod tests {
             Route::Mutating
         );
         assert_eq!(classify("POST", "/v2/entries:write"), Route::Mutating);
-        assert_eq!(classify("POST", "/v3/iam:troubleshoot"), Route::Unserved);
+        // Policy Troubleshooter's one method is a read (it evaluates, changes nothing).
+        assert_eq!(
+            classify("POST", "/v3/iam:troubleshoot"),
+            Route::Read(Target::Troubleshoot)
+        );
+        assert_eq!(classify("GET", "/v3/iam:troubleshoot"), Route::Unknown);
+        assert_eq!(classify("POST", "/v1/iam:troubleshoot"), Route::Unserved);
+        assert_eq!(classify("PUT", "/v3/iam:troubleshoot"), Route::Mutating);
         assert_eq!(
             classify("POST", "/v1/projects/p/serviceAccounts/a:getIamPolicy"),
             Route::Unserved

@@ -164,6 +164,9 @@ pub struct Scenario {
     /// file name suggests (`caller-subscription.json`, `caller-tasks-queue.json`, ...; `None`:
     /// any collection).
     pub caller_errors: Vec<(Option<CallerCollection>, ErrorReply)>,
+    /// Policy Troubleshooter's answer (`troubleshoot.json`, a `TroubleshootIamPolicyResponse`
+    /// or an envelope). `None`: the API is not enabled (403 `SERVICE_DISABLED`).
+    pub troubleshoot: Option<Stored>,
     /// Sources marked as failing by the scenario itself (options can override).
     pub faults: BTreeMap<Source, Fault>,
     /// What loading noticed (unknown files, unusable files).
@@ -504,6 +507,9 @@ impl Scenario {
                     if let Some(u) = v.pointer("/request/url").and_then(Value::as_str) {
                         h_context.url(u);
                     }
+                }
+                "troubleshoot.json" => {
+                    sc.troubleshoot = Some(Stored::from_value(read_value(path, text)?))
                 }
                 "case.toml" | "token.txt" => {}
                 _ if policy_file_id(name, "folder-").is_some() => {
@@ -860,6 +866,27 @@ mod tests {
             Some(CallerCollection::Job)
         );
         assert_eq!(caller_file_collection("caller-x.json"), None);
+    }
+
+    #[test]
+    fn troubleshoot_answer_or_envelope() {
+        let s = load(&[(
+            "troubleshoot.json",
+            r#"{"accessTuple": {"principal": "a@b.c"}, "overallAccessState": "CAN_ACCESS"}"#,
+        )]);
+        assert!(
+            matches!(&s.troubleshoot, Some(Stored::Value(v)) if v["overallAccessState"] == "CAN_ACCESS")
+        );
+        assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+        let s = load(&[(
+            "troubleshoot.json",
+            r#"{"error": {"code": 403, "status": "PERMISSION_DENIED", "message": "x", "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "SERVICE_DISABLED"}]}}"#,
+        )]);
+        assert!(matches!(
+            &s.troubleshoot,
+            Some(Stored::Error(ErrorReply { status: 403, .. }))
+        ));
+        assert_eq!(load(&[]).troubleshoot, None);
     }
 
     #[test]

@@ -363,7 +363,7 @@ impl std::fmt::Debug for Running {
 
 impl Running {
     /// `http://127.0.0.1:PORT/`: the root for every API (run, logging, orgpolicy, CRM, IAM,
-    /// pubsub, cloudscheduler, cloudtasks, eventarc, workflows, oauth2).
+    /// pubsub, cloudscheduler, cloudtasks, eventarc, workflows, oauth2, policytroubleshooter).
     pub fn base_url(&self) -> String {
         format!("http://{}/", self.addr)
     }

@@ -1609,6 +1609,10 @@ async fn every_source_can_be_denied_with_its_permission() {
     for (r, perm) in &cases {
         assert_denied(r, perm);
     }
+    let r = fx
+        .post("v3/iam:troubleshoot", troubleshoot_request(ALICE))
+        .await;
+    assert_denied(&r, "run.services.getIamPolicy");
     // tokeninfo checks no permission: a refusal there is its `invalid_token`.
     let r = fx
         .post("oauth2/v2/tokeninfo?access_token=x", json!(null))
@@ -1694,7 +1698,8 @@ async fn mutating_calls_are_refused_and_flagged() {
     // Not mutating: unknown reads and read-only methods the fake does not serve.
     assert_envelope(&fx.get("v9/whatever").await, 404, "NOT_FOUND");
     assert_envelope(
-        &fx.post("v3/iam:troubleshoot", json!({})).await,
+        &fx.post("v1/projects/p/serviceAccounts/a:getIamPolicy", json!({}))
+            .await,
         404,
         "NOT_FOUND",
     );
@@ -1712,6 +1717,246 @@ async fn mutating_calls_are_refused_and_flagged() {
         ))
         .await;
     assert_eq!(r.body, service_policy());
+}
+
+// ---------------------------------------------------------------- Policy Troubleshooter
+
+const ALICE: &str = "alice@shop.example.com";
+
+fn full_resource_name(project: &str) -> String {
+    format!("//run.googleapis.com/projects/{project}/locations/{REGION}/services/{SERVICE}")
+}
+
+fn troubleshoot_request(principal: &str) -> Value {
+    json!({"accessTuple": {
+        "principal": principal,
+        "fullResourceName": full_resource_name(PROJECT_ID),
+        "permission": "run.routes.invoke",
+        "conditionContext": {"request": {"receiveTime": "2026-03-01T10:00:00.123Z"}}
+    }})
+}
+
+fn troubleshoot_answer() -> Value {
+    json!({
+        "accessTuple": {
+            "principal": ALICE,
+            "fullResourceName": full_resource_name(PROJECT_ID),
+            "permission": "run.routes.invoke",
+            "permissionFqdn": "run.googleapis.com/routes.invoke"
+        },
+        "overallAccessState": "CAN_ACCESS",
+        "allowPolicyExplanation": {"allowAccessState": "ALLOW_ACCESS_STATE_GRANTED"}
+    })
+}
+
+fn troubleshoot_bundle(dir: &Path) {
+    full_bundle(dir);
+    write(dir, "troubleshoot.json", &troubleshoot_answer());
+}
+
+#[tokio::test]
+async fn policy_troubleshooter_answers_the_stored_question_only() {
+    let fx = Fx::new(troubleshoot_bundle, FakeOptions::new()).await;
+    // troubleshoot.json is a file of the bundle, not an unknown one.
+    assert!(
+        !fx.fake
+            .scenario()
+            .warnings
+            .iter()
+            .any(|w| w.contains("troubleshoot.json"))
+    );
+    let r = fx
+        .post("v3/iam:troubleshoot", troubleshoot_request(ALICE))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body, troubleshoot_answer());
+    // The project by number, the email in another case: the same question.
+    let mut q = troubleshoot_request("Alice@Shop.Example.com");
+    q["accessTuple"]["fullResourceName"] = json!(full_resource_name(NUMBER));
+    q["accessTuple"]
+        .as_object_mut()
+        .unwrap()
+        .remove("conditionContext");
+    assert_eq!(fx.post("v3/iam:troubleshoot", q).await.status, 200);
+    // Another principal, resource or permission: the fake cannot answer it, and says so.
+    let r = fx
+        .post(
+            "v3/iam:troubleshoot",
+            troubleshoot_request("bob@shop.example.com"),
+        )
+        .await;
+    assert_envelope(&r, 400, "INVALID_ARGUMENT");
+    let msg = r.body["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains(ALICE) && msg.contains("bob@shop.example.com"),
+        "{msg}"
+    );
+    let mut q = troubleshoot_request(ALICE);
+    q["accessTuple"]["permission"] = json!("run.services.get");
+    assert_envelope(
+        &fx.post("v3/iam:troubleshoot", q).await,
+        400,
+        "INVALID_ARGUMENT",
+    );
+    let mut q = troubleshoot_request(ALICE);
+    q["accessTuple"]["fullResourceName"] = json!(full_resource_name("other-project"));
+    assert_envelope(
+        &fx.post("v3/iam:troubleshoot", q).await,
+        400,
+        "INVALID_ARGUMENT",
+    );
+    // What was asked is recorded; nothing counts as mutating.
+    let asked: Vec<String> = fx
+        .fake
+        .calls_to(Source::PolicyTroubleshooterIamTroubleshoot)
+        .iter()
+        .filter_map(|c| c.body_json())
+        .filter_map(|b| b["accessTuple"]["principal"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(asked[0], ALICE);
+    assert_eq!(asked[2], "bob@shop.example.com");
+    assert!(fx.fake.mutating_calls().is_empty());
+}
+
+#[tokio::test]
+async fn policy_troubleshooter_validates_the_request() {
+    let fx = Fx::new(troubleshoot_bundle, FakeOptions::new()).await;
+    for field in ["principal", "fullResourceName", "permission"] {
+        let mut q = troubleshoot_request(ALICE);
+        q["accessTuple"].as_object_mut().unwrap().remove(field);
+        let r = fx.post("v3/iam:troubleshoot", q.clone()).await;
+        assert_envelope(&r, 400, "INVALID_ARGUMENT");
+        q["accessTuple"][field] = json!("");
+        let r = fx.post("v3/iam:troubleshoot", q).await;
+        assert_envelope(&r, 400, "INVALID_ARGUMENT");
+    }
+    assert_envelope(
+        &fx.post("v3/iam:troubleshoot", json!({})).await,
+        400,
+        "INVALID_ARGUMENT",
+    );
+    // A member-syntax principal, a misspelt field, a time that is not RFC 3339.
+    let r = fx
+        .post(
+            "v3/iam:troubleshoot",
+            troubleshoot_request(&format!("user:{ALICE}")),
+        )
+        .await;
+    assert_envelope(&r, 400, "INVALID_ARGUMENT");
+    let mut q = troubleshoot_request(ALICE);
+    q["accessTuple"]["conditionContext"]["request"] =
+        json!({"recieveTime": "2026-03-01T10:00:00Z"});
+    let r = fx.post("v3/iam:troubleshoot", q).await;
+    assert_envelope(&r, 400, "INVALID_ARGUMENT");
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Unknown name \"recieveTime\" at 'access_tuple.condition_context.request'"),
+        "{}",
+        r.body
+    );
+    let mut q = troubleshoot_request(ALICE);
+    q["principal"] = json!(ALICE);
+    assert_envelope(
+        &fx.post("v3/iam:troubleshoot", q).await,
+        400,
+        "INVALID_ARGUMENT",
+    );
+    let mut q = troubleshoot_request(ALICE);
+    q["accessTuple"]["conditionContext"]["request"]["receiveTime"] = json!("yesterday");
+    assert_envelope(
+        &fx.post("v3/iam:troubleshoot", q).await,
+        400,
+        "INVALID_ARGUMENT",
+    );
+    // Only POST: a GET is an unknown path, a PUT could change state.
+    assert_envelope(&fx.get("v3/iam:troubleshoot").await, 404, "NOT_FOUND");
+    let r = fx
+        .send(
+            fx.http
+                .put(fx.url("v3/iam:troubleshoot"))
+                .json(&troubleshoot_request(ALICE)),
+        )
+        .await;
+    assert_eq!(r.status, 405);
+    assert_eq!(fx.fake.mutating_calls().len(), 1);
+}
+
+#[tokio::test]
+async fn policy_troubleshooter_without_an_answer_is_not_enabled() {
+    // No troubleshoot.json: the envelope Google answers when the API is off, exactly as the
+    // fixture recorded it.
+    let fx = Fx::new(full_bundle, FakeOptions::new()).await;
+    let r = fx
+        .post("v3/iam:troubleshoot", troubleshoot_request(ALICE))
+        .await;
+    let fixture: Value = serde_json::from_str(
+        &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(
+            "../../fixtures/crosscheck-troubleshooter-api-disabled-healthy/troubleshoot.json",
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(r.status, 403);
+    assert_eq!(r.body, fixture);
+    let api = ipd_model::doc::ApiError::from_envelope(&r.body).unwrap();
+    assert_eq!(api.reason.as_deref(), Some("SERVICE_DISABLED"));
+    // A stored envelope is answered with its code, after the request is checked.
+    let fx = Fx::new(
+        |d| {
+            full_bundle(d);
+            write(
+                d,
+                "troubleshoot.json",
+                &json!({"error": {"code": 429, "status": "RESOURCE_EXHAUSTED", "message": "Quota exceeded."}}),
+            );
+        },
+        FakeOptions::new(),
+    )
+    .await;
+    let r = fx
+        .post("v3/iam:troubleshoot", troubleshoot_request("bob@x.example"))
+        .await;
+    assert_envelope(&r, 429, "RESOURCE_EXHAUSTED");
+    assert_envelope(
+        &fx.post("v3/iam:troubleshoot", json!({})).await,
+        400,
+        "INVALID_ARGUMENT",
+    );
+}
+
+#[tokio::test]
+async fn policy_troubleshooter_needs_the_bearer_token_and_takes_faults() {
+    let opts = FakeOptions::new().token("s3cret-token").fail(
+        Source::PolicyTroubleshooterIamTroubleshoot,
+        Fault::first(503, 1),
+    );
+    let fx = Fx::new(troubleshoot_bundle, opts).await;
+    let r = fx
+        .post("v3/iam:troubleshoot", troubleshoot_request(ALICE))
+        .await;
+    assert_envelope(&r, 401, "UNAUTHENTICATED");
+    let authed = || {
+        fx.http
+            .post(fx.url("v3/iam:troubleshoot"))
+            .bearer_auth("s3cret-token")
+            .json(&troubleshoot_request(ALICE))
+    };
+    assert_envelope(&fx.send(authed()).await, 503, "UNAVAILABLE");
+    let r = fx.send(authed()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let calls = fx
+        .fake
+        .calls_to(Source::PolicyTroubleshooterIamTroubleshoot);
+    assert_eq!(
+        calls
+            .iter()
+            .map(|c| (c.status, c.injected))
+            .collect::<Vec<_>>(),
+        [(401, false), (503, true), (200, false)]
+    );
+    assert!(!format!("{calls:?}").contains("s3cret"));
 }
 
 // ---------------------------------------------------------------- lifecycle and binary

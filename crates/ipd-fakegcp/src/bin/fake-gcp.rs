@@ -18,7 +18,7 @@ const USAGE: &str =
 Serves DIR (an invoker-doctor evidence bundle) as the Google Cloud REST APIs on
 http://127.0.0.1:PORT/ and prints that base URL on stdout. Point every
 CLOUDSDK_API_ENDPOINT_OVERRIDES_<API> at it: RUN CLOUDRESOURCEMANAGER LOGGING ORGPOLICY
-IAM PUBSUB CLOUDSCHEDULER CLOUDTASKS EVENTARC WORKFLOWS OAUTH2.
+IAM PUBSUB CLOUDSCHEDULER CLOUDTASKS EVENTARC WORKFLOWS OAUTH2 POLICYTROUBLESHOOTER.
 
   --token T         require `Authorization: Bearer T` (OAuth2 tokeninfo takes it as
                     ?access_token=T instead, and calls any other token invalid_token)
@@ -27,14 +27,16 @@ IAM PUBSUB CLOUDSCHEDULER CLOUDTASKS EVENTARC WORKFLOWS OAUTH2.
 
 Each caller-*.json of DIR (a Pub/Sub subscription, Scheduler job, Cloud Tasks queue or
 task, Eventarc trigger or workflow, as `gcloud ... describe --format=json` prints it) is
-served at its `name`.
+served at its `name`. Policy Troubleshooter (POST v3/iam:troubleshoot) answers DIR's
+troubleshoot.json for the question its accessTuple names (another question is a 400);
+without that file it answers 403 SERVICE_DISABLED, as Google does when the API is off.
 
 sources: run.services.get run.services.list run.services.getIamPolicy projects.get
          folders.get organizations.get projects.getIamPolicy folders.getIamPolicy
          organizations.getIamPolicy logging.entries.list orgpolicy.getEffectivePolicy
          iam.roles.get iam.denypolicies pubsub.subscriptions.get cloudscheduler.jobs.get
          cloudtasks.queues.get cloudtasks.tasks.get eventarc.triggers.get
-         workflows.workflows.get oauth2.tokeninfo";
+         workflows.workflows.get oauth2.tokeninfo policytroubleshooter.iam.troubleshoot";
 
 struct Args {
     bundle: PathBuf,
