@@ -71,7 +71,7 @@ pub struct CaseArgs {
 #[derive(Debug, Args)]
 pub struct DiagnoseArgs {
     /// An evidence bundle directory (no network).
-    #[arg(long, value_name = "DIR", conflicts_with_all = ["project", "region", "service", "url", "record", "as_me", "access_token_file", "impersonate_service_account"])]
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["project", "region", "service", "url", "record", "as_me", "access_token_file", "impersonate_service_account", "no_troubleshooter"])]
     pub bundle: Option<PathBuf>,
     /// Live mode: the project ID.
     #[arg(long, value_name = "P")]
@@ -120,6 +120,12 @@ pub struct LiveArgs {
     /// Live mode: list every API call on stderr (method, resource, status, timing, retries).
     #[arg(long, short = 'v')]
     pub verbose: bool,
+    /// Live mode: do not ask Policy Troubleshooter (policytroubleshooter.googleapis.com)
+    /// whether the caller holds run.routes.invoke. By default it is asked once the caller is
+    /// known, if that is a user or service account, and the report's cross_check compares its
+    /// answer with the tool's own reading of IAM.
+    #[arg(long)]
+    pub no_troubleshooter: bool,
 }
 
 #[derive(Debug, Args)]

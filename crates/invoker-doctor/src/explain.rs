@@ -97,15 +97,16 @@ pub fn run(a: &ExplainArgs, stdin: &mut dyn Read, env: &Env) -> Result<Output> {
             };
             let target_given = a.region.is_some() && a.service.is_some();
             if reference.is_some() || entry.is_some() || target_given {
-                match crate::live::explain(
-                    a,
-                    reference.as_deref(),
+                let pasted = crate::live::Pasted {
+                    reference: reference.as_deref(),
                     entry,
-                    hint.as_deref(),
-                    inputs.clone(),
-                    token.clone(),
-                    env,
-                )? {
+                    project_hint: hint.as_deref(),
+                    token: match &paste {
+                        Paste::Token(t) => Some(&**t),
+                        _ => None,
+                    },
+                };
+                match crate::live::explain(a, pasted, inputs.clone(), token.clone(), env)? {
                     Lookup::Found {
                         project,
                         found_entry,

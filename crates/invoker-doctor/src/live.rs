@@ -150,7 +150,10 @@ pub fn diagnose(d: &DiagnoseArgs, stdin: &mut dyn Read, env: &Env) -> Result<Out
             known_entry: None,
             caller_config,
         };
-        let rec = g.gather(&target, &q).await?;
+        let mut rec = g.gather(&target, &q).await?;
+        if !d.live.no_troubleshooter {
+            ask_troubleshooter(&g, &mut rec, &target, &inputs, token.as_ref()).await;
+        }
         anyhow::Ok((rec, target, g.client().trace(), started.elapsed()))
     })?;
     let request_url = d.url.clone().filter(|u| names_a_request(u));
@@ -163,6 +166,35 @@ pub fn diagnose(d: &DiagnoseArgs, stdin: &mut dyn Read, env: &Env) -> Result<Out
         warnings,
         code: crate::exit_code(&report),
     })
+}
+
+/// Asks Policy Troubleshooter about the caller of the gathered evidence and adds its answer to
+/// the recording as `troubleshoot.json`, which the evidence is then built from (as `--bundle`
+/// reads it, so live and replayed cross-checks agree). The caller and the request's time are
+/// the ones the rules see (`--caller`, the token, `--as-me`, or the caller's configuration;
+/// `--at` or the failing request's log entry), so they are known only after the gathering.
+/// Nothing is asked when the caller is unknown or not a user or service account.
+async fn ask_troubleshooter(
+    g: &Gatherer,
+    rec: &mut Recording,
+    target: &Target,
+    inputs: &Inputs,
+    token: Option<&Token>,
+) {
+    // An unreadable answer is reported when the evidence is built for the diagnosis.
+    let Ok(loaded) = rec.evidence(inputs.clone()) else {
+        return;
+    };
+    let mut ev = loaded.evidence;
+    if let Some(t) = token {
+        ev.token = Some(t.clone());
+    }
+    let facts = ipd_model::facts::Facts::derive(&ev);
+    let Some(caller) = facts.caller.filter(|c| !c.public) else {
+        return;
+    };
+    g.troubleshoot(rec, target, &caller.principal, facts.request.time)
+        .await;
 }
 
 /// A URL with a path or query names the request that failed, not only the service.
@@ -365,18 +397,35 @@ pub(crate) fn target_of_entry(e: &Value) -> Option<Target> {
     })
 }
 
+/// What a paste gives live `explain`.
+pub(crate) struct Pasted<'a> {
+    /// A trace ID or insertId to look up.
+    pub reference: Option<&'a str>,
+    /// A pasted LogEntry.
+    pub entry: Option<Value>,
+    /// The project a Logs Explorer URL names.
+    pub project_hint: Option<&'a str>,
+    /// A pasted token: whose it is says who the caller is (Policy Troubleshooter is asked
+    /// about them); `explain` puts it on the evidence itself.
+    pub token: Option<&'a Token>,
+}
+
 /// Live `explain`: find the request in Cloud Logging (`reference`: a trace ID or insertId),
 /// or take the pasted `entry`, derive its service, gather, and hand back the evidence.
 /// `project_hint` is the project a Logs Explorer URL names.
 pub(crate) fn explain(
     a: &crate::cli::ExplainArgs,
-    reference: Option<&str>,
-    entry: Option<Value>,
-    project_hint: Option<&str>,
+    pasted: Pasted<'_>,
     inputs: Inputs,
     token: Option<Token>,
     env: &Env,
 ) -> Result<Lookup> {
+    let Pasted {
+        reference,
+        entry,
+        project_hint,
+        token: pasted_token,
+    } = pasted;
     let freshness = match a.live.freshness.as_deref() {
         Some(f) => parse_freshness(f)?,
         None => chrono::Duration::days(7),
@@ -453,7 +502,12 @@ pub(crate) fn explain(
                 known_entry: found.clone(),
                 caller_config: None,
             };
-            let rec = g.gather(&target, &q).await.map_err(|e| e.to_string())?;
+            let mut rec = g.gather(&target, &q).await.map_err(|e| e.to_string())?;
+            if !a.live.no_troubleshooter {
+                // --token outranks a pasted token, as on the evidence.
+                let caller_token = token.as_ref().or(pasted_token);
+                ask_troubleshooter(&g, &mut rec, &target, &inputs, caller_token).await;
+            }
             Ok(Some((
                 rec,
                 target,

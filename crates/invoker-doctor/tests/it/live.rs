@@ -15,7 +15,10 @@
 //!   and `--url` (the request's URL: IAM conditions read its path);
 //! - `caller-*.json`: `--caller-config KIND:NAME`, its API (Pub/Sub, Scheduler, Cloud Tasks,
 //!   Eventarc, Workflows) served by the fake like the others;
-//! - logs are read with `--freshness` reaching back to the bundle's oldest entry.
+//! - logs are read with `--freshness` reaching back to the bundle's oldest entry;
+//! - `troubleshoot.json`: Policy Troubleshooter's answer, served by the fake; without it the
+//!   fake answers 403 `SERVICE_DISABLED` (the API not enabled), so live mode shows an
+//!   `unavailable` cross-check where the bundle shows none (see the comparison below).
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -79,6 +82,7 @@ impl Live {
             "EVENTARC",
             "WORKFLOWS",
             "OAUTH2",
+            "POLICYTROUBLESHOOTER",
         ] {
             c.env(format!("CLOUDSDK_API_ENDPOINT_OVERRIDES_{api}"), &base);
         }
@@ -338,6 +342,62 @@ fn every_fixture_diagnoses_the_same_live_as_offline() {
             failures.push(format!(
                 "{slug}: exit {:?} live, {offline_code} offline",
                 out.status.code()
+            ));
+        }
+        // The cross-check. With troubleshoot.json the fake serves that answer, so live and
+        // offline must show the same cross_check. Without it the fake answers as Google does
+        // when the API is not enabled (403 SERVICE_DISABLED), which the bundle does not say:
+        // live then shows `unavailable` when a user or service account was asked, and no
+        // cross-check when nobody could be asked (no caller, a group, allUsers). Running those
+        // fixtures with --no-troubleshooter instead would leave that path untested.
+        let asked = live
+            .fake
+            .calls_to(Source::PolicyTroubleshooterIamTroubleshoot);
+        let askable = report["caller"]["principal"]
+            .as_str()
+            .map(ipd_model::principal::Principal::parse)
+            .and_then(|p| ipd_gather::troubleshooter_email(&p).map(str::to_string));
+        let want_asked: Vec<Option<String>> = askable.iter().cloned().map(Some).collect();
+        let got_asked: Vec<Option<String>> = asked
+            .iter()
+            .map(|c| {
+                c.body_json()
+                    .and_then(|b| b["accessTuple"]["principal"].as_str().map(str::to_string))
+            })
+            .collect();
+        if got_asked != want_asked {
+            failures.push(format!(
+                "{slug}: Policy Troubleshooter asked about {got_asked:?}, the caller is {askable:?}"
+            ));
+        }
+        if dir.join("troubleshoot.json").exists() {
+            if report["cross_check"] != offline["cross_check"] {
+                failures.push(format!(
+                    "{slug}: cross_check\n  live    {}\n  offline {}",
+                    report["cross_check"], offline["cross_check"]
+                ));
+            }
+            if let Some(want) = &case.cross_check
+                && report["cross_check"]["agreement"] != want.as_str()
+            {
+                failures.push(format!(
+                    "{slug}: cross_check.agreement {} live, {want} expected",
+                    report["cross_check"]["agreement"]
+                ));
+            }
+        } else if askable.is_some() {
+            let disabled = asked.iter().all(|c| c.status == 403)
+                && report["cross_check"]["agreement"] == "unavailable";
+            if !disabled {
+                failures.push(format!(
+                    "{slug}: without troubleshoot.json the troubleshooter is disabled, but live shows {}",
+                    report["cross_check"]
+                ));
+            }
+        } else if report.get("cross_check").is_some_and(|c| !c.is_null()) {
+            failures.push(format!(
+                "{slug}: nobody to ask, but live shows a cross_check {}",
+                report["cross_check"]
             ));
         }
         let mutating = live.fake.mutating_calls();
@@ -670,6 +730,208 @@ fn record_round_trips_and_holds_no_token() {
         "serviceAccount:checkout@shop-prod.iam.gserviceaccount.com"
     );
     assert_eq!(replay["findings"][0]["cause"], "missing_invoker_binding");
+}
+
+const SETTLES: &str = "crosscheck-troubleshooter-settles-group-not-member";
+const CHECKOUT: &str = "checkout@shop-prod.iam.gserviceaccount.com";
+
+/// The bodies of the Policy Troubleshooter requests the fake received.
+fn troubleshoot_bodies(live: &Live) -> Vec<Value> {
+    live.fake
+        .calls_to(Source::PolicyTroubleshooterIamTroubleshoot)
+        .iter()
+        .map(|c| c.body_json().expect("a JSON body"))
+        .collect()
+}
+
+fn time_of(v: &Value) -> Option<ipd_model::time::Timestamp> {
+    v.as_str().and_then(ipd_model::time::parse_rfc3339)
+}
+
+#[test]
+fn troubleshooter_is_asked_about_the_caller_at_the_request_time() {
+    // --at: the time given.
+    let at = "2026-11-20T17:51:30.5Z";
+    let (live, out) = run_fixture(
+        SETTLES,
+        FakeOptions::new(),
+        &["--format", "json", "--at", at],
+    );
+    let v = json_of(&out, "troubleshooter --at");
+    live.assert_no_api_token(&out, "troubleshooter --at");
+    let bodies = troubleshoot_bodies(&live);
+    assert_eq!(bodies.len(), 1, "{bodies:?}");
+    let t = &bodies[0]["accessTuple"];
+    assert_eq!(
+        t["principal"], CHECKOUT,
+        "a bare email, no serviceAccount: prefix"
+    );
+    assert_eq!(
+        t["fullResourceName"],
+        "//run.googleapis.com/projects/shop-prod/locations/europe-west1/services/orders-api"
+    );
+    assert_eq!(t["permission"], "run.routes.invoke");
+    assert_eq!(
+        time_of(&t["conditionContext"]["request"]["receiveTime"]),
+        ipd_model::time::parse_rfc3339(at)
+    );
+    let calls = live
+        .fake
+        .calls_to(Source::PolicyTroubleshooterIamTroubleshoot);
+    assert!(calls[0].authorization && calls[0].status == 200 && !calls[0].mutating);
+    assert_eq!(
+        v["cross_check"]["agreement"], "settles",
+        "{}",
+        v["cross_check"]
+    );
+    assert_eq!(v["cross_check"]["principal"], CHECKOUT);
+
+    // Without --at: the failing request's time, from its log entry.
+    let (live, out) = run_fixture(SETTLES, FakeOptions::new(), &["--format", "json"]);
+    let v = json_of(&out, "troubleshooter");
+    let bodies = troubleshoot_bodies(&live);
+    assert_eq!(bodies.len(), 1, "{bodies:?}");
+    let sent = time_of(&bodies[0]["accessTuple"]["conditionContext"]["request"]["receiveTime"]);
+    assert!(sent.is_some(), "{}", bodies[0]);
+    assert_eq!(sent, time_of(&v["request"]["time"]));
+
+    // -v lists the call like the others.
+    let (_, out) = run_fixture(SETTLES, FakeOptions::new(), &["--format", "json", "-v"]);
+    assert!(
+        text(&out.stderr).contains(&format!(
+            "200 policytroubleshooter.iam.troubleshoot run.routes.invoke of {CHECKOUT} on projects/shop-prod/locations/europe-west1/services/orders-api"
+        )),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn no_troubleshooter_flag_and_group_callers_make_no_call() {
+    let (live, out) = run_fixture(
+        SETTLES,
+        FakeOptions::new(),
+        &["--format", "json", "--no-troubleshooter"],
+    );
+    let v = json_of(&out, "--no-troubleshooter");
+    assert!(troubleshoot_bodies(&live).is_empty());
+    assert!(v.get("cross_check").is_none_or(Value::is_null), "{v}");
+    assert!(!live.fake.calls().is_empty(), "the rest is still read");
+
+    // A group cannot be asked about (the API takes a user's or service account's email).
+    let (live, out) = run_fixture(
+        SETTLES,
+        FakeOptions::new(),
+        &[
+            "--format",
+            "json",
+            "--caller",
+            "group:commerce-services@shop.example.com",
+        ],
+    );
+    let v = json_of(&out, "group caller");
+    assert_eq!(
+        v["caller"]["principal"],
+        "group:commerce-services@shop.example.com"
+    );
+    assert!(troubleshoot_bodies(&live).is_empty());
+    assert!(v.get("cross_check").is_none_or(Value::is_null), "{v}");
+
+    // Nor allUsers (--expect-public without a caller).
+    let live = Live::bundle(&fixture(SETTLES), FakeOptions::new());
+    let mut args = s(&["diagnose", "--expect-public", "--format", "json"]);
+    args.extend(live.target_args());
+    let out = live.run(&args);
+    json_of(&out, "expect public");
+    assert!(troubleshoot_bodies(&live).is_empty());
+}
+
+#[test]
+fn troubleshooter_unavailable_is_retried_then_answers() {
+    let opts = FakeOptions::new().fail(
+        Source::PolicyTroubleshooterIamTroubleshoot,
+        Fault::first(503, 1),
+    );
+    let (live, out) = run_fixture(SETTLES, opts, &["--format", "json", "-v"]);
+    let v = json_of(&out, "503 then 200");
+    let calls = live
+        .fake
+        .calls_to(Source::PolicyTroubleshooterIamTroubleshoot);
+    assert_eq!(
+        calls.iter().map(|c| c.status).collect::<Vec<_>>(),
+        [503, 200]
+    );
+    let (offline, _) = offline_report(&fixture(SETTLES), &case_of(SETTLES));
+    assert_eq!(v["cross_check"], offline["cross_check"]);
+    assert!(text(&out.stderr).contains("2 attempts: 503, retried after"));
+    live.assert_no_api_token(&out, "503 then 200");
+
+    // A troubleshooter that keeps failing: the cross-check is unavailable, nothing else
+    // changes.
+    let opts = FakeOptions::new().fail(
+        Source::PolicyTroubleshooterIamTroubleshoot,
+        Fault::always(503),
+    );
+    let (_, out) = run_fixture(SETTLES, opts, &["--format", "json"]);
+    let failing = json_of(&out, "503 always");
+    assert_eq!(failing["cross_check"]["agreement"], "unavailable");
+    assert_eq!(findings(&failing), findings(&offline));
+}
+
+#[test]
+fn recorded_troubleshooter_answer_replays_the_same_cross_check() {
+    for slug in [
+        SETTLES,
+        "crosscheck-troubleshooter-disagrees-stale-bundle",
+        "crosscheck-troubleshooter-api-disabled-healthy",
+    ] {
+        let dir = fixture(slug);
+        let rec = tempfile::tempdir().expect("tempdir");
+        let rec_s = rec.path().join("bundle").display().to_string();
+        let (live, out) = run_fixture(
+            slug,
+            FakeOptions::new(),
+            &["--format", "json", "--record", &rec_s],
+        );
+        let live_report = json_of(&out, slug);
+        let recorded = std::fs::read_to_string(rec.path().join("bundle/troubleshoot.json"))
+            .unwrap_or_else(|e| panic!("{slug}: troubleshoot.json not recorded: {e}"));
+        assert!(
+            !recorded.contains(&live.token),
+            "{slug}: the API token is recorded"
+        );
+        for p in token_parts(&dir) {
+            assert!(
+                !recorded.contains(&p),
+                "{slug}: part of the caller's token is recorded"
+            );
+        }
+        let want: Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.join("troubleshoot.json")).expect("fixture"),
+        )
+        .expect("json");
+        assert_eq!(
+            serde_json::from_str::<Value>(&recorded).expect("json"),
+            want,
+            "{slug}: the answer is recorded as served"
+        );
+        let mut a = s(&[
+            "invoker-doctor",
+            "diagnose",
+            "--bundle",
+            &rec_s,
+            "--format",
+            "json",
+        ]);
+        a.extend([
+            "--token".into(),
+            format!("@{}", dir.join("token.txt").display()),
+        ]);
+        let replay: Value = serde_json::from_str(&run_args(&a).stdout).expect("replay json");
+        assert!(live_report["cross_check"].is_object(), "{slug}");
+        assert_eq!(live_report["cross_check"], replay["cross_check"], "{slug}");
+        assert_eq!(findings(&live_report), findings(&replay), "{slug}");
+    }
 }
 
 #[test]
@@ -1423,6 +1685,7 @@ fn explain_checks_a_pasted_token_against_the_live_service() {
     let mut args = s(&["explain", token.trim(), "--format", "json", "--freshness"]);
     args.push(freshness_for(&dir));
     args.extend(live.target_args());
+    live.fake.clear_calls();
     let out = live.run(&args);
     let v = json_of(&out, "explain token");
     assert_eq!(v["paste"]["kind"], "token");
@@ -1435,4 +1698,14 @@ fn explain_checks_a_pasted_token_against_the_live_service() {
     for part in token_parts(&dir) {
         assert!(!text(&out.stdout).contains(&part), "the pasted token leaks");
     }
+    // The pasted token names the caller: Policy Troubleshooter is asked about it (the fake's
+    // bundle has no troubleshoot.json: the API is not enabled, the cross-check unavailable).
+    let asked: Vec<Value> = troubleshoot_bodies(&live)
+        .iter()
+        .map(|b| b["accessTuple"]["principal"].clone())
+        .collect();
+    let caller = v["caller"]["principal"].as_str().expect("a caller");
+    let email = caller.split_once(':').map(|(_, e)| e).expect("an email");
+    assert_eq!(asked, [Value::from(email)]);
+    assert_eq!(v["cross_check"]["agreement"], "unavailable", "{v}");
 }
