@@ -51,11 +51,17 @@ fn main() -> Result<()> {
     let token_file = scratch.path().join("access-token");
     std::fs::write(&token_file, &token)?;
     let base = fake.base_url();
-    let mut pairs: Vec<(String, String)> =
-        ["RUN", "CLOUDRESOURCEMANAGER", "LOGGING", "ORGPOLICY", "IAM"]
-            .iter()
-            .map(|a| (format!("CLOUDSDK_API_ENDPOINT_OVERRIDES_{a}"), base.clone()))
-            .collect();
+    let mut pairs: Vec<(String, String)> = [
+        "RUN",
+        "CLOUDRESOURCEMANAGER",
+        "LOGGING",
+        "ORGPOLICY",
+        "IAM",
+        "POLICYTROUBLESHOOTER",
+    ]
+    .iter()
+    .map(|a| (format!("CLOUDSDK_API_ENDPOINT_OVERRIDES_{a}"), base.clone()))
+    .collect();
     pairs.push((
         "CLOUDSDK_AUTH_ACCESS_TOKEN_FILE".into(),
         token_file.display().to_string(),
