@@ -926,9 +926,8 @@ fn troubleshoot(sc: &Scenario, req: &Request<'_>) -> Reply {
         ));
     }
     if let Some(t) = body.pointer("/accessTuple/conditionContext/request/receiveTime")
-        && !t
-            .as_str()
-            .is_some_and(|t| chrono::DateTime::parse_from_rfc3339(t).is_ok())
+        && t.as_str()
+            .is_none_or(|t| chrono::DateTime::parse_from_rfc3339(t).is_err())
     {
         return envelope::invalid_argument(format!(
             "Invalid value at 'access_tuple.condition_context.request.receive_time' (type.googleapis.com/google.protobuf.Timestamp), {t}"
