@@ -179,9 +179,7 @@ pub fn from_files<'a>(
                         }
                     },
                     Doc::Error(e) => {
-                        let stem = name
-                            .trim_start_matches("caller-")
-                            .trim_end_matches(".json");
+                        let stem = name.trim_start_matches("caller-").trim_end_matches(".json");
                         let g: Gathered<CallerConfig> =
                             denied_or_failed(e, caller_get_permission(stem));
                         if let (Some(state), Some(detail)) = (g.gap_state(), g.absence()) {
@@ -337,7 +335,11 @@ mod tests {
         let missing = r#"{"error": {"code": 404, "status": "NOT_FOUND", "message": "Resource 'projects/p/locations/l/queues/q' was not found"}}"#;
         let l = from_files([
             ("caller-pubsub.json", "b/caller-pubsub.json", denied),
-            ("caller-tasks-queue.json", "b/caller-tasks-queue.json", missing),
+            (
+                "caller-tasks-queue.json",
+                "b/caller-tasks-queue.json",
+                missing,
+            ),
         ])
         .unwrap();
         assert!(l.evidence.caller_configs.is_empty());
