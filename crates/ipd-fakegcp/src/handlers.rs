@@ -455,11 +455,11 @@ pub fn answer(sc: &Scenario, target: &Target, req: &Request<'_>) -> Reply {
             {
                 return denied();
             }
-            let want = normalize_role(sc, name);
+            let want = normalize_project(sc, name);
             match sc.roles.iter().find(|r| {
                 r.get("name")
                     .and_then(Value::as_str)
-                    .is_some_and(|n| normalize_role(sc, n) == want)
+                    .is_some_and(|n| normalize_project(sc, n) == want)
             }) {
                 Some(r) => Reply::ok(r.clone()),
                 None => envelope::not_found(format!("The role named {name} was not found.")),
@@ -536,19 +536,6 @@ pub fn answer(sc: &Scenario, target: &Target, req: &Request<'_>) -> Reply {
                 }
             }
         }
-    }
-}
-
-/// `projects/NUMBER/roles/x` and `projects/ID/roles/x` are the same role.
-fn normalize_role(sc: &Scenario, name: &str) -> String {
-    match name
-        .strip_prefix("projects/")
-        .and_then(|r| r.split_once('/'))
-    {
-        Some((p, rest)) if sc.is_project(p) => {
-            format!("projects/{}/{rest}", sc.identity.project_id)
-        }
-        _ => name.to_string(),
     }
 }
 

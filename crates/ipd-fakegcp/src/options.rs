@@ -54,6 +54,16 @@ pub enum Source {
 }
 
 impl Source {
+    /// The `get` of each Google-managed caller's configuration.
+    pub const CALLERS: &'static [Source] = &[
+        Source::PubsubSubscriptionsGet,
+        Source::SchedulerJobsGet,
+        Source::TasksQueuesGet,
+        Source::TasksTasksGet,
+        Source::EventarcTriggersGet,
+        Source::WorkflowsGet,
+    ];
+
     pub const ALL: &'static [Source] = &[
         Source::RunServicesGet,
         Source::RunServicesList,

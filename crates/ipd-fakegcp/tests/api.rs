@@ -1229,14 +1229,7 @@ async fn caller_configurations_are_served_at_their_names() {
         "UNAUTHENTICATED",
     );
     let sources: Vec<Option<Source>> = fx.fake.calls().iter().map(|c| c.source).collect();
-    for s in [
-        Source::PubsubSubscriptionsGet,
-        Source::SchedulerJobsGet,
-        Source::TasksQueuesGet,
-        Source::TasksTasksGet,
-        Source::EventarcTriggersGet,
-        Source::WorkflowsGet,
-    ] {
+    for &s in Source::CALLERS {
         assert!(sources.contains(&Some(s)), "{s} never routed");
     }
     // What these APIs could change is refused and flagged.

@@ -406,19 +406,12 @@ fn every_fixture_diagnoses_the_same_live_as_offline() {
             "{slug}: mutating calls were made: {mutating:?}"
         );
         if has(&full, "--caller-config") {
-            let callers = [
-                Source::PubsubSubscriptionsGet,
-                Source::SchedulerJobsGet,
-                Source::TasksQueuesGet,
-                Source::TasksTasksGet,
-                Source::EventarcTriggersGet,
-                Source::WorkflowsGet,
-            ];
             assert!(
                 live.fake
                     .calls()
                     .iter()
-                    .any(|c| c.status == 200 && c.source.is_some_and(|s| callers.contains(&s))),
+                    .any(|c| c.status == 200
+                        && c.source.is_some_and(|s| Source::CALLERS.contains(&s))),
                 "{slug}: the caller's configuration was not read from the fake"
             );
         }
@@ -693,19 +686,7 @@ fn record_round_trips_and_holds_no_token() {
     .expect("json");
     assert_eq!(refused["error"]["status"], "PERMISSION_DENIED");
     // Replay offline, with the same token flag: same findings, same gaps.
-    let mut a = s(&[
-        "invoker-doctor",
-        "diagnose",
-        "--bundle",
-        &rec_s,
-        "--format",
-        "json",
-    ]);
-    a.extend([
-        "--token".into(),
-        format!("@{}", dir.join("token.txt").display()),
-    ]);
-    let replay: Value = serde_json::from_str(&run_args(&a).stdout).expect("replay json");
+    let replay = replay_with_token(&rec_s, &dir);
     assert_eq!(findings(&live_report), findings(&replay));
     assert_eq!(live_report["gaps"], replay["gaps"]);
     assert!(
@@ -915,19 +896,7 @@ fn recorded_troubleshooter_answer_replays_the_same_cross_check() {
             want,
             "{slug}: the answer is recorded as served"
         );
-        let mut a = s(&[
-            "invoker-doctor",
-            "diagnose",
-            "--bundle",
-            &rec_s,
-            "--format",
-            "json",
-        ]);
-        a.extend([
-            "--token".into(),
-            format!("@{}", dir.join("token.txt").display()),
-        ]);
-        let replay: Value = serde_json::from_str(&run_args(&a).stdout).expect("replay json");
+        let replay = replay_with_token(&rec_s, &dir);
         assert!(live_report["cross_check"].is_object(), "{slug}");
         assert_eq!(live_report["cross_check"], replay["cross_check"], "{slug}");
         assert_eq!(findings(&live_report), findings(&replay), "{slug}");
@@ -1708,4 +1677,21 @@ fn explain_checks_a_pasted_token_against_the_live_service() {
     let email = caller.split_once(':').map(|(_, e)| e).expect("an email");
     assert_eq!(asked, [Value::from(email)]);
     assert_eq!(v["cross_check"]["agreement"], "unavailable", "{v}");
+}
+
+/// The offline report of a recorded bundle, with the fixture's token as the live run had it.
+fn replay_with_token(rec: &str, fixture_dir: &Path) -> Value {
+    let mut a = s(&[
+        "invoker-doctor",
+        "diagnose",
+        "--bundle",
+        rec,
+        "--format",
+        "json",
+    ]);
+    a.extend([
+        "--token".into(),
+        format!("@{}", fixture_dir.join("token.txt").display()),
+    ]);
+    serde_json::from_str(&run_args(&a).stdout).expect("replay json")
 }
