@@ -75,7 +75,9 @@ pub fn split_top(expr: &str, op: &str) -> Vec<String> {
                 b'\'' | b'"' => quote = Some(c),
                 b'(' | b'[' | b'{' => depth += 1,
                 b')' | b']' | b'}' => depth -= 1,
-                _ if depth == 0 && expr[i..].starts_with(op) => {
+                // Bytes, not `expr[i..]`: `i` may sit inside a multi-byte character. `op` is ASCII,
+                // so a match starts on a character boundary and the slices below are safe.
+                _ if depth == 0 && b[i..].starts_with(op.as_bytes()) => {
                     out.push(expr[start..i].trim().to_string());
                     start = i + op.len();
                     i += op.len();
@@ -274,6 +276,20 @@ mod tests {
         assert!(matches!(
             evaluate("api.getAttribute('x', []) == 1", &r),
             Outcome::Undecided { .. }
+        ));
+    }
+
+    #[test]
+    fn non_ascii_outside_strings_does_not_panic() {
+        // Found by the property test: `𞀦` put a byte index inside a character.
+        assert_eq!(split_top("\u{1e026}", "&&"), vec!["\u{1e026}".to_string()]);
+        assert_eq!(
+            split_top("é && request.path == '/ü'", "&&"),
+            vec!["é".to_string(), "request.path == '/ü'".to_string()]
+        );
+        assert!(matches!(
+            evaluate("π && request.path.startsWith('/')", &req("/x")),
+            Outcome::Undecided { .. } | Outcome::False { .. }
         ));
     }
 

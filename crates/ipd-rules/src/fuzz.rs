@@ -91,8 +91,70 @@ fn org() -> impl Strategy<Value = Value> {
     })
 }
 
+/// Condition-like text: CEL tokens, the attributes Cloud Run knows, strings with quotes and
+/// brackets, glued at random (the splitter is hand-written; the parser is the `cel` crate's).
+fn condition() -> impl Strategy<Value = String> {
+    let piece = prop::sample::select(vec![
+        "request.path",
+        "request.host",
+        "request.time",
+        "resource.name",
+        "resource.type",
+        ".startsWith(",
+        ".endsWith(",
+        ".matches(",
+        ".getHours(\"Europe/Berlin\")",
+        "timestamp(",
+        "\"2026-11-20T10:00:00Z\"",
+        "'/v1/'",
+        "\"a&&b\"",
+        "'(x||y)'",
+        "&&",
+        "||",
+        "!",
+        "(",
+        ")",
+        "[",
+        "]",
+        "<",
+        ">=",
+        "==",
+        "!=",
+        "1",
+        "-",
+        " ",
+        "'",
+        "\"",
+        "\\",
+        "in",
+        "{",
+        "}",
+        ",",
+    ]);
+    prop_oneof![
+        prop::collection::vec(piece, 0..24).prop_map(|v| v.concat()),
+        "\\PC{0,120}",
+    ]
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 300, .. ProptestConfig::default() })]
+
+    #[test]
+    fn arbitrary_conditions_never_panic(expr in condition(), path in "/[a-z/]{0,12}") {
+        use crate::conditions::{Outcome, RequestAttrs, evaluate, split_top};
+        let req = RequestAttrs::from_url(Some(&format!("https://orders-api.run.app{path}")), None);
+        // Splitting keeps every character outside the operators it split at.
+        for op in ["&&", "||"] {
+            let parts = split_top(&expr, op);
+            let kept: usize = parts.iter().map(|p| p.len()).sum();
+            prop_assert!(kept <= expr.len());
+        }
+        if let Outcome::Undecided { part, .. } = evaluate(&expr, &req) {
+            // An undecided outcome names a piece of the expression, never a guess.
+            prop_assert!(expr.contains(part.trim()), "{part:?} not in {expr:?}");
+        }
+    }
 
     #[test]
     fn triage_invariants(
