@@ -61,32 +61,33 @@ pub struct CrossCheck {
 pub fn cross_check(cx: &Cx, findings: &[Finding]) -> Option<CrossCheck> {
     let g = cx.ev.troubleshoot.as_ref()?;
     let (tool, why_uncertain) = tool_view(cx, findings);
+    let unavailable = |detail: String| CrossCheck {
+        source: "policy_troubleshooter",
+        principal: None,
+        state: None,
+        tool,
+        agreement: Agreement::Unavailable,
+        detail,
+        granted_by: Vec::new(),
+        denied_by: Vec::new(),
+    };
     let t = match g {
         Gathered::Present(t) => t,
-        other => {
-            let detail = match other {
-                Gathered::Denied { permission, detail } => format!(
-                    "Policy Troubleshooter refused the question ({detail}){}",
-                    permission
-                        .as_deref()
-                        .map(|p| format!("; it needs `{p}` on the policies it reads"))
-                        .unwrap_or_default()
-                ),
-                Gathered::Failed { error } => format!("Policy Troubleshooter failed: {error}"),
-                Gathered::Missing { why } => why.clone(),
-                Gathered::Present(_) => unreachable!(),
-            };
-            return Some(CrossCheck {
-                source: "policy_troubleshooter",
-                principal: None,
-                state: None,
-                tool,
-                agreement: Agreement::Unavailable,
-                detail,
-                granted_by: Vec::new(),
-                denied_by: Vec::new(),
-            });
+        Gathered::Denied { permission, detail } => {
+            return Some(unavailable(format!(
+                "Policy Troubleshooter refused the question ({detail}){}",
+                permission
+                    .as_deref()
+                    .map(|p| format!("; it needs `{p}` on the policies it reads"))
+                    .unwrap_or_default()
+            )));
         }
+        Gathered::Failed { error } => {
+            return Some(unavailable(format!(
+                "Policy Troubleshooter failed: {error}"
+            )));
+        }
+        Gathered::Missing { why } => return Some(unavailable(why.clone())),
     };
     let asked = t.access_tuple.principal.clone();
     let caller_email = cx
