@@ -8,6 +8,7 @@ pub mod conditions;
 pub mod crosscheck;
 pub mod cx;
 pub mod fix;
+pub mod incidents;
 #[cfg(test)]
 mod fuzz;
 pub mod registry;
