@@ -327,8 +327,16 @@ pub fn answer(sc: &Scenario, target: &Target, req: &Request<'_>) -> Reply {
                 ));
             }
             let main = location == &sc.identity.region && service == &sc.identity.service;
-            match (&sc.service_policy, main) {
-                (Some(s), true) => stored_reply(s, |v| convert::policy_for_version(v, version)),
+            let other = sc.service_policies.iter().find(|(n, _)| {
+                let segs: Vec<&str> = n.split('/').collect();
+                matches!(segs.as_slice(), ["projects", p, "locations", l, "services", s]
+                    if sc.is_project(p) && l == location && s == service)
+            });
+            match (&sc.service_policy, main, other) {
+                (Some(s), true, _) => stored_reply(s, |v| convert::policy_for_version(v, version)),
+                (_, _, Some((_, s))) => {
+                    stored_reply(s, |v| convert::policy_for_version(v, version))
+                }
                 _ => Reply::ok(empty_policy()),
             }
         }

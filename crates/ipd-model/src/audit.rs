@@ -263,7 +263,8 @@ pub struct AdminChange {
     pub resource: Option<String>,
     /// The Cloud Run service the change is on (`SERVICE` of `.../services/SERVICE`), if any.
     pub service: Option<String>,
-    /// For IAM changes: the level (`service`, `project`, `folder`, `organization`).
+    /// For IAM changes: the level (`service`, `project`, `folder`, `organization`, or
+    /// `service_account` for a service account's own policy).
     pub level: Option<&'static str>,
     /// Bindings the change removed (`REMOVE` deltas).
     pub removed: Vec<BindingChange>,
@@ -290,7 +291,9 @@ pub fn service_of_resource(r: &str) -> Option<&str> {
 }
 
 fn level_of(resource: &str) -> &'static str {
-    if service_of_resource(resource).is_some() {
+    if resource.contains("/serviceAccounts/") {
+        "service_account"
+    } else if service_of_resource(resource).is_some() {
         "service"
     } else if resource.starts_with("folders/") {
         "folder"
@@ -321,7 +324,9 @@ fn service_settings(p: &Value) -> ServiceSettings {
     // v2 leaves false and default values out (proto3 JSON): in a v2 request an absent
     // `invokerIamDisabled` means the check is on. v1 has annotations only when set.
     let invoker_iam_disabled = v2_bool("invokerIamDisabled")
-        .or_else(|| ann_s("run.googleapis.com/invoker-iam-disabled").map(|v| v.eq_ignore_ascii_case("true")))
+        .or_else(|| {
+            ann_s("run.googleapis.com/invoker-iam-disabled").map(|v| v.eq_ignore_ascii_case("true"))
+        })
         .or(is_v2.then_some(false));
     let ingress = svc
         .get("ingress")
@@ -331,14 +336,21 @@ fn service_settings(p: &Value) -> ServiceSettings {
     let custom_audiences = svc
         .get("customAudiences")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
         .or_else(|| {
             ann_s("run.googleapis.com/custom-audiences")
                 .and_then(|t| serde_json::from_str::<Vec<String>>(t).ok())
         })
         .or(is_v2.then(Vec::new));
     let default_uri_disabled = v2_bool("defaultUriDisabled")
-        .or_else(|| ann_s("run.googleapis.com/default-url-disabled").map(|v| v.eq_ignore_ascii_case("true")))
+        .or_else(|| {
+            ann_s("run.googleapis.com/default-url-disabled").map(|v| v.eq_ignore_ascii_case("true"))
+        })
         .or(is_v2.then_some(false));
     ServiceSettings {
         invoker_iam_disabled,
@@ -398,23 +410,33 @@ pub fn admin_changes(logs: &[LogEntry]) -> Vec<AdminChange> {
         let kind = if lower == "setiampolicy" {
             ChangeKind::IamPolicy
         } else if service_name == "run.googleapis.com"
-            && matches!(lower.as_str(), "updateservice" | "replaceservice" | "createservice")
+            && matches!(
+                lower.as_str(),
+                "updateservice" | "replaceservice" | "createservice"
+            )
         {
             ChangeKind::Service
-        } else if full.starts_with("google.iam.admin.") && lower.contains("serviceaccount")
+        } else if full.starts_with("google.iam.admin.")
+            && lower.contains("serviceaccount")
             && ["delete", "undelete", "create", "disable", "enable"]
                 .iter()
                 .any(|v| lower.starts_with(v))
         {
             ChangeKind::ServiceAccount
         } else if (service_name == "orgpolicy.googleapis.com"
-            && matches!(lower.as_str(), "createpolicy" | "updatepolicy" | "deletepolicy"))
+            && matches!(
+                lower.as_str(),
+                "createpolicy" | "updatepolicy" | "deletepolicy"
+            ))
             || lower == "setorgpolicy"
             || lower == "clearorgpolicy"
         {
             ChangeKind::OrgPolicy
         } else if full.starts_with("google.iam.v2.")
-            && matches!(lower.as_str(), "createpolicy" | "updatepolicy" | "deletepolicy")
+            && matches!(
+                lower.as_str(),
+                "createpolicy" | "updatepolicy" | "deletepolicy"
+            )
         {
             ChangeKind::DenyPolicy
         } else {
@@ -442,9 +464,8 @@ pub fn admin_changes(logs: &[LogEntry]) -> Vec<AdminChange> {
             })
             .flatten();
         let denies_invoke = kind == ChangeKind::DenyPolicy
-            && p.get("request").is_some_and(|r| {
-                r.to_string().contains("run.googleapis.com/routes.invoke")
-            });
+            && p.get("request")
+                .is_some_and(|r| r.to_string().contains("run.googleapis.com/routes.invoke"));
         out.push(AdminChange {
             time: e.time(),
             insert_id: e.insert_id.clone(),
@@ -452,7 +473,8 @@ pub fn admin_changes(logs: &[LogEntry]) -> Vec<AdminChange> {
             method,
             principal: s(p, &["authenticationInfo", "principalEmail"])
                 .map(|m| crate::principal::Principal::from_email(&m).to_string()),
-            level: (kind == ChangeKind::IamPolicy).then(|| level_of(resource.as_deref().unwrap_or(""))),
+            level: (kind == ChangeKind::IamPolicy)
+                .then(|| level_of(resource.as_deref().unwrap_or(""))),
             removed: mine
                 .iter()
                 .filter(|b| b.action == "REMOVE")
@@ -468,7 +490,9 @@ pub fn admin_changes(logs: &[LogEntry]) -> Vec<AdminChange> {
             } else {
                 ServiceSettings::default()
             },
-            account: (kind == ChangeKind::ServiceAccount).then(|| account_of(p)).flatten(),
+            account: (kind == ChangeKind::ServiceAccount)
+                .then(|| account_of(p))
+                .flatten(),
             constraint,
             denies_invoke,
             service,

@@ -411,7 +411,7 @@ fn closes_to_internet(c: &AdminChange) -> bool {
 /// | service update turning the invoker check on (was off in the previous update) | gate 403 | 0.85; 0.35 when the previous state is not in the logs |
 /// | service update changing custom audiences | 401 | 0.85 (audiences removed), 0.4 (previous unknown) |
 /// | other service update | application gate 0.5, else 0.25 |
-/// | service account re-created (delete, then create, of the same email) | gate 403 | 0.85 |
+/// | service account re-created (delete, then create, of the same email) | gate 403 | 0.9 (the delete itself 0.5) |
 /// | service account deleted or disabled | gate 403 | 0.6 (0.9 when it is the caller) |
 /// | deny policy denying `run.googleapis.com/routes.invoke` | gate 403 | 0.85 |
 /// | org policy `run.allowedIngress`, `run.managed.requireInvokerIam`, domain restriction | 404 / 403 | 0.6 / 0.5 |
@@ -428,13 +428,18 @@ pub fn score_change(
     let ingressish = g.gate == GateKind::Ingress || g.status == 404;
     match c.kind {
         ChangeKind::IamPolicy => {
-            if c.level == Some("service") && c.service.as_deref() != g.service {
+            if (c.level == Some("service") && c.service.as_deref() != g.service)
+                || c.level == Some("service_account")
+            {
                 return None;
             }
             let removed: Vec<_> = c.removed.iter().filter(|b| grants(&b.role)).collect();
             if !removed.is_empty() {
                 if !iam403 {
-                    return Some((0.1, "removed an invoke grant, but the group's refusals are not IAM's".into()));
+                    return Some((
+                        0.1,
+                        "removed an invoke grant, but the group's refusals are not IAM's".into(),
+                    ));
                 }
                 let mut s = match c.level {
                     Some("service") => 0.85,
@@ -445,6 +450,22 @@ pub fn score_change(
                     let m = Principal::parse(&b.member);
                     m.is_public() || g.caller.is_some_and(|c| *c == m)
                 });
+                // A known caller that none of the removed members can stand for (another user
+                // or service account) did not lose its grant here.
+                let others_only = g.caller.is_some()
+                    && removed.iter().all(|b| {
+                        matches!(
+                            Principal::parse(&b.member),
+                            Principal::User(_) | Principal::ServiceAccount(_)
+                        )
+                    })
+                    && !names_caller;
+                if others_only {
+                    return Some((
+                        0.1,
+                        "removed invoke grants of other principals than the caller".into(),
+                    ));
+                }
                 if names_caller {
                     s += 0.1;
                 }
@@ -462,7 +483,10 @@ pub fn score_change(
                 ));
             }
             if c.added.iter().any(|b| b.action == "SET") && c.level == Some("service") && iam403 {
-                return Some((0.5, "replaced the service's whole policy (no delta logged)".into()));
+                return Some((
+                    0.5,
+                    "replaced the service's whole policy (no delta logged)".into(),
+                ));
             }
             Some((0.05, "only added bindings".into()))
         }
@@ -472,9 +496,15 @@ pub fn score_change(
             }
             if closes_to_internet(c) {
                 return Some(if ingressish {
-                    (0.9, "closed the service to the internet (ingress or default URL)".into())
+                    (
+                        0.9,
+                        "closed the service to the internet (ingress or default URL)".into(),
+                    )
                 } else {
-                    (0.2, "changed ingress, but the group is not refused by ingress".into())
+                    (
+                        0.2,
+                        "changed ingress, but the group is not refused by ingress".into(),
+                    )
                 });
             }
             let st = &c.settings;
@@ -506,7 +536,10 @@ pub fn score_change(
                 }
             }
             Some(if g.gate == GateKind::Application {
-                (0.5, "a deploy: the refusals come from the application".into())
+                (
+                    0.5,
+                    "a deploy: the refusals come from the application".into(),
+                )
             } else {
                 (0.25, "a deploy of the service".into())
             })
@@ -519,7 +552,10 @@ pub fn score_change(
                 .and_then(|p| p.email())
                 .is_some_and(|e| acct.as_deref() == Some(e));
             if !iam403 {
-                return Some((0.1, "a service-account change, but the refusals are not IAM's".into()));
+                return Some((
+                    0.1,
+                    "a service-account change, but the refusals are not IAM's".into(),
+                ));
             }
             if lower.starts_with("create") {
                 let recreated = all.iter().any(|o| {
@@ -530,16 +566,34 @@ pub fn score_change(
                 });
                 return Some(if recreated {
                     (
-                        0.85,
-                        "re-created a deleted service account: its bindings name the deleted one".into(),
+                        0.9,
+                        "re-created a deleted service account: its bindings name the deleted one"
+                            .into(),
                     )
                 } else {
                     (0.15, "created a service account".into())
                 });
             }
             if lower.starts_with("delete") || lower.starts_with("disable") {
+                let recreated_later = all.iter().any(|o| {
+                    o.kind == ChangeKind::ServiceAccount
+                        && o.method.to_ascii_lowercase().starts_with("create")
+                        && o.time >= c.time
+                        && o.account.as_deref().map(str::to_ascii_lowercase) == acct
+                });
+                if recreated_later {
+                    // A deleted account mints no token (nothing reaches Cloud Run); its
+                    // re-creation is what the refusals follow.
+                    return Some((
+                        0.5,
+                        "deleted a service account that was then re-created".into(),
+                    ));
+                }
                 return Some(if is_caller {
-                    (0.9, "deleted or disabled the caller's service account".into())
+                    (
+                        0.9,
+                        "deleted or disabled the caller's service account".into(),
+                    )
                 } else {
                     (0.6, "deleted or disabled a service account".into())
                 });
@@ -547,7 +601,10 @@ pub fn score_change(
             Some((0.2, "restored a service account".into()))
         }
         ChangeKind::DenyPolicy => Some(if c.denies_invoke && iam403 {
-            (0.85, "a deny policy on run.googleapis.com/routes.invoke".into())
+            (
+                0.85,
+                "a deny policy on run.googleapis.com/routes.invoke".into(),
+            )
         } else if iam403 {
             (0.3, "a deny-policy change".into())
         } else {
@@ -623,11 +680,7 @@ pub fn summarize(c: &AdminChange) -> String {
             }
             format!("{} of {on}: {}", c.method, parts.join(", "))
         }
-        ChangeKind::ServiceAccount => format!(
-            "{} {}",
-            c.method,
-            c.account.clone().unwrap_or(on)
-        ),
+        ChangeKind::ServiceAccount => format!("{} {}", c.method, c.account.clone().unwrap_or(on)),
         ChangeKind::OrgPolicy => format!(
             "{} constraint {} on {on}",
             c.method,
@@ -703,13 +756,14 @@ type Key = (
 );
 
 /// Groups the refusals of `logs` in `window`, finds onsets and ranks the changes.
-/// `caller_of` names a group's caller when the evidence knows it (from its caller hint).
+/// `caller_of` names a group's caller when the evidence knows it (from its caller hint and
+/// service).
 /// Groups come largest first; `report` is left empty.
 pub fn analyze(
     logs: &[LogEntry],
     window: Window,
     service_filter: Option<&str>,
-    caller_of: &dyn Fn(&str) -> Option<Principal>,
+    caller_of: &dyn Fn(&str, Option<&str>) -> Option<Principal>,
     opts: &Options,
 ) -> Incidents {
     let changes = audit::admin_changes(logs);
@@ -736,7 +790,7 @@ pub fn analyze(
         rs.sort_by(|a, b| a.time.cmp(&b.time).then(a.insert_id.cmp(&b.insert_id)));
         let times: Vec<Timestamp> = rs.iter().map(|r| r.time).collect();
         let (on, at_start) = onset(&times, &window, opts.quiet);
-        let caller = caller_of(&hint);
+        let caller = caller_of(&hint, service.as_deref());
         let view = GroupView {
             service: service.as_deref(),
             status,
@@ -829,7 +883,10 @@ pub fn analyze(
     });
     let changes_seen = changes
         .iter()
-        .filter(|c| c.time.is_some_and(|t| t >= window.from - opts.lookback && t <= window.to))
+        .filter(|c| {
+            c.time
+                .is_some_and(|t| t >= window.from - opts.lookback && t <= window.to)
+        })
         .count();
     Incidents {
         schema_version: crate::report::SCHEMA_VERSION,
@@ -913,47 +970,119 @@ mod tests {
     #[test]
     fn groups_by_service_status_gate_and_caller() {
         let logs = entries(vec![
-            req("a", "2026-11-20T10:20:00Z", 403, G403, "Google-Cloud-Scheduler", "1"),
-            req("a", "2026-11-20T10:21:00Z", 403, G403, "Google-Cloud-Scheduler", "2"),
+            req(
+                "a",
+                "2026-11-20T10:20:00Z",
+                403,
+                G403,
+                "Google-Cloud-Scheduler",
+                "1",
+            ),
+            req(
+                "a",
+                "2026-11-20T10:21:00Z",
+                403,
+                G403,
+                "Google-Cloud-Scheduler",
+                "2",
+            ),
             req("a", "2026-11-20T10:21:30Z", 403, G403, "curl/8.5.0", "3"),
-            req("b", "2026-11-20T10:22:00Z", 401, "The request was not authorized to invoke this service.", "curl/8.5.0", "4"),
+            req(
+                "b",
+                "2026-11-20T10:22:00Z",
+                401,
+                "The request was not authorized to invoke this service.",
+                "curl/8.5.0",
+                "4",
+            ),
             // 200s and 5xx are not refusals; outside the window neither.
             req("a", "2026-11-20T10:23:00Z", 200, "", "curl/8.5.0", "5"),
             req("a", "2026-11-20T09:00:00Z", 403, G403, "curl/8.5.0", "6"),
         ]);
-        let inc = analyze(&logs, win(), None, &|_| None, &Options::default());
+        let inc = analyze(&logs, win(), None, &|_, _| None, &Options::default());
         assert_eq!(inc.groups.len(), 3);
         let g = &inc.groups[0];
         assert_eq!((g.service.as_deref(), g.count), (Some("a"), 2));
         assert_eq!(g.caller_hint, "Cloud Scheduler (Google-Cloud-Scheduler)");
         assert_eq!(g.newest_insert_id.as_deref(), Some("2"));
-        assert!(inc.groups.iter().any(|g| g.gate == GateKind::NotAuthorized && g.status == 401));
-        let only_b = analyze(&logs, win(), Some("b"), &|_| None, &Options::default());
+        assert!(
+            inc.groups
+                .iter()
+                .any(|g| g.gate == GateKind::NotAuthorized && g.status == 401)
+        );
+        let only_b = analyze(&logs, win(), Some("b"), &|_, _| None, &Options::default());
         assert_eq!(only_b.groups.len(), 1);
     }
 
     #[test]
     fn removal_before_onset_ranks_first_addition_and_other_service_do_not() {
         let logs = entries(vec![
-            set_iam("2026-11-20T10:18:00Z", "projects/p/locations/r/services/a", "ADD", "user:x@example.com", "c0"),
-            set_iam("2026-11-20T10:19:00Z", "projects/p/locations/r/services/a", "REMOVE", "serviceAccount:sa@p.iam.gserviceaccount.com", "c1"),
-            set_iam("2026-11-20T10:19:30Z", "projects/p/locations/r/services/other", "REMOVE", "serviceAccount:sa@p.iam.gserviceaccount.com", "c2"),
-            req("a", "2026-11-20T10:20:00Z", 403, G403, "Go-http-client/2.0", "1"),
-            req("a", "2026-11-20T10:23:00Z", 403, G403, "Go-http-client/2.0", "2"),
+            set_iam(
+                "2026-11-20T10:18:00Z",
+                "projects/p/locations/r/services/a",
+                "ADD",
+                "user:x@example.com",
+                "c0",
+            ),
+            set_iam(
+                "2026-11-20T10:19:00Z",
+                "projects/p/locations/r/services/a",
+                "REMOVE",
+                "serviceAccount:sa@p.iam.gserviceaccount.com",
+                "c1",
+            ),
+            set_iam(
+                "2026-11-20T10:19:30Z",
+                "projects/p/locations/r/services/other",
+                "REMOVE",
+                "serviceAccount:sa@p.iam.gserviceaccount.com",
+                "c2",
+            ),
+            req(
+                "a",
+                "2026-11-20T10:20:00Z",
+                403,
+                G403,
+                "Go-http-client/2.0",
+                "1",
+            ),
+            req(
+                "a",
+                "2026-11-20T10:23:00Z",
+                403,
+                G403,
+                "Go-http-client/2.0",
+                "2",
+            ),
         ]);
-        let inc = analyze(&logs, win(), None, &|_| None, &Options::default());
+        let inc = analyze(&logs, win(), None, &|_, _| None, &Options::default());
         let g = &inc.groups[0];
         assert_eq!(g.onset, t("2026-11-20T10:20:00Z"));
         assert_eq!(g.changes.len(), 1, "{:?}", g.changes);
         assert_eq!(g.changes[0].insert_id.as_deref(), Some("c1"));
         assert!(g.changes[0].score > 0.8);
-        assert!(g.changes[0].summary.contains("removed roles/run.invoker from serviceAccount:sa@p.iam.gserviceaccount.com"));
+        assert!(g.changes[0].summary.contains(
+            "removed roles/run.invoker from serviceAccount:sa@p.iam.gserviceaccount.com"
+        ));
         // The same removal explains a 401 poorly: tokens are checked before IAM.
         let logs401 = entries(vec![
-            set_iam("2026-11-20T10:19:00Z", "projects/p/locations/r/services/a", "REMOVE", "user:y@example.com", "c1"),
-            req("a", "2026-11-20T10:20:00Z", 401, "The request was not authorized to invoke this service", "curl", "1"),
+            set_iam(
+                "2026-11-20T10:19:00Z",
+                "projects/p/locations/r/services/a",
+                "REMOVE",
+                "user:y@example.com",
+                "c1",
+            ),
+            req(
+                "a",
+                "2026-11-20T10:20:00Z",
+                401,
+                "The request was not authorized to invoke this service",
+                "curl",
+                "1",
+            ),
         ]);
-        let inc = analyze(&logs401, win(), None, &|_| None, &Options::default());
+        let inc = analyze(&logs401, win(), None, &|_, _| None, &Options::default());
         assert!(inc.groups[0].changes.is_empty());
     }
 
@@ -961,11 +1090,31 @@ mod tests {
     fn removal_naming_the_caller_scores_higher_and_nearer_is_better() {
         let sa = Principal::parse("serviceAccount:sa@p.iam.gserviceaccount.com");
         let logs = entries(vec![
-            set_iam("2026-11-20T10:00:30Z", "projects/p/locations/r/services/a", "REMOVE", "serviceAccount:other@p.iam.gserviceaccount.com", "far"),
-            set_iam("2026-11-20T10:29:00Z", "projects/p/locations/r/services/a", "REMOVE", "serviceAccount:sa@p.iam.gserviceaccount.com", "near"),
-            req("a", "2026-11-20T10:30:00Z", 403, G403, "Google-Cloud-Scheduler", "1"),
+            set_iam(
+                "2026-11-20T10:00:30Z",
+                "projects/p/locations/r/services/a",
+                "REMOVE",
+                "serviceAccount:other@p.iam.gserviceaccount.com",
+                "far",
+            ),
+            set_iam(
+                "2026-11-20T10:29:00Z",
+                "projects/p/locations/r/services/a",
+                "REMOVE",
+                "serviceAccount:sa@p.iam.gserviceaccount.com",
+                "near",
+            ),
+            req(
+                "a",
+                "2026-11-20T10:30:00Z",
+                403,
+                G403,
+                "Google-Cloud-Scheduler",
+                "1",
+            ),
         ]);
-        let caller = |h: &str| h.starts_with("Cloud Scheduler").then(|| sa.clone());
+        let caller =
+            |h: &str, _: Option<&str>| h.starts_with("Cloud Scheduler").then(|| sa.clone());
         let inc = analyze(&logs, win(), None, &caller, &Options::default());
         let ch = &inc.groups[0].changes;
         assert_eq!(ch[0].insert_id.as_deref(), Some("near"));
@@ -975,14 +1124,16 @@ mod tests {
 
     #[test]
     fn ingress_change_makes_an_unlogged_group() {
-        let logs = entries(vec![json!({"logName": "projects/p/logs/cloudaudit.googleapis.com%2Factivity",
+        let logs = entries(vec![
+            json!({"logName": "projects/p/logs/cloudaudit.googleapis.com%2Factivity",
             "timestamp": "2026-11-20T10:40:00Z", "insertId": "ing",
             "protoPayload": {"serviceName": "run.googleapis.com", "methodName": "google.cloud.run.v2.Services.UpdateService",
                 "resourceName": "projects/p/locations/r/services/a",
                 "authenticationInfo": {"principalEmail": "dev@example.com"},
                 "request": {"@type": "type.googleapis.com/google.cloud.run.v2.UpdateServiceRequest",
-                    "service": {"name": "projects/p/locations/r/services/a", "ingress": "INGRESS_TRAFFIC_INTERNAL_ONLY"}}}})]);
-        let inc = analyze(&logs, win(), None, &|_| None, &Options::default());
+                    "service": {"name": "projects/p/locations/r/services/a", "ingress": "INGRESS_TRAFFIC_INTERNAL_ONLY"}}}}),
+        ]);
+        let inc = analyze(&logs, win(), None, &|_, _| None, &Options::default());
         assert_eq!(inc.groups.len(), 1);
         let g = &inc.groups[0];
         assert!(!g.logged);
@@ -993,17 +1144,28 @@ mod tests {
 
     #[test]
     fn nothing_changed_leaves_changes_empty() {
-        let logs = entries(vec![
-            req("a", "2026-11-20T10:20:00Z", 401, "The request was not authorized to invoke this service", "python-requests/2.32", "1"),
-        ]);
-        let inc = analyze(&logs, win(), None, &|_| None, &Options::default());
+        let logs = entries(vec![req(
+            "a",
+            "2026-11-20T10:20:00Z",
+            401,
+            "The request was not authorized to invoke this service",
+            "python-requests/2.32",
+            "1",
+        )]);
+        let inc = analyze(&logs, win(), None, &|_, _| None, &Options::default());
         assert!(inc.groups[0].changes.is_empty());
         assert_eq!(inc.changes_seen, 0);
     }
 
     #[test]
     fn failed_changes_are_not_changes() {
-        let mut e = set_iam("2026-11-20T10:19:00Z", "projects/p/locations/r/services/a", "REMOVE", "user:a@example.com", "c1");
+        let mut e = set_iam(
+            "2026-11-20T10:19:00Z",
+            "projects/p/locations/r/services/a",
+            "REMOVE",
+            "user:a@example.com",
+            "c1",
+        );
         e["protoPayload"]["status"] = json!({"code": 7, "message": "Permission denied"});
         assert!(audit::admin_changes(&entries(vec![e])).is_empty());
     }

@@ -8,9 +8,9 @@ pub mod conditions;
 pub mod crosscheck;
 pub mod cx;
 pub mod fix;
-pub mod incidents;
 #[cfg(test)]
 mod fuzz;
+pub mod incidents;
 pub mod registry;
 pub mod report;
 pub mod rule;
