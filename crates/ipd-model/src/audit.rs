@@ -530,6 +530,97 @@ mod tests {
         assert_eq!(c[0].actor.as_deref(), Some("ops@example.com"));
     }
 
+    fn activity(method: &str, service: &str, resource: &str, extra: Value) -> LogEntry {
+        let mut p = json!({"@type": "type.googleapis.com/google.cloud.audit.AuditLog",
+            "serviceName": service, "methodName": method, "resourceName": resource,
+            "authenticationInfo": {"principalEmail": "deployer@p.iam.gserviceaccount.com"}});
+        if let (Some(o), Value::Object(e)) = (p.as_object_mut(), extra) {
+            o.extend(e);
+        }
+        entry(
+            json!({"logName": "projects/p/logs/cloudaudit.googleapis.com%2Factivity",
+            "timestamp": "2026-11-20T10:12:00Z", "insertId": "x", "protoPayload": p}),
+        )
+    }
+
+    #[test]
+    fn admin_changes_of_every_kind() {
+        use crate::service::Ingress;
+        let v1 = activity(
+            "google.cloud.run.v1.Services.ReplaceService",
+            "run.googleapis.com",
+            "namespaces/p/services/s",
+            json!({"request": {"@type": "type.googleapis.com/google.cloud.run.v1.ReplaceServiceRequest",
+                "service": {"metadata": {"name": "s", "annotations": {"run.googleapis.com/ingress": "internal",
+                    "run.googleapis.com/custom-audiences": "[\"https://a.example.com\"]"}}}}}),
+        );
+        let v2 = activity(
+            "google.cloud.run.v2.Services.UpdateService",
+            "run.googleapis.com",
+            "projects/p/locations/r/services/s",
+            json!({"request": {"service": {"name": "projects/p/locations/r/services/s", "invokerIamDisabled": true}}}),
+        );
+        let del = activity(
+            "google.iam.admin.v1.DeleteServiceAccount",
+            "iam.googleapis.com",
+            "projects/-/serviceAccounts/1122",
+            json!({"request": {"name": "projects/-/serviceAccounts/sa@p.iam.gserviceaccount.com"}}),
+        );
+        let create = activity(
+            "google.iam.admin.v1.CreateServiceAccount",
+            "iam.googleapis.com",
+            "projects/p/serviceAccounts/3344",
+            json!({"request": {"account_id": "sa", "name": "projects/p"}}),
+        );
+        let org = activity(
+            "google.cloud.orgpolicy.v2.OrgPolicy.UpdatePolicy",
+            "orgpolicy.googleapis.com",
+            "projects/p/policies/run.allowedIngress",
+            json!({}),
+        );
+        let deny = activity(
+            "google.iam.v2.Policies.CreatePolicy",
+            "iam.googleapis.com",
+            "policies/cloudresourcemanager.googleapis.com%2Fprojects%2F1/denypolicies/d",
+            json!({"request": {"policy": {"rules": [{"denyRule": {"deniedPermissions": ["run.googleapis.com/routes.invoke"]}}]}}}),
+        );
+        let read = activity(
+            "google.cloud.run.v2.Services.GetService",
+            "run.googleapis.com",
+            "projects/p/locations/r/services/s",
+            json!({}),
+        );
+        let c = admin_changes(&[v1, v2, del, create, org, deny, read]);
+        assert_eq!(c.len(), 6);
+        assert_eq!(c[0].service.as_deref(), Some("s"));
+        assert_eq!(c[0].settings.ingress, Some(Ingress::Internal));
+        assert_eq!(
+            c[0].settings.custom_audiences,
+            Some(vec!["https://a.example.com".to_string()])
+        );
+        assert_eq!(
+            c[0].settings.invoker_iam_disabled, None,
+            "v1 without the annotation: unknown"
+        );
+        assert_eq!(c[1].settings.invoker_iam_disabled, Some(true));
+        assert_eq!(c[1].settings.ingress, None);
+        assert_eq!(
+            c[2].account.as_deref(),
+            Some("sa@p.iam.gserviceaccount.com")
+        );
+        assert_eq!(
+            c[3].account.as_deref(),
+            Some("sa@p.iam.gserviceaccount.com")
+        );
+        assert_eq!(c[4].constraint.as_deref(), Some("run.allowedIngress"));
+        assert!(c[5].denies_invoke);
+        assert_eq!(c[5].kind, ChangeKind::DenyPolicy);
+        assert_eq!(
+            c[0].principal.as_deref(),
+            Some("serviceAccount:deployer@p.iam.gserviceaccount.com")
+        );
+    }
+
     #[test]
     fn vpcsc_and_iap() {
         let v = entry(json!({

@@ -328,9 +328,17 @@ fn chart(inc: &Incidents, g: &Group, idx: usize) -> String {
         let Some(t) = c.time else { continue };
         let xc = x(t.timestamp() as f64).clamp(LEFT, W - RIGHT);
         let ly = 14.0 + 14.0 * (i % 3) as f64;
+        // Near an edge the label runs inwards, so it is not cut.
+        let anchor = if xc < LEFT + 90.0 {
+            "start"
+        } else if xc > W - RIGHT - 90.0 {
+            "end"
+        } else {
+            "middle"
+        };
         let _ = write!(
             s,
-            r##"<line class="change" x1="{xc:.1}" y1="{}" x2="{xc:.1}" y2="{}" stroke="{CHANGE_COLOUR}" stroke-width="4"/><text class="change-label" x="{xc:.1}" y="{ly}" font-size="11" text-anchor="middle" fill="#8a5a00">{} {} ({:.2})</text>"##,
+            r##"<line class="change" x1="{xc:.1}" y1="{}" x2="{xc:.1}" y2="{}" stroke="{CHANGE_COLOUR}" stroke-width="4"/><text class="change-label" x="{xc:.1}" y="{ly}" font-size="11" text-anchor="{anchor}" fill="#8a5a00">{} {} ({:.2})</text>"##,
             ly + 3.0,
             TOP + ph,
             esc(&c.method),

@@ -1094,8 +1094,15 @@ mod tests {
                 "2026-11-20T10:00:30Z",
                 "projects/p/locations/r/services/a",
                 "REMOVE",
-                "serviceAccount:other@p.iam.gserviceaccount.com",
+                "serviceAccount:sa@p.iam.gserviceaccount.com",
                 "far",
+            ),
+            set_iam(
+                "2026-11-20T10:28:00Z",
+                "projects/p/locations/r/services/a",
+                "REMOVE",
+                "serviceAccount:other@p.iam.gserviceaccount.com",
+                "other",
             ),
             set_iam(
                 "2026-11-20T10:29:00Z",
@@ -1120,6 +1127,8 @@ mod tests {
         assert_eq!(ch[0].insert_id.as_deref(), Some("near"));
         assert!(ch[0].score > ch[1].score);
         assert!(ch[0].why.contains("naming the caller"));
+        // Removing another service account's grant does not explain the caller's refusals.
+        assert_eq!(ch.len(), 2, "{ch:?}");
     }
 
     #[test]
@@ -1168,5 +1177,51 @@ mod tests {
         );
         e["protoPayload"]["status"] = json!({"code": 7, "message": "Permission denied"});
         assert!(audit::admin_changes(&entries(vec![e])).is_empty());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 200, .. Default::default() })]
+
+        /// Over random refusals and removals: counts add up, every minute series sums to its
+        /// count, the onset lies in the window at or before the first refusal after it, and
+        /// changes are in the lookback, scored within bounds, best first.
+        #[test]
+        fn analysis_invariants(
+            reqs in proptest::collection::vec((0u32..60, 0u32..60, 0usize..3, 0usize..3, 0usize..3), 0..40),
+            changes in proptest::collection::vec((0u32..60, 0usize..3, proptest::bool::ANY), 0..6),
+        ) {
+            let svcs = ["a", "b", "c"];
+            let mut v = Vec::new();
+            for (i, (m, sec, s, st, ua)) in reqs.iter().enumerate() {
+                let (status, text) = [(403, G403), (401, "The request was not authorized to invoke this service"), (404, "")][*st];
+                v.push(req(svcs[*s], &format!("2026-11-20T10:{m:02}:{sec:02}Z"), status, text, ["curl", "Google-Cloud-Scheduler", "APIs-Google"][*ua], &format!("r{i}")));
+            }
+            for (i, (m, s, remove)) in changes.iter().enumerate() {
+                v.push(set_iam(&format!("2026-11-20T10:{m:02}:30Z"), &format!("projects/p/locations/r/services/{}", svcs[*s]),
+                    if *remove { "REMOVE" } else { "ADD" }, "user:u@example.com", &format!("c{i}")));
+            }
+            let logs = entries(v);
+            let w = win();
+            let opts = Options::default();
+            let inc = analyze(&logs, w, None, &|_, _| None, &opts);
+            let logged: usize = inc.groups.iter().filter(|g| g.logged).map(|g| g.count).sum();
+            let expected = reqs.iter().filter(|r| r.3 != 2).count();
+            proptest::prop_assert_eq!(logged, expected);
+            for g in &inc.groups {
+                let sum: usize = g.per_minute.iter().map(|(_, n)| n).sum();
+                proptest::prop_assert_eq!(sum, g.count);
+                proptest::prop_assert!(g.onset >= w.from && g.onset <= w.to);
+                if let (Some(f), Some(l), false) = (g.first, g.last, g.onset_at_window_start) {
+                    proptest::prop_assert!(g.onset >= f && g.onset <= l);
+                }
+                for c in &g.changes {
+                    proptest::prop_assert!(c.score >= MIN_SCORE && c.score <= 1.0);
+                    let t = c.time.unwrap();
+                    proptest::prop_assert!(t >= g.onset - opts.lookback && t <= g.onset + opts.after_onset);
+                    proptest::prop_assert_eq!(c.method.as_str(), "SetIamPolicy");
+                }
+                for p in g.changes.windows(2) { proptest::prop_assert!(p[0].score >= p[1].score); }
+            }
+        }
     }
 }
