@@ -519,19 +519,19 @@ pub fn score_change(
                     ),
                 });
             }
-            if g.status == 401 {
-                if let Some(now) = &st.custom_audiences {
-                    match ps.and_then(|p| p.custom_audiences.as_ref()) {
-                        Some(before) if before.iter().any(|a| !now.contains(a)) => {
-                            return Some((0.85, "removed a custom audience".into()));
-                        }
-                        Some(_) => {}
-                        None => {
-                            return Some((
-                                0.4,
-                                "a deploy that sets the custom audiences; the previous ones are not in the logs".into(),
-                            ));
-                        }
+            if g.status == 401
+                && let Some(now) = &st.custom_audiences
+            {
+                match ps.and_then(|p| p.custom_audiences.as_ref()) {
+                    Some(before) if before.iter().any(|a| !now.contains(a)) => {
+                        return Some((0.85, "removed a custom audience".into()));
+                    }
+                    Some(_) => {}
+                    None => {
+                        return Some((
+                            0.4,
+                            "a deploy that sets the custom audiences; the previous ones are not in the logs".into(),
+                        ));
                     }
                 }
             }

@@ -53,8 +53,13 @@ fn incident_fixtures() -> Vec<(String, PathBuf, Expect)> {
         .map(|e| e.path())
         .filter(|p| p.join("expected/incident.toml").is_file())
         .map(|p| {
-            let slug = p.file_name().unwrap().to_string_lossy().into_owned();
-            let text = std::fs::read_to_string(p.join("expected/incident.toml")).unwrap();
+            let slug = p
+                .file_name()
+                .expect("test data")
+                .to_string_lossy()
+                .into_owned();
+            let text =
+                std::fs::read_to_string(p.join("expected/incident.toml")).expect("test data");
             let e: Expect = toml::from_str(&text).unwrap_or_else(|e| panic!("{slug}: {e}"));
             (slug, p, e)
         })
@@ -218,7 +223,7 @@ fn a_bundle_without_a_window_starts_at_its_first_refusal_and_says_so() {
         "--format".into(),
         "json".into(),
     ]);
-    let v: Value = serde_json::from_str(&only.stdout).unwrap();
+    let v: Value = serde_json::from_str(&only.stdout).expect("test data");
     assert_eq!(v["groups"].as_array().map(Vec::len), Some(0));
     assert_eq!(only.code, 0);
 }
@@ -234,7 +239,7 @@ fn live_incidents_match_the_bundle_and_record_replays() {
         .find(|(s, _, _)| s == "incidents-two-services-two-causes")
         .expect("fixture");
     let live = Live::bundle(&dir, FakeOptions::new());
-    let rec = tempfile::tempdir().unwrap();
+    let rec = tempfile::tempdir().expect("test data");
     let mut a: Vec<String> = vec![
         "incidents".into(),
         "--project".into(),
@@ -268,7 +273,7 @@ fn live_incidents_match_the_bundle_and_record_replays() {
         "--to".into(),
         e.args[3].clone(),
     ]);
-    let again: Value = serde_json::from_str(&replay.stdout).unwrap();
+    let again: Value = serde_json::from_str(&replay.stdout).expect("test data");
     let mut failures = Vec::new();
     check_groups("replay", &again, &e, false, &mut failures);
     assert_eq!(out.status.code(), Some(replay.code), "{stderr}");
@@ -308,13 +313,13 @@ fn decode_png(bytes: &[u8]) -> (usize, usize, usize, Vec<u8>) {
     let (mut w, mut h, mut bpp) = (0usize, 0usize, 0usize);
     let mut idat = Vec::new();
     while i + 8 <= bytes.len() {
-        let len = u32::from_be_bytes(bytes[i..i + 4].try_into().unwrap()) as usize;
+        let len = u32::from_be_bytes(bytes[i..i + 4].try_into().expect("test data")) as usize;
         let kind = &bytes[i + 4..i + 8];
         let data = &bytes[i + 8..i + 8 + len];
         match kind {
             b"IHDR" => {
-                w = u32::from_be_bytes(data[0..4].try_into().unwrap()) as usize;
-                h = u32::from_be_bytes(data[4..8].try_into().unwrap()) as usize;
+                w = u32::from_be_bytes(data[0..4].try_into().expect("test data")) as usize;
+                h = u32::from_be_bytes(data[4..8].try_into().expect("test data")) as usize;
                 assert_eq!(data[8], 8, "8-bit depth");
                 bpp = match data[9] {
                     2 => 3,
@@ -375,7 +380,7 @@ fn decode_png(bytes: &[u8]) -> (usize, usize, usize, Vec<u8>) {
 }
 
 fn hex(c: &str) -> (u8, u8, u8) {
-    let p = |i: usize| u8::from_str_radix(&c[i..i + 2], 16).unwrap();
+    let p = |i: usize| u8::from_str_radix(&c[i..i + 2], 16).expect("test data");
     (p(1), p(3), p(5))
 }
 
@@ -405,9 +410,9 @@ fn the_html_page_draws_the_chart_and_labels_the_changes_in_chromium() {
             .any(|t| t.split('>').next().is_some_and(|tag| tag.contains(bad)));
         assert!(!outside_text, "the page references `{bad}` in a tag");
     }
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = tempfile::tempdir().expect("test data");
     let page = tmp.path().join("incidents.html");
-    std::fs::write(&page, &html).unwrap();
+    std::fs::write(&page, &html).expect("test data");
     let shot = tmp.path().join("shot.png");
     let bin = chromium();
     let common = |c: &mut std::process::Command| {
@@ -436,9 +441,9 @@ fn the_html_page_draws_the_chart_and_labels_the_changes_in_chromium() {
         "no screenshot: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let bytes = std::fs::read(&shot).unwrap();
+    let bytes = std::fs::read(&shot).expect("test data");
     if let Ok(keep) = std::env::var("IPD_KEEP_SCREENSHOT") {
-        std::fs::write(keep, &bytes).unwrap();
+        std::fs::write(keep, &bytes).expect("test data");
     }
     let (w, h, bpp, px) = decode_png(&bytes);
     assert_eq!((w, h), (1000, 900));
