@@ -1167,7 +1167,10 @@ mod tests {
         assert!(f.contains("httpRequest.status=(401)"));
         assert!(f.contains("timestamp<=\"2026-11-20T10:00:00Z\""));
         let ok = successes_log_filter(&t(), since, None);
-        assert!(ok.contains("\nNOT httpRequest.status=(401 OR 403 OR 404)\n"), "{ok}");
+        assert!(
+            ok.contains("\nNOT httpRequest.status=(401 OR 403 OR 404)\n"),
+            "{ok}"
+        );
         assert!(ok.contains("resource.labels.service_name="), "{ok}");
         let l = lookup_filter("p", "6d1e82a184914a699a4638b5fed5ab90", since);
         assert!(
