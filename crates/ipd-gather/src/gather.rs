@@ -794,7 +794,7 @@ impl Gatherer {
     ) -> bool {
         let Some(email) = troubleshooter_email(caller) else {
             rec.notes.push(format!(
-                "Policy Troubleshooter not asked: it takes a user's or a service account's email, and the caller is `{caller}`"
+                "Policy Troubleshooter not asked: it cannot be asked about this principal type (it takes a user's or a service account's email, and the caller is `{caller}`)"
             ));
             return false;
         };
@@ -877,10 +877,7 @@ pub const TROUBLESHOOT_FILE: &str = "troubleshoot.json";
 /// (`alice@example.com`). Groups, domains, `allUsers`, deleted and federated principals cannot
 /// be asked.
 pub fn troubleshooter_email(p: &Principal) -> Option<&str> {
-    match p {
-        Principal::User(e) | Principal::ServiceAccount(e) => Some(e),
-        _ => None,
-    }
+    p.troubleshooter_email()
 }
 
 /// Reads `entries:list` pages: keeps paging through empty pages with a `nextPageToken` (the

@@ -118,6 +118,30 @@ impl Evidence {
             .find_map(|e| e.resource_label(k).map(str::to_string))
     }
 
+    /// What the evidence knows of the service's project and its ancestors, for matching
+    /// "every service account under a resource" principal sets.
+    pub fn hierarchy(&self) -> crate::principal::Hierarchy {
+        let is_number = |p: &String| p.chars().all(|c| c.is_ascii_digit());
+        let project = self.project();
+        let mut h = crate::principal::Hierarchy {
+            project_id: project.clone().filter(|p| !is_number(p)),
+            project_number: self
+                .service
+                .present()
+                .and_then(|s| s.project_number.clone())
+                .or(project.filter(is_number)),
+            ..Default::default()
+        };
+        for (level, _) in &self.ancestor_policies {
+            match level {
+                Level::Folder(f) => h.folders.push(f.clone()),
+                Level::Organization(o) => h.organization = Some(o.clone()),
+                _ => {}
+            }
+        }
+        h
+    }
+
     /// Every policy that applies to the service, service first, then up the hierarchy.
     pub fn policies(&self) -> Vec<(Level, &Gathered<Policy>)> {
         let svc = self.service_name().unwrap_or_else(|| "SERVICE".into());

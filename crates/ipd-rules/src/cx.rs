@@ -311,6 +311,7 @@ fn levels_only(ev: &Evidence) -> IamView {
 /// Evaluates every allow policy for `caller`.
 pub fn evaluate_iam(ev: &Evidence, caller: &Principal) -> IamView {
     let mut view = levels_only(ev);
+    let hierarchy = ev.hierarchy();
     for (level, g) in ev.policies() {
         let Some(policy) = g.present() else { continue };
         for b in &policy.bindings {
@@ -326,15 +327,18 @@ pub fn evaluate_iam(ev: &Evidence, caller: &Principal) -> IamView {
                     why_maybe: why,
                 };
                 if let Principal::Deleted { inner, .. } = &p {
-                    if inner.email().is_some()
-                        && inner.email() == caller.email()
-                        && grants == Grants::Yes
-                    {
+                    let same = match (inner.as_ref(), caller) {
+                        // `deleted:principal://…/workforcePools/POOL/subject/S`.
+                        (Principal::Uri(a), Principal::Uri(b)) => a == b,
+                        _ => inner.email().is_some() && inner.email() == caller.email(),
+                    };
+                    if same && grants == Grants::Yes {
                         view.deleted.push(gref(None));
                     }
                     continue;
                 }
-                let cov = p.covers(caller);
+                let matched = p.covers_in(caller, &hierarchy);
+                let cov = matched.coverage;
                 if cov == Coverage::No {
                     continue;
                 }
@@ -344,9 +348,11 @@ pub fn evaluate_iam(ev: &Evidence, caller: &Principal) -> IamView {
                 match (grants, cov) {
                     (Grants::Yes, Coverage::Yes) if condition.is_some() => view.conditional.push(gref(None)),
                     (Grants::Yes, Coverage::Yes) => view.definite.push(gref(None)),
-                    (Grants::Yes, Coverage::Maybe) => view.maybe.push(gref(Some(format!(
-                        "the caller may be a member of `{m}`; group membership is not in the evidence"
-                    )))),
+                    (Grants::Yes, Coverage::Maybe) => view.maybe.push(gref(Some(
+                        matched.why.clone().unwrap_or_else(|| format!(
+                            "the caller may be a member of `{m}`; membership is not in the evidence"
+                        )),
+                    ))),
                     (Grants::Unknown, _) if b.is_withcond() => view.maybe.push(gref(Some(
                         "the policy was read at version 1, which hides conditional bindings (`_withcond_` role): re-read it with `--format=json` at policy version 3".into(),
                     ))),

@@ -788,7 +788,7 @@ fn troubleshooter_is_asked_about_the_caller_at_the_request_time() {
 }
 
 #[test]
-fn no_troubleshooter_flag_and_group_callers_make_no_call() {
+fn no_troubleshooter_flag_and_unaskable_callers_make_no_call() {
     let (live, out) = run_fixture(
         SETTLES,
         FakeOptions::new(),
@@ -816,7 +816,25 @@ fn no_troubleshooter_flag_and_group_callers_make_no_call() {
         "group:commerce-services@shop.example.com"
     );
     assert!(troubleshoot_bodies(&live).is_empty());
-    assert!(v.get("cross_check").is_none_or(Value::is_null), "{v}");
+    assert_eq!(v["cross_check"]["agreement"], "cannot_ask", "{v}");
+    assert!(
+        v["cross_check"]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("cannot be asked about this principal type")),
+        "{v}"
+    );
+
+    // Nor a workforce identity federation principal.
+    let who = "principal://iam.googleapis.com/locations/global/workforcePools/partners/subject/bob@partner.example";
+    let (live, out) = run_fixture(
+        SETTLES,
+        FakeOptions::new(),
+        &["--format", "json", "--caller", who],
+    );
+    let v = json_of(&out, "workforce caller");
+    assert_eq!(v["caller"]["principal"], who);
+    assert!(troubleshoot_bodies(&live).is_empty());
+    assert_eq!(v["cross_check"]["agreement"], "cannot_ask", "{v}");
 
     // Nor allUsers (--expect-public without a caller).
     let live = Live::bundle(&fixture(SETTLES), FakeOptions::new());
