@@ -181,6 +181,55 @@ impl<'a> Cx<'a> {
         self.service().and_then(|s| s.all_urls().next().cloned())
     }
 
+    /// The service account that should mint the caller's ID token, when the evidence names
+    /// one: the caller (`--caller`, the token, `context.json`) when it is a service account,
+    /// else the service account a caller configuration mints for.
+    pub fn invoker_sa(&self) -> Option<String> {
+        match self.caller().map(|c| &c.principal) {
+            Some(Principal::ServiceAccount(e)) => Some(e.clone()),
+            _ => self
+                .ev
+                .caller_configs
+                .iter()
+                .find_map(|c| c.service_account().map(str::to_string)),
+        }
+    }
+
+    /// `FLAG=INVOKER_SA` with the service account the evidence names, else a placeholder.
+    pub fn invoker_sa_flag(&self, flag: &'static str) -> Arg {
+        match self.invoker_sa() {
+            Some(e) => Arg::lit(format!("{flag}={e}")),
+            None => Arg::FlagPlaceholder(flag, "INVOKER_SA_EMAIL"),
+        }
+    }
+
+    /// `gcloud auth print-identity-token` for the caller and `audience`: impersonating the
+    /// caller's service account (`--audiences`, `--include-email`); for a user, that user's
+    /// own token (gcloud refuses `--audiences` for user accounts, and Cloud Run accepts the
+    /// user token's gcloud client-ID audience); placeholders only where the evidence names
+    /// neither.
+    pub fn mint_token_argv(&self, audience: Option<&str>) -> Vec<Arg> {
+        let mut v: Vec<Arg> = vec![
+            "gcloud".into(),
+            "auth".into(),
+            "print-identity-token".into(),
+        ];
+        if let Some(Principal::User(e)) = self.caller().filter(|c| !c.public).map(|c| &c.principal)
+        {
+            v.push(Arg::lit(e.clone()));
+            return v;
+        }
+        v.push(self.invoker_sa_flag("--impersonate-service-account"));
+        v.push(match audience {
+            Some(u) => Arg::lit(format!("--audiences={u}")),
+            None => Arg::FlagPlaceholder("--audiences", "SERVICE_URL"),
+        });
+        if self.invoker_sa().is_some() {
+            v.push("--include-email".into());
+        }
+        v
+    }
+
     /// `gcloud run services add-iam-policy-binding SERVICE --member=M --role=R`.
     pub fn grant_argv(&self, member: &str, role: &str) -> Vec<Arg> {
         vec![
