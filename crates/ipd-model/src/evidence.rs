@@ -49,6 +49,9 @@ pub struct Evidence {
     pub custom_roles: Vec<Role>,
     pub deny_policies: Gathered<Vec<DenyPolicy>>,
     pub caller_configs: Vec<CallerConfig>,
+    /// The other regions of a multi-region service (`service-REGION.json`,
+    /// `service-iam-policy-REGION.json`).
+    pub regional: Vec<crate::regions::Regional>,
     /// `caller-*.json` files that held an API error instead of a caller's configuration
     /// (denied, not found, ...): reported as gaps `caller_config:NAME`.
     pub caller_config_gaps: Vec<Gap>,
@@ -240,6 +243,27 @@ impl Evidence {
                 "iam.denypolicies.list",
                 denied_perm(&self.deny_policies),
             );
+        }
+        // The other regions of a multi-region service: only a refused or failed read is a gap.
+        for r in &self.regional {
+            if !matches!(r.service, Gathered::Missing { .. }) {
+                push(
+                    &format!("service:{}", r.region),
+                    r.service.gap_state(),
+                    r.service.absence(),
+                    "run.services.get",
+                    denied_perm(&r.service),
+                );
+            }
+            if !matches!(r.policy, Gathered::Missing { .. }) {
+                push(
+                    &format!("service_iam_policy:{}", r.region),
+                    r.policy.gap_state(),
+                    r.policy.absence(),
+                    "run.services.getIamPolicy",
+                    denied_perm(&r.policy),
+                );
+            }
         }
         out.extend(self.caller_config_gaps.iter().cloned());
         out

@@ -105,6 +105,12 @@ impl RuleImpl for WrongAudience {
             });
         }
         let mut accepted: Vec<String> = svc.all_urls().cloned().collect();
+        // A multi-region service: every region's URLs.
+        for u in ipd_model::regions::other_region_urls(cx.ev) {
+            if !accepted.contains(&u) {
+                accepted.push(u);
+            }
+        }
         accepted.extend(svc.custom_audiences.iter().cloned());
         if aud.iter().any(|a| a == GCLOUD_CLIENT_ID) {
             return Check::Pass(
