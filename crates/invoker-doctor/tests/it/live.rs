@@ -347,8 +347,9 @@ fn every_fixture_diagnoses_the_same_live_as_offline() {
         // The cross-check. With troubleshoot.json the fake serves that answer, so live and
         // offline must show the same cross_check. Without it the fake answers as Google does
         // when the API is not enabled (403 SERVICE_DISABLED), which the bundle does not say:
-        // live then shows `unavailable` when a user or service account was asked, and no
-        // cross-check when nobody could be asked (no caller, a group, allUsers). Running those
+        // live then shows `unavailable` when a user or service account was asked,
+        // `cannot_ask` for a group, federated or agent identity, and no cross-check when
+        // nobody could be asked (no caller, allUsers). Running those
         // fixtures with --no-troubleshooter instead would leave that path untested.
         let asked = live
             .fake
@@ -391,6 +392,17 @@ fn every_fixture_diagnoses_the_same_live_as_offline() {
             if !disabled {
                 failures.push(format!(
                     "{slug}: without troubleshoot.json the troubleshooter is disabled, but live shows {}",
+                    report["cross_check"]
+                ));
+            }
+        } else if let Some(p) = report["caller"]["principal"]
+            .as_str()
+            .filter(|p| *p != "allUsers")
+        {
+            // A group, federated or agent identity: not asked, and the report says why.
+            if report["cross_check"]["agreement"] != "cannot_ask" {
+                failures.push(format!(
+                    "{slug}: `{p}` cannot be asked about, but live shows {}",
                     report["cross_check"]
                 ));
             }
@@ -1712,4 +1724,55 @@ fn replay_with_token(rec: &str, fixture_dir: &Path) -> Value {
         format!("@{}", fixture_dir.join("token.txt").display()),
     ]);
     serde_json::from_str(&run_args(&a).stdout).expect("replay json")
+}
+
+#[test]
+fn multi_region_reads_every_region_and_records_it() {
+    // The 403 happened in us-central1, whose policy lacks the caller; the command line names
+    // europe-west1 (the fixture's service.json).
+    let slug = "multi-region-second-region-policy-lacks-caller-403";
+    let dir = fixture(slug);
+    let rec = tempfile::tempdir().expect("tempdir");
+    let rec_dir = rec.path().join("bundle");
+    let rec_s = rec_dir.display().to_string();
+    let (live, out) = run_fixture(
+        slug,
+        FakeOptions::new(),
+        &["--format", "json", "--record", &rec_s],
+    );
+    let report = json_of(&out, "multi-region");
+    let calls = live.fake.calls();
+    let us = "/v2/projects/shop-prod/locations/us-central1/services/orders-api";
+    for path in [us.to_string(), format!("{us}:getIamPolicy")] {
+        assert!(
+            calls.iter().any(|c| c.path == path && c.status == 200),
+            "{path} not read: {:?}",
+            calls.iter().map(|c| &c.path).collect::<Vec<_>>()
+        );
+    }
+    assert!(
+        calls.iter().any(|c| c
+            .body
+            .as_deref()
+            .is_some_and(|b| b.contains(r#"resource.labels.location=\"us-central1\""#))),
+        "the us-central1 request logs were not read"
+    );
+    assert_eq!(report["findings"][0]["cause"], "missing_invoker_binding");
+    assert_eq!(report["target"]["region"], "us-central1");
+    assert!(
+        report["findings"][0]["title"]
+            .as_str()
+            .is_some_and(|t| t.ends_with("in region `us-central1`")),
+        "{}",
+        report["findings"][0]["title"]
+    );
+    for f in [
+        "service-us-central1.json",
+        "service-iam-policy-us-central1.json",
+    ] {
+        assert!(rec_dir.join(f).exists(), "{f} not recorded");
+    }
+    let replay = replay_with_token(&rec_s, &dir);
+    assert_eq!(findings(&report), findings(&replay));
+    assert_eq!(replay["target"]["region"], "us-central1");
 }
