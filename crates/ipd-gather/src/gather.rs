@@ -182,6 +182,9 @@ pub struct Query {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub log_page_size: u32,
+    /// Successful requests read at most (one page), when no status is stated: they tell "no
+    /// denial in the evidence" from "unknown". 0 turns the read off.
+    pub successes_sample: u32,
     /// Pages with entries read at most (the newest come first).
     pub max_log_pages: u32,
     /// `entries:list` requests at most, empty "keep paging" pages included.
@@ -210,6 +213,7 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             log_page_size: 100,
+            successes_sample: 50,
             max_log_pages: 5,
             max_log_requests: 12,
             at_margin: ChronoDuration::hours(1),
@@ -232,11 +236,32 @@ pub fn request_log_filter(
     until: Option<Timestamp>,
 ) -> String {
     let statuses = match status {
-        Some(s) => s.to_string(),
-        None => "401 OR 403 OR 404".into(),
+        Some(s) => format!("httpRequest.status=({s})"),
+        None => "httpRequest.status=(401 OR 403 OR 404)".into(),
     };
+    service_requests_filter(t, &statuses, since, until)
+}
+
+/// The log filter for the service's requests that were not refused, newest first: read (one
+/// small page) when no status is stated, so that a service whose logs hold only successes
+/// shows "no denial in the evidence" live as it does from a bundle.
+pub fn successes_log_filter(t: &Target, since: Timestamp, until: Option<Timestamp>) -> String {
+    service_requests_filter(
+        t,
+        "NOT httpRequest.status=(401 OR 403 OR 404)",
+        since,
+        until,
+    )
+}
+
+fn service_requests_filter(
+    t: &Target,
+    statuses: &str,
+    since: Timestamp,
+    until: Option<Timestamp>,
+) -> String {
     let mut f = format!(
-        "resource.type=\"cloud_run_revision\"\nresource.labels.service_name=\"{}\"\nresource.labels.location=\"{}\"\nlogName=\"projects/{}{}\"\nhttpRequest.status=({statuses})\ntimestamp>=\"{}\"",
+        "resource.type=\"cloud_run_revision\"\nresource.labels.service_name=\"{}\"\nresource.labels.location=\"{}\"\nlogName=\"projects/{}{}\"\n{statuses}\ntimestamp>=\"{}\"",
         quote(&t.service),
         quote(&t.region),
         quote(&t.project),
@@ -308,6 +333,7 @@ enum Job {
     OrganizationGet(String),
     OrganizationPolicy(String),
     Logs,
+    SuccessLogs,
     AuditLogs,
     DenyList(String),
     DenyGet(String),
@@ -551,6 +577,27 @@ impl Gatherer {
                 "pageSize": self.settings.log_page_size,
             });
             self.spawn_entries(&mut set, Job::Logs, body);
+            if q.status.is_none() && self.settings.successes_sample > 0 {
+                let body = json!({
+                    "resourceNames": [project.clone()],
+                    "filter": successes_log_filter(t, since, until),
+                    "orderBy": "timestamp desc",
+                    "pageSize": self.settings.successes_sample,
+                });
+                let one_page = Settings {
+                    max_log_pages: 1,
+                    ..self.settings.clone()
+                };
+                let client = self.client.clone();
+                set.spawn(async move {
+                    let (result, calls) = list_entries(&client, body, &one_page, 0).await;
+                    Done {
+                        job: Job::SuccessLogs,
+                        chain: calls,
+                        result,
+                    }
+                });
+            }
             if self.settings.audit_logs {
                 let body = json!({
                     "resourceNames": [project.clone()],
@@ -574,6 +621,7 @@ impl Gatherer {
         let mut saw_401 = false;
         let mut request_logs: Option<Result<Value, Failure>> = None;
         let mut audit_logs: Option<Result<Value, Failure>> = None;
+        let mut success_logs: Option<Result<Value, Failure>> = None;
         let mut deny: Vec<Result<Value, Failure>> = Vec::new();
         let mut deny_seen: BTreeSet<String> = BTreeSet::new();
         let mut regional_logs: Vec<(String, Result<Value, Failure>)> = Vec::new();
@@ -731,6 +779,7 @@ impl Gatherer {
                 }
                 Job::Logs => request_logs = Some(result),
                 Job::AuditLogs => audit_logs = Some(result),
+                Job::SuccessLogs => success_logs = Some(result),
                 Job::DenyList(attachment) => match result {
                     Ok(Value::Array(names)) => {
                         for n in names.iter().filter_map(Value::as_str) {
@@ -821,6 +870,20 @@ impl Gatherer {
         rec.put("org-policies.json", org);
         if let Some(r) = request_logs {
             let r = merge_regional_logs(r, regional_logs, &mut rec.warnings);
+            let r = r.map(|v| match (v, success_logs) {
+                (Value::Array(mut a), Some(Ok(Value::Array(ok)))) => {
+                    a.extend(ok);
+                    Value::Array(a)
+                }
+                (v, Some(Err(f))) => {
+                    rec.warnings.push(format!(
+                        "the service's successful requests could not be read ({}): whether nothing was denied cannot be told from the logs",
+                        f.summary()
+                    ));
+                    v
+                }
+                (v, _) => v,
+            });
             let merged = merge_logs(r, audit_logs, &mut rec.warnings)
                 .map(|v| merge_known_entry(v, q.known_entry.as_ref()));
             rec.put("logs.json", merged);
@@ -1209,6 +1272,12 @@ mod tests {
         let f = request_log_filter(&t(), Some(401), since, Some(since));
         assert!(f.contains("httpRequest.status=(401)"));
         assert!(f.contains("timestamp<=\"2026-11-20T10:00:00Z\""));
+        let ok = successes_log_filter(&t(), since, None);
+        assert!(
+            ok.contains("\nNOT httpRequest.status=(401 OR 403 OR 404)\n"),
+            "{ok}"
+        );
+        assert!(ok.contains("resource.labels.service_name="), "{ok}");
         let l = lookup_filter("p", "6d1e82a184914a699a4638b5fed5ab90", since);
         assert!(
             l.contains("trace=\"projects/p/traces/6d1e82a184914a699a4638b5fed5ab90\" OR insertId=")

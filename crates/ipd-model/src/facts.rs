@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use crate::denial::{self, Denial, StatusSource};
 use crate::evidence::Evidence;
 use crate::logs::{GateMessage, LogEntry};
 use crate::principal::Principal;
@@ -71,12 +72,19 @@ pub struct Facts {
     /// A caller named on the flag that differs from the token's identity.
     pub token_principal: Option<Principal>,
     pub expect_public: bool,
+    /// Was anything denied at all (the contract's `denial`)?
+    pub denial: Denial,
 }
 
 impl Facts {
     pub fn derive(ev: &Evidence) -> Facts {
         let ctx_req = ev.context.as_ref().and_then(|c| c.request.as_ref());
-        let status_hint = ev.inputs.status.or_else(|| ctx_req.and_then(|r| r.status));
+        let stated = match (ev.inputs.status, ctx_req.and_then(|r| r.status)) {
+            (Some(s), _) => Some((s, StatusSource::Flag)),
+            (None, Some(s)) => Some((s, StatusSource::Context)),
+            (None, None) => None,
+        };
+        let status_hint = stated.map(|(s, _)| s);
         let time_hint = ev.inputs.at.or_else(|| {
             ctx_req
                 .and_then(|r| r.time.as_deref())
@@ -157,7 +165,15 @@ impl Facts {
         } else {
             None
         };
+        let service = ev.service_name();
+        let denial = denial::derive(
+            stated,
+            entry.as_ref(),
+            ev.logs.present().map(Vec::as_slice),
+            service.as_deref(),
+        );
         Facts {
+            denial,
             request,
             entry,
             gate,

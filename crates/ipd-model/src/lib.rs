@@ -8,6 +8,7 @@ pub mod audit;
 pub mod bundle;
 pub mod caller;
 pub mod context;
+pub mod denial;
 pub mod deny;
 pub mod doc;
 pub mod evidence;

@@ -7,6 +7,7 @@
 use std::fmt::Write;
 
 use colored::Colorize;
+use ipd_model::denial::WHAT_WOULD_CHANGE_IT;
 use ipd_model::facts::Gate;
 use ipd_rules::crosscheck::{Agreement, ToolIam};
 use ipd_rules::report::{CheckState, Finding, FixOut, Report};
@@ -83,12 +84,27 @@ fn indent(text: &str, by: &str) -> String {
 /// checklist and the gaps.
 pub fn text(report: &Report) -> String {
     let mut o = String::new();
+    let no_denial = report.denial.none_in_evidence();
+    if no_denial {
+        let _ = writeln!(
+            o,
+            "{}: {}",
+            "NO DENIAL IN THE EVIDENCE".green().bold(),
+            report.denial.detail
+        );
+        let _ = writeln!(o, "{}", wrap(WHAT_WOULD_CHANGE_IT, 96));
+    }
     match report.root_cause() {
         Some(f) => {
             let _ = writeln!(
                 o,
                 "{} ({}) {} {}: {}",
-                "ROOT CAUSE".bold(),
+                if no_denial {
+                    "WORTH A LOOK"
+                } else {
+                    "ROOT CAUSE"
+                }
+                .bold(),
                 verdict_label(f.verdict),
                 f.code,
                 f.cause,
@@ -105,6 +121,7 @@ pub fn text(report: &Report) -> String {
                 let _ = writeln!(o, "{}", indent(&fix.text, "  "));
             }
         }
+        None if no_denial => {}
         None => {
             let _ = writeln!(
                 o,
@@ -217,6 +234,14 @@ pub fn text(report: &Report) -> String {
 }
 
 fn context(o: &mut String, r: &Report) {
+    if !r.denial.none_in_evidence() {
+        let _ = writeln!(
+            o,
+            "denial: {} · {}",
+            r.denial.state.as_str().replace('_', " "),
+            r.denial.detail
+        );
+    }
     let t = &r.target;
     let _ = writeln!(
         o,
@@ -369,11 +394,31 @@ pub fn markdown(report: &Report) -> String {
         t.project.as_deref().unwrap_or("unknown"),
         t.region.as_deref().unwrap_or("unknown")
     );
+    let no_denial = report.denial.none_in_evidence();
+    if no_denial {
+        let _ = writeln!(
+            o,
+            "**No denial in the evidence:** {}. {}\n",
+            report.denial.detail, WHAT_WOULD_CHANGE_IT
+        );
+    } else {
+        let _ = writeln!(
+            o,
+            "**Denial:** {} ({})\n",
+            report.denial.state.as_str().replace('_', " "),
+            report.denial.detail
+        );
+    }
     match report.root_cause() {
         Some(f) => {
             let _ = writeln!(
                 o,
-                "**Root cause ({}):** {} `{}` — {}\n",
+                "**{} ({}):** {} `{}` — {}\n",
+                if no_denial {
+                    "Worth a look"
+                } else {
+                    "Root cause"
+                },
                 f.verdict.as_str(),
                 f.code,
                 f.cause,
@@ -389,6 +434,7 @@ pub fn markdown(report: &Report) -> String {
             }
             fixes_md(&mut o, &f.fixes);
         }
+        None if no_denial => {}
         None => {
             let _ = writeln!(
                 o,

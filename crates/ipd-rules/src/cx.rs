@@ -10,7 +10,7 @@ use ipd_model::token::{Token, TokenKind};
 use ipd_model::{Evidence, Principal};
 
 use crate::fix::Arg;
-use crate::rule::Verdict;
+use crate::rule::{Outcome, RuleMeta, Verdict};
 
 /// One binding that matters for the caller.
 #[derive(Debug, Clone, PartialEq)]
@@ -90,6 +90,34 @@ impl<'a> Cx<'a> {
 
     pub fn gate(&self) -> Gate {
         self.facts.gate
+    }
+
+    /// The engine's denial policy, applied to every rule by `diagnose`: with no denial in the
+    /// evidence, a rule whose cause presupposes a refusal is `not applicable` (it is not run),
+    /// and any other finding is capped at `possible`.
+    pub fn denial_policy(&self, meta: &RuleMeta, run: impl FnOnce() -> Outcome) -> Outcome {
+        let d = &self.facts.denial;
+        if !d.none_in_evidence() {
+            return run();
+        }
+        if meta.needs_refusal {
+            return Outcome::NotApplicable(
+                "no denial in the evidence (see `denial`): this cause only explains a refused request".into(),
+            );
+        }
+        match run() {
+            Outcome::Fired(mut body, fixes) => {
+                if body.verdict > Verdict::Possible {
+                    body.verdict = Verdict::Possible;
+                    body.explanation.push_str(&format!(
+                        " No request was refused in the evidence ({}), so this stays possible until a refused request is shown.",
+                        d.detail
+                    ));
+                }
+                Outcome::Fired(body, fixes)
+            }
+            other => other,
+        }
     }
 
     pub fn invoker_check_disabled(&self) -> bool {

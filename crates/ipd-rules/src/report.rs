@@ -3,6 +3,7 @@
 use serde::Serialize;
 
 use ipd_model::Evidence;
+use ipd_model::denial::Denial;
 use ipd_model::evidence::Gap;
 use ipd_model::facts::Gate;
 use ipd_model::time;
@@ -19,6 +20,8 @@ pub const SCHEMA_VERSION: u32 = 1;
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub schema_version: u32,
+    /// Was anything denied at all? Derived once, before any rule (the contract's `denial`).
+    pub denial: Denial,
     pub target: Target,
     pub request: RequestOut,
     pub caller: CallerOut,
@@ -150,7 +153,7 @@ pub fn diagnose(ev: &Evidence) -> Report {
     let mut checks = Vec::new();
     for (pos, rule) in RULES.iter().enumerate() {
         let meta = rule.meta();
-        let (outcome, reason) = match rule.run(&cx) {
+        let (outcome, reason) = match cx.denial_policy(meta, || rule.run(&cx)) {
             Outcome::Fired(body, fixes) => {
                 let reason = body.title.clone();
                 fired.push((pos, meta, body, fixes));
@@ -203,6 +206,7 @@ pub fn diagnose(ev: &Evidence) -> Report {
     let f = &cx.facts;
     Report {
         schema_version: SCHEMA_VERSION,
+        denial: f.denial.clone(),
         target: Target {
             project: ev.project(),
             region: ev.region(),
@@ -237,5 +241,81 @@ pub fn diagnose(ev: &Evidence) -> Report {
         findings,
         checks,
         gaps: ev.gaps(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::*;
+    use ipd_model::Gathered;
+    use ipd_model::denial::DenialState;
+    use serde_json::json;
+
+    /// A caller bound nowhere, with the invoker check on: `missing_invoker_binding` material.
+    fn unbound(logs: Vec<ipd_model::logs::LogEntry>) -> Evidence {
+        let mut ev = base();
+        ev.service_policy = policy(json!({"etag": "ACAB"}));
+        ev.project_policy = policy(json!({"etag": "ACAB"}));
+        ev.inputs.caller = Some(format!("serviceAccount:{SA}"));
+        ev.logs = Gathered::Present(logs);
+        ev
+    }
+
+    #[test]
+    fn a_refusal_in_the_logs_lets_rules_confirm() {
+        let r = diagnose(&unbound(vec![entry(403, Some(TEXT_403), "0s", "GET")]));
+        assert_eq!(r.denial.state, DenialState::Seen);
+        assert_eq!(r.findings[0].cause, "missing_invoker_binding");
+        assert!(r.has_actionable());
+    }
+
+    #[test]
+    fn no_denial_makes_refusal_rules_not_applicable_and_caps_the_rest() {
+        let r = diagnose(&unbound(vec![entry(200, None, "0.02s", "GET")]));
+        assert_eq!(r.denial.state, DenialState::NoneInEvidence);
+        assert!(r.findings.is_empty(), "{:?}", r.findings);
+        assert!(!r.has_actionable());
+        let mib = r
+            .checks
+            .iter()
+            .find(|c| c.cause == "missing_invoker_binding")
+            .expect("check");
+        assert_eq!(mib.outcome, CheckState::NotApplicable);
+        assert!(mib.reason.contains("no denial in the evidence"));
+
+        // A cause that stands on its own evidence (the owner's refused public grant) still
+        // fires, but only as possible.
+        let mut ev = unbound(vec![entry(200, None, "0.02s", "GET")]);
+        ev.inputs.caller = None;
+        ev.inputs.expect_public = true;
+        ev.org_policies = Gathered::Present(
+            serde_json::from_value(
+                json!([{"name": "projects/1/policies/iam.allowedPolicyMemberDomains",
+                "spec": {"rules": [{"values": {"allowedValues": ["C0abc"]}}]}}]),
+            )
+            .unwrap(),
+        );
+        let r = diagnose(&ev);
+        let f = r
+            .findings
+            .iter()
+            .find(|f| f.cause == "public_access_blocked_by_domain_restriction")
+            .expect("fires");
+        assert_eq!(f.verdict, Verdict::Possible);
+        assert!(
+            f.explanation
+                .contains("No request was refused in the evidence")
+        );
+        assert!(!r.has_actionable());
+    }
+
+    #[test]
+    fn a_stated_success_overrides_a_refusal_in_the_logs() {
+        let mut ev = unbound(vec![entry(403, Some(TEXT_403), "0s", "GET")]);
+        ev.inputs.status = Some(204);
+        let r = diagnose(&ev);
+        assert_eq!(r.denial.state, DenialState::NoneInEvidence);
+        assert!(!r.has_actionable());
     }
 }

@@ -334,6 +334,32 @@ fn every_fixture_diagnoses_the_same_live_as_offline() {
             continue;
         };
         compared += 1;
+        // Was anything denied, and the findings in rank order (rank 1 first).
+        // context.json's status reaches live mode as --status: the source named differs.
+        let same_source = |d: &Value| {
+            d["detail"]
+                .as_str()
+                .unwrap_or_default()
+                .replace("(from context.json)", "(from --status)")
+        };
+        if report["denial"]["state"] != offline["denial"]["state"]
+            || same_source(&report["denial"]) != same_source(&offline["denial"])
+        {
+            failures.push(format!(
+                "{slug}: denial\n  live    {}\n  offline {}",
+                report["denial"], offline["denial"]
+            ));
+        }
+        let rank1 = |r: &Value| r["findings"][0]["cause"].as_str().map(str::to_string);
+        if rank1(&report) != rank1(&offline) || rank1(&offline).as_deref() != case.root_cause_opt()
+        {
+            failures.push(format!(
+                "{slug}: rank 1 live {:?}, offline {:?}, expected {}",
+                rank1(&report),
+                rank1(&offline),
+                case.root_cause
+            ));
+        }
         let (l, o) = (findings(&report), findings(&offline));
         if l != o {
             failures.push(format!("{slug}:\n  live    {l:?}\n  offline {o:?}"));
@@ -549,7 +575,8 @@ fn transient_failures_are_retried_and_the_diagnosis_is_unchanged() {
     let (a, b) = (json_of(&clean, "clean"), json_of(&out, "with 503s"));
     assert_eq!(findings(&a), findings(&b));
     assert_eq!(a["gaps"], b["gaps"]);
-    // Two queries (request logs and audit logs) share the two 503s; both end with an answer.
+    // Three queries (refused requests, a page of the other requests, audit logs) share the
+    // two 503s; all end with an answer.
     let mut statuses: Vec<u16> = live
         .fake
         .calls_to(Source::LoggingEntriesList)
@@ -557,7 +584,7 @@ fn transient_failures_are_retried_and_the_diagnosis_is_unchanged() {
         .map(|c| c.status)
         .collect();
     statuses.sort();
-    assert_eq!(statuses, vec![200, 200, 503, 503]);
+    assert_eq!(statuses, vec![200, 200, 200, 503, 503]);
     assert_eq!(live.fake.calls_to(Source::RunServicesGet).len(), 2);
     let err = text(&out.stderr);
     assert!(
@@ -629,11 +656,20 @@ fn empty_log_pages_are_paged_through() {
                 .is_some_and(|f| f.contains("run.googleapis.com%2Frequests"))
         })
         .collect();
+    let (successes, request_queries): (Vec<Value>, Vec<Value>) =
+        request_queries.into_iter().partition(|b| {
+            b["filter"]
+                .as_str()
+                .is_some_and(|f| f.contains("NOT httpRequest.status=(401 OR 403 OR 404)"))
+        });
     assert_eq!(
         request_queries.len(),
         3,
         "two empty pages, then the entries"
     );
+    // The other requests: one small page at most is read (empty pages are paged through).
+    assert!(!successes.is_empty());
+    assert!(successes.iter().all(|b| b["pageSize"] == 50));
     assert!(request_queries[1]["pageToken"].is_string());
     // The query is tight and bounded, and ordered newest first.
     let body = &request_queries[0];

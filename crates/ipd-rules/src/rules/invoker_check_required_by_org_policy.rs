@@ -41,6 +41,7 @@ declare_rule! {
         cause: "invoker_check_required_by_org_policy",
         title: "`run.managed.requireInvokerIam` forbids disabling the invoker check for a public service",
         severity: Critical,
+        needs_refusal: false,
     }
 }
 

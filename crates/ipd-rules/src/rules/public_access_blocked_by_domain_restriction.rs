@@ -44,6 +44,7 @@ declare_rule! {
         cause: "public_access_blocked_by_domain_restriction",
         title: "domain restricted sharing blocks the `allUsers` binding a public service needs",
         severity: Critical,
+        needs_refusal: false,
     }
 }
 
