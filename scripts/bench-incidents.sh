@@ -30,6 +30,7 @@ import json, sys
 v = json.load(open(sys.argv[1]))
 print(f"entries read: {v['entries_read']}, groups: {len(v['groups'])}, refusals grouped: {sum(g['count'] for g in v['groups'])}, diagnosed: {sum(1 for g in v['groups'] if g['report'])}")
 PY
+[ -n "${KEEP_ERR:-}" ] && cp "$tmp/err" "$KEEP_ERR"
 grep -E "API calls in|Elapsed \(wall|Maximum resident" "$tmp/err"
 grep -c "entries:list\|entries.list" "$tmp/err" | sed 's/^/entries.list calls: /'
 echo "(exit status $status)"

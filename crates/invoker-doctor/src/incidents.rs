@@ -197,11 +197,25 @@ fn overlay(mut a: Evidence, b: Evidence) -> Evidence {
 fn bundle_service_evidence(
     dir: &Path,
     top: &Evidence,
+    logs: &Gathered<Vec<LogEntry>>,
     g: &Group,
     warnings: &mut Vec<String>,
 ) -> Result<Evidence> {
-    let mut ev = top.clone();
     let svc = g.service.clone().unwrap_or_default();
+    // The group's own service's entries and the audit entries: all a diagnosis reads, without
+    // copying every other service's refusals for each group.
+    let mut ev = top.clone();
+    ev.logs = match logs {
+        Gathered::Present(l) => Gathered::Present(
+            l.iter()
+                .filter(|e| {
+                    !e.is_request_log() || e.resource_label("service_name") == Some(svc.as_str())
+                })
+                .cloned()
+                .collect(),
+        ),
+        other => other.clone(),
+    };
     let sub: PathBuf = dir.join(SERVICES_DIR).join(&svc);
     if !svc.is_empty() && !svc.contains(['/', '\\', '.']) && sub.is_dir() {
         let loaded =
@@ -230,25 +244,27 @@ fn from_bundle(
 ) -> Result<Output> {
     let loaded = ipd_model::bundle::load(dir, Inputs::default()).map_err(|e| anyhow!("{e}"))?;
     let mut warnings = loaded.warnings;
-    let top = loaded.evidence;
-    let logs: Vec<LogEntry> = match &top.logs {
-        Gathered::Present(l) => l.clone(),
+    let mut top = loaded.evidence;
+    // The logs apart from the rest, so that each group's evidence copies only its own.
+    let all_logs = std::mem::replace(&mut top.logs, Gathered::missing("(set per group)"));
+    let logs: &[LogEntry] = match &all_logs {
+        Gathered::Present(l) => l,
         other => bail!(
             "{}: no logs to read ({})",
             dir.join("logs.json").display(),
             other.absence().unwrap_or_default()
         ),
     };
-    let window = bundle_window(&logs, from, to);
+    let window = bundle_window(logs, from, to);
     let mut inc = incidents::analyze(
-        &logs,
+        logs,
         window,
         a.service.as_deref(),
         &caller_of(&top),
         &Options::default(),
     );
     for g in inc.groups.iter_mut().take(a.top) {
-        let ev = bundle_service_evidence(dir, &top, g, &mut warnings)?;
+        let ev = bundle_service_evidence(dir, &top, &all_logs, g, &mut warnings)?;
         g.report = Some(ipd_rules::diagnose(&ev));
     }
     Ok(Output {

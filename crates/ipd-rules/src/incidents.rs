@@ -797,7 +797,9 @@ pub fn analyze(
             gate,
             caller: caller.as_ref(),
         };
-        let ranked = rank_changes(&changes, &view, on, opts);
+        // Refusing from the window's start: the changes up to the first refusal count.
+        let reference = if at_start { times[0] } else { on };
+        let ranked = rank_changes(&changes, &view, reference, opts);
         out.push(Group {
             count: rs.len(),
             first: times.first().copied(),
@@ -1214,10 +1216,11 @@ mod tests {
                 if let (Some(f), Some(l), false) = (g.first, g.last, g.onset_at_window_start) {
                     proptest::prop_assert!(g.onset >= f && g.onset <= l);
                 }
+                let reference = if g.onset_at_window_start { g.first.unwrap_or(g.onset) } else { g.onset };
                 for c in &g.changes {
                     proptest::prop_assert!(c.score >= MIN_SCORE && c.score <= 1.0);
                     let t = c.time.unwrap();
-                    proptest::prop_assert!(t >= g.onset - opts.lookback && t <= g.onset + opts.after_onset);
+                    proptest::prop_assert!(t >= reference - opts.lookback && t <= reference + opts.after_onset);
                     proptest::prop_assert_eq!(c.method.as_str(), "SetIamPolicy");
                 }
                 for p in g.changes.windows(2) { proptest::prop_assert!(p[0].score >= p[1].score); }
