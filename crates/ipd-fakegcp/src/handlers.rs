@@ -447,6 +447,27 @@ pub fn answer(sc: &Scenario, target: &Target, req: &Request<'_>) -> Reply {
                 None => Reply::ok(json!({"name": name, "spec": {}})),
             }
         }
+        Target::CustomConstraints(id) => {
+            if !sc.node_known("organizations", id) {
+                return denied();
+            }
+            let prefix = format!("organizations/{id}/customConstraints/");
+            let list: Vec<Value> = sc
+                .custom_constraints
+                .iter()
+                .filter(|c| {
+                    c.get("name")
+                        .and_then(Value::as_str)
+                        .is_some_and(|n| n.starts_with(&prefix))
+                })
+                .cloned()
+                .collect();
+            if list.is_empty() {
+                Reply::ok(json!({}))
+            } else {
+                Reply::ok(json!({ "customConstraints": list }))
+            }
+        }
         Target::Role(name) => {
             if let Some(p) = name
                 .strip_prefix("projects/")

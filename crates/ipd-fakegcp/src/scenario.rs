@@ -153,6 +153,9 @@ pub struct Scenario {
     pub org_policies: Option<OrgPolicies>,
     /// IAM roles (`role-*.json`), each with its `name`.
     pub roles: Vec<Value>,
+    /// Custom org-policy constraint definitions (`org-policy-custom-*.json`), served by
+    /// `customConstraints.list` of the organization their `name` says.
+    pub custom_constraints: Vec<Value>,
     /// `Stored::Value` holds a JSON array of IAM v2 deny policies; `None` answers none.
     pub deny_policies: Option<Stored>,
     /// Configurations of Google-managed callers (`caller-*.json`: a Pub/Sub subscription,
@@ -523,6 +526,16 @@ impl Scenario {
                     let stored = Stored::from_value(read_value(path, text)?);
                     sc.organizations.entry(id.clone()).or_default().iam_policy = Some(stored);
                     org_ids.push(id);
+                }
+                _ if name.starts_with("org-policy-custom-") && name.ends_with(".json") => {
+                    let v = read_value(path, text)?;
+                    if error_reply(&v).is_some() {
+                        sc.warnings.push(format!(
+                            "{path}: holds an error envelope; the custom constraint is not served"
+                        ));
+                        continue;
+                    }
+                    sc.custom_constraints.push(v);
                 }
                 _ if name == "org-policies.json"
                     || (name.starts_with("org-policy-") && name.ends_with(".json")) =>

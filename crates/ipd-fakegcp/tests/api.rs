@@ -1566,6 +1566,11 @@ async fn every_source_can_be_denied_with_its_permission() {
             "orgpolicy.policy.get",
         ),
         (
+            fx.get("v2/organizations/987654321098/customConstraints")
+                .await,
+            "orgpolicy.customConstraints.list",
+        ),
+        (
             fx.get(&format!("v1/projects/{PROJECT_ID}/roles/invokerLite"))
                 .await,
             "iam.roles.get",
