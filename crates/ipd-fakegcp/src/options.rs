@@ -16,6 +16,9 @@ pub enum Source {
     RunServicesGetIamPolicy,
     /// `GET v3/projects/P` (Resource Manager v3).
     ProjectsGet,
+    /// `POST v1/projects/P:getAncestry` (Resource Manager v1): the project, its folders and
+    /// its organization in one answer.
+    ProjectsGetAncestry,
     /// `GET v3/folders/F`.
     FoldersGet,
     /// `GET v3/organizations/O`.
@@ -71,6 +74,7 @@ impl Source {
         Source::RunServicesList,
         Source::RunServicesGetIamPolicy,
         Source::ProjectsGet,
+        Source::ProjectsGetAncestry,
         Source::FoldersGet,
         Source::OrganizationsGet,
         Source::ProjectsGetIamPolicy,
@@ -98,6 +102,7 @@ impl Source {
             Source::RunServicesList => "run.services.list",
             Source::RunServicesGetIamPolicy => "run.services.getIamPolicy",
             Source::ProjectsGet => "projects.get",
+            Source::ProjectsGetAncestry => "projects.getAncestry",
             Source::FoldersGet => "folders.get",
             Source::OrganizationsGet => "organizations.get",
             Source::ProjectsGetIamPolicy => "projects.getIamPolicy",
@@ -126,6 +131,8 @@ impl Source {
             Source::RunServicesList => "run.services.list",
             Source::RunServicesGetIamPolicy => "run.services.getIamPolicy",
             Source::ProjectsGet => "resourcemanager.projects.get",
+            // getAncestry needs only read access to the project itself.
+            Source::ProjectsGetAncestry => "resourcemanager.projects.get",
             Source::FoldersGet => "resourcemanager.folders.get",
             Source::OrganizationsGet => "resourcemanager.organizations.get",
             Source::ProjectsGetIamPolicy => "resourcemanager.projects.getIamPolicy",
@@ -157,6 +164,7 @@ impl Source {
                 "run.googleapis.com"
             }
             Source::ProjectsGet
+            | Source::ProjectsGetAncestry
             | Source::FoldersGet
             | Source::OrganizationsGet
             | Source::ProjectsGetIamPolicy

@@ -341,6 +341,10 @@ enum Job {
     CustomConstraints(String),
     Role(String),
     CallerConfig(CallerConfigRef),
+    /// Another region of a multi-region service: its service, IAM policy, request logs.
+    RegionalService(String),
+    RegionalPolicy(String),
+    RegionalLogs(String),
 }
 
 struct Done {
@@ -386,13 +390,18 @@ impl Gatherer {
     }
 
     fn spawn_entries(&self, set: &mut JoinSet<Done>, job: Job, body: Value) {
+        self.spawn_entries_at(set, job, body, 0)
+    }
+
+    /// [`Gatherer::spawn_entries`] after a chain of `chain` calls.
+    fn spawn_entries_at(&self, set: &mut JoinSet<Done>, job: Job, body: Value, chain: u32) {
         let client = self.client.clone();
         let settings = self.settings.clone();
         set.spawn(async move {
-            let (result, calls) = list_entries(&client, body, &settings, 0).await;
+            let (result, calls) = list_entries(&client, body, &settings, chain).await;
             Done {
                 job,
-                chain: calls,
+                chain: chain + calls,
                 result,
             }
         });
@@ -444,6 +453,48 @@ impl Gatherer {
                 result,
             }
         });
+    }
+
+    /// A multi-region service: reads the service, its IAM policy and its request logs in every
+    /// other region, concurrently with the rest (each region has its own policy, and the
+    /// request-log filter names one region).
+    fn spawn_other_regions(
+        &self,
+        set: &mut JoinSet<Done>,
+        t: &Target,
+        status: Option<i64>,
+        (since, until): (Timestamp, Option<Timestamp>),
+        service: &Value,
+        chain: u32,
+    ) {
+        for r in other_regions(t, service) {
+            let rt = Target {
+                region: r.clone(),
+                ..t.clone()
+            };
+            let Ok(name) = rt.resource_name() else {
+                continue;
+            };
+            self.spawn(
+                set,
+                Job::RegionalService(r.clone()),
+                Call::ServicesGet { name: name.clone() },
+                chain,
+            );
+            self.spawn(
+                set,
+                Job::RegionalPolicy(r.clone()),
+                Call::ServicesGetIamPolicy { resource: name },
+                chain,
+            );
+            let body = json!({
+                "resourceNames": [format!("projects/{}", t.project)],
+                "filter": request_log_filter(&rt, status, since, until),
+                "orderBy": "timestamp desc",
+                "pageSize": self.settings.log_page_size,
+            });
+            self.spawn_entries_at(set, Job::RegionalLogs(r), body, chain);
+        }
     }
 
     /// Reads every source of `t`. Refusals and failures become error envelopes in the
@@ -508,7 +559,7 @@ impl Gatherer {
                 0,
             );
         }
-        {
+        let window = {
             let (since, until) = match q.at {
                 Some(at) => (
                     at - self.settings.at_margin,
@@ -557,7 +608,8 @@ impl Gatherer {
                 });
                 self.spawn_entries(&mut set, Job::AuditLogs, body);
             }
-        }
+            (since, until)
+        };
         if self.settings.deny_policies {
             self.spawn_deny_list(&mut set, format!("{CRM}/{project}"), 0);
         }
@@ -573,6 +625,7 @@ impl Gatherer {
         let mut success_logs: Option<Result<Value, Failure>> = None;
         let mut deny: Vec<Result<Value, Failure>> = Vec::new();
         let mut deny_seen: BTreeSet<String> = BTreeSet::new();
+        let mut regional_logs: Vec<(String, Result<Value, Failure>)> = Vec::new();
 
         while let Some(joined) = set.join_next().await {
             let Done { job, chain, result } = match joined {
@@ -622,8 +675,14 @@ impl Gatherer {
                             f.summary()
                         ));
                     }
+                    if let Ok(v) = &result {
+                        self.spawn_other_regions(&mut set, t, q.status, window, v, chain);
+                    }
                     rec.put("service.json", result)
                 }
+                Job::RegionalService(r) => rec.put(&ipd_model::regions::service_file(&r), result),
+                Job::RegionalPolicy(r) => rec.put(&ipd_model::regions::policy_file(&r), result),
+                Job::RegionalLogs(r) => regional_logs.push((r, result)),
                 Job::ServicePolicy => rec.put("service-iam-policy.json", result),
                 Job::ProjectPolicy => rec.put("project-iam-policy.json", result),
                 Job::ProjectGet | Job::FolderGet(_) => match result {
@@ -865,6 +924,7 @@ impl Gatherer {
         let org = org_policies(constraints, &mut rec.notes);
         rec.put("org-policies.json", org);
         if let Some(r) = request_logs {
+            let r = merge_regional_logs(r, regional_logs, &mut rec.warnings);
             let r = r.map(|v| match (v, success_logs) {
                 (Value::Array(mut a), Some(Ok(Value::Array(ok)))) => {
                     a.extend(ok);
@@ -912,7 +972,7 @@ impl Gatherer {
     ) -> bool {
         let Some(email) = troubleshooter_email(caller) else {
             rec.notes.push(format!(
-                "Policy Troubleshooter not asked: it takes a user's or a service account's email, and the caller is `{caller}`"
+                "Policy Troubleshooter not asked: it cannot be asked about this principal type (it takes a user's or a service account's email, and the caller is `{caller}`)"
             ));
             return false;
         };
@@ -995,10 +1055,56 @@ pub const TROUBLESHOOT_FILE: &str = "troubleshoot.json";
 /// (`alice@example.com`). Groups, domains, `allUsers`, deleted and federated principals cannot
 /// be asked.
 pub fn troubleshooter_email(p: &Principal) -> Option<&str> {
-    match p {
-        Principal::User(e) | Principal::ServiceAccount(e) => Some(e),
-        _ => None,
+    p.troubleshooter_email()
+}
+
+/// The regions of a multi-region service (v2 `multiRegionSettings.regions`) other than
+/// `t`'s, at most [`MAX_REGIONS`], each a well-formed region name.
+pub fn other_regions(t: &Target, service: &Value) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for r in service
+        .pointer("/multiRegionSettings/regions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+    {
+        if r != t.region
+            && ipd_model::service::is_region_name(r)
+            && !out.iter().any(|x| x == r)
+            && out.len() < MAX_REGIONS
+        {
+            out.push(r.to_string());
+        }
     }
+    out
+}
+
+/// At most this many other regions of a multi-region service are read.
+pub const MAX_REGIONS: usize = 10;
+
+/// The request logs of the other regions join the named region's (an entry names its region
+/// in `resource.labels.location`); a region whose logs could not be read is a warning.
+fn merge_regional_logs(
+    main: Result<Value, Failure>,
+    regional: Vec<(String, Result<Value, Failure>)>,
+    warnings: &mut Vec<String>,
+) -> Result<Value, Failure> {
+    let mut list = match main? {
+        Value::Array(a) => a,
+        _ => Vec::new(),
+    };
+    for (r, res) in regional {
+        match res {
+            Ok(Value::Array(a)) => list.extend(a),
+            Ok(_) => {}
+            Err(f) => warnings.push(format!(
+                "the request logs of region {r} could not be read ({}); a refusal there is not seen",
+                f.summary()
+            )),
+        }
+    }
+    Ok(Value::Array(list))
 }
 
 /// Reads `entries:list` pages: keeps paging through empty pages with a `nextPageToken` (the
@@ -1342,5 +1448,17 @@ mod tests {
         assert_eq!(m[0]["insertId"], "a");
         let again = merge_known_entry(m.clone(), Some(&k));
         assert_eq!(again.as_array().map(Vec::len), Some(2));
+    }
+
+    #[test]
+    fn other_regions_of_a_multi_region_service() {
+        let t = Target {
+            project: "shop-prod".into(),
+            region: "europe-west1".into(),
+            service: "orders-api".into(),
+        };
+        let v = json!({"multiRegionSettings": {"regions": ["europe-west1", "us-central1", "us-central1", "bad/region", "asia-east1"]}});
+        assert_eq!(other_regions(&t, &v), vec!["us-central1", "asia-east1"]);
+        assert!(other_regions(&t, &json!({"name": "x"})).is_empty());
     }
 }

@@ -21,6 +21,7 @@ pub mod logs;
 pub mod orgpolicy;
 pub mod paste;
 pub mod principal;
+pub mod regions;
 pub mod roles;
 pub mod service;
 pub mod time;

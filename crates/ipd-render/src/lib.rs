@@ -61,6 +61,7 @@ fn agreement_label(a: Agreement) -> &'static str {
         Agreement::Settles => "settles what the evidence could not",
         Agreement::Inconclusive => "inconclusive",
         Agreement::Unavailable => "unavailable",
+        Agreement::CannotAsk => "cannot be asked about this principal type",
     }
 }
 
@@ -189,6 +190,7 @@ pub fn text(report: &Report) -> String {
             Agreement::Settles => "settles what the evidence could not".to_string(),
             Agreement::Inconclusive => "inconclusive".yellow().to_string(),
             Agreement::Unavailable => "unavailable".yellow().to_string(),
+            Agreement::CannotAsk => "cannot be asked about this principal type".to_string(),
         };
         let _ = writeln!(
             o,

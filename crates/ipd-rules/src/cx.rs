@@ -209,6 +209,55 @@ impl<'a> Cx<'a> {
         self.service().and_then(|s| s.all_urls().next().cloned())
     }
 
+    /// The service account that should mint the caller's ID token, when the evidence names
+    /// one: the caller (`--caller`, the token, `context.json`) when it is a service account,
+    /// else the service account a caller configuration mints for.
+    pub fn invoker_sa(&self) -> Option<String> {
+        match self.caller().map(|c| &c.principal) {
+            Some(Principal::ServiceAccount(e)) => Some(e.clone()),
+            _ => self
+                .ev
+                .caller_configs
+                .iter()
+                .find_map(|c| c.service_account().map(str::to_string)),
+        }
+    }
+
+    /// `FLAG=INVOKER_SA` with the service account the evidence names, else a placeholder.
+    pub fn invoker_sa_flag(&self, flag: &'static str) -> Arg {
+        match self.invoker_sa() {
+            Some(e) => Arg::lit(format!("{flag}={e}")),
+            None => Arg::FlagPlaceholder(flag, "INVOKER_SA_EMAIL"),
+        }
+    }
+
+    /// `gcloud auth print-identity-token` for the caller and `audience`: impersonating the
+    /// caller's service account (`--audiences`, `--include-email`); for a user, that user's
+    /// own token (gcloud refuses `--audiences` for user accounts, and Cloud Run accepts the
+    /// user token's gcloud client-ID audience); placeholders only where the evidence names
+    /// neither.
+    pub fn mint_token_argv(&self, audience: Option<&str>) -> Vec<Arg> {
+        let mut v: Vec<Arg> = vec![
+            "gcloud".into(),
+            "auth".into(),
+            "print-identity-token".into(),
+        ];
+        if let Some(Principal::User(e)) = self.caller().filter(|c| !c.public).map(|c| &c.principal)
+        {
+            v.push(Arg::lit(e.clone()));
+            return v;
+        }
+        v.push(self.invoker_sa_flag("--impersonate-service-account"));
+        v.push(match audience {
+            Some(u) => Arg::lit(format!("--audiences={u}")),
+            None => Arg::FlagPlaceholder("--audiences", "SERVICE_URL"),
+        });
+        if self.invoker_sa().is_some() {
+            v.push("--include-email".into());
+        }
+        v
+    }
+
     /// `gcloud run services add-iam-policy-binding SERVICE --member=M --role=R`.
     pub fn grant_argv(&self, member: &str, role: &str) -> Vec<Arg> {
         vec![
@@ -366,6 +415,7 @@ fn levels_only(ev: &Evidence) -> IamView {
 /// Evaluates every allow policy for `caller`.
 pub fn evaluate_iam(ev: &Evidence, caller: &Principal) -> IamView {
     let mut view = levels_only(ev);
+    let hierarchy = ev.hierarchy();
     for (level, g) in ev.policies() {
         let Some(policy) = g.present() else { continue };
         for b in &policy.bindings {
@@ -381,15 +431,18 @@ pub fn evaluate_iam(ev: &Evidence, caller: &Principal) -> IamView {
                     why_maybe: why,
                 };
                 if let Principal::Deleted { inner, .. } = &p {
-                    if inner.email().is_some()
-                        && inner.email() == caller.email()
-                        && grants == Grants::Yes
-                    {
+                    let same = match (inner.as_ref(), caller) {
+                        // `deleted:principal://…/workforcePools/POOL/subject/S`.
+                        (Principal::Uri(a), Principal::Uri(b)) => a == b,
+                        _ => inner.email().is_some() && inner.email() == caller.email(),
+                    };
+                    if same && grants == Grants::Yes {
                         view.deleted.push(gref(None));
                     }
                     continue;
                 }
-                let cov = p.covers(caller);
+                let matched = p.covers_in(caller, &hierarchy);
+                let cov = matched.coverage;
                 if cov == Coverage::No {
                     continue;
                 }
@@ -399,9 +452,11 @@ pub fn evaluate_iam(ev: &Evidence, caller: &Principal) -> IamView {
                 match (grants, cov) {
                     (Grants::Yes, Coverage::Yes) if condition.is_some() => view.conditional.push(gref(None)),
                     (Grants::Yes, Coverage::Yes) => view.definite.push(gref(None)),
-                    (Grants::Yes, Coverage::Maybe) => view.maybe.push(gref(Some(format!(
-                        "the caller may be a member of `{m}`; group membership is not in the evidence"
-                    )))),
+                    (Grants::Yes, Coverage::Maybe) => view.maybe.push(gref(Some(
+                        matched.why.clone().unwrap_or_else(|| format!(
+                            "the caller may be a member of `{m}`; membership is not in the evidence"
+                        )),
+                    ))),
                     (Grants::Unknown, _) if b.is_withcond() => view.maybe.push(gref(Some(
                         "the policy was read at version 1, which hides conditional bindings (`_withcond_` role): re-read it with `--format=json` at policy version 3".into(),
                     ))),

@@ -156,7 +156,18 @@ impl Report {
 
 /// Runs every rule of the registry over the evidence and ranks what fired.
 pub fn diagnose(ev: &Evidence) -> Report {
+    // A multi-region service: read the region the request reached.
+    let focused = ipd_model::regions::focus_on_request_region(ev);
+    let ev = focused.as_ref().unwrap_or(ev);
     let cx = Cx::new(ev);
+    let region_line = ipd_model::regions::region_line(ev, &cx.facts);
+    // A finding about a multi-region service names its region in the title too.
+    let in_region = ev
+        .service
+        .present()
+        .filter(|s| s.is_multi_region())
+        .and_then(|s| s.region.clone())
+        .map(|r| format!(" in region `{r}`"));
     let mut fired = Vec::new();
     let mut checks = Vec::new();
     for (pos, rule) in RULES.iter().enumerate() {
@@ -201,9 +212,13 @@ pub fn diagnose(ev: &Evidence) -> Report {
                 pos + 1,
                 RULES.len()
             ),
-            title: body.title,
+            title: format!("{}{}", body.title, in_region.as_deref().unwrap_or("")),
             explanation: body.explanation,
-            evidence: body.evidence,
+            evidence: body
+                .evidence
+                .into_iter()
+                .chain(region_line.clone())
+                .collect(),
             fixes: fixes.iter().map(FixOut::from).collect(),
         })
         .collect();

@@ -373,8 +373,9 @@ fn every_fixture_diagnoses_the_same_live_as_offline() {
         // The cross-check. With troubleshoot.json the fake serves that answer, so live and
         // offline must show the same cross_check. Without it the fake answers as Google does
         // when the API is not enabled (403 SERVICE_DISABLED), which the bundle does not say:
-        // live then shows `unavailable` when a user or service account was asked, and no
-        // cross-check when nobody could be asked (no caller, a group, allUsers). Running those
+        // live then shows `unavailable` when a user or service account was asked,
+        // `cannot_ask` for a group, federated or agent identity, and no cross-check when
+        // nobody could be asked (no caller, allUsers). Running those
         // fixtures with --no-troubleshooter instead would leave that path untested.
         let asked = live
             .fake
@@ -417,6 +418,18 @@ fn every_fixture_diagnoses_the_same_live_as_offline() {
             if !disabled {
                 failures.push(format!(
                     "{slug}: without troubleshoot.json the troubleshooter is disabled, but live shows {}",
+                    report["cross_check"]
+                ));
+            }
+        } else if let Some(p) = report["caller"]["principal"]
+            .as_str()
+            .filter(|p| !matches!(*p, "allUsers" | "allAuthenticatedUsers"))
+        {
+            // A group, federated or agent identity: not asked, and the report says why.
+            // `allUsers` and `allAuthenticatedUsers` name nobody to ask about.
+            if report["cross_check"]["agreement"] != "cannot_ask" {
+                failures.push(format!(
+                    "{slug}: `{p}` cannot be asked about, but live shows {}",
                     report["cross_check"]
                 ));
             }
@@ -952,7 +965,7 @@ fn troubleshooter_is_asked_about_the_caller_at_the_request_time() {
 }
 
 #[test]
-fn no_troubleshooter_flag_and_group_callers_make_no_call() {
+fn no_troubleshooter_flag_and_unaskable_callers_make_no_call() {
     let (live, out) = run_fixture(
         SETTLES,
         FakeOptions::new(),
@@ -980,7 +993,25 @@ fn no_troubleshooter_flag_and_group_callers_make_no_call() {
         "group:commerce-services@shop.example.com"
     );
     assert!(troubleshoot_bodies(&live).is_empty());
-    assert!(v.get("cross_check").is_none_or(Value::is_null), "{v}");
+    assert_eq!(v["cross_check"]["agreement"], "cannot_ask", "{v}");
+    assert!(
+        v["cross_check"]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("cannot be asked about this principal type")),
+        "{v}"
+    );
+
+    // Nor a workforce identity federation principal.
+    let who = "principal://iam.googleapis.com/locations/global/workforcePools/partners/subject/bob@partner.example";
+    let (live, out) = run_fixture(
+        SETTLES,
+        FakeOptions::new(),
+        &["--format", "json", "--caller", who],
+    );
+    let v = json_of(&out, "workforce caller");
+    assert_eq!(v["caller"]["principal"], who);
+    assert!(troubleshoot_bodies(&live).is_empty());
+    assert_eq!(v["cross_check"]["agreement"], "cannot_ask", "{v}");
 
     // Nor allUsers (--expect-public without a caller).
     let live = Live::bundle(&fixture(SETTLES), FakeOptions::new());
@@ -1858,4 +1889,55 @@ fn replay_with_token(rec: &str, fixture_dir: &Path) -> Value {
         format!("@{}", fixture_dir.join("token.txt").display()),
     ]);
     serde_json::from_str(&run_args(&a).stdout).expect("replay json")
+}
+
+#[test]
+fn multi_region_reads_every_region_and_records_it() {
+    // The 403 happened in us-central1, whose policy lacks the caller; the command line names
+    // europe-west1 (the fixture's service.json).
+    let slug = "multi-region-second-region-policy-lacks-caller-403";
+    let dir = fixture(slug);
+    let rec = tempfile::tempdir().expect("tempdir");
+    let rec_dir = rec.path().join("bundle");
+    let rec_s = rec_dir.display().to_string();
+    let (live, out) = run_fixture(
+        slug,
+        FakeOptions::new(),
+        &["--format", "json", "--record", &rec_s],
+    );
+    let report = json_of(&out, "multi-region");
+    let calls = live.fake.calls();
+    let us = "/v2/projects/shop-prod/locations/us-central1/services/orders-api";
+    for path in [us.to_string(), format!("{us}:getIamPolicy")] {
+        assert!(
+            calls.iter().any(|c| c.path == path && c.status == 200),
+            "{path} not read: {:?}",
+            calls.iter().map(|c| &c.path).collect::<Vec<_>>()
+        );
+    }
+    assert!(
+        calls.iter().any(|c| c
+            .body
+            .as_deref()
+            .is_some_and(|b| b.contains(r#"resource.labels.location=\"us-central1\""#))),
+        "the us-central1 request logs were not read"
+    );
+    assert_eq!(report["findings"][0]["cause"], "missing_invoker_binding");
+    assert_eq!(report["target"]["region"], "us-central1");
+    assert!(
+        report["findings"][0]["title"]
+            .as_str()
+            .is_some_and(|t| t.ends_with("in region `us-central1`")),
+        "{}",
+        report["findings"][0]["title"]
+    );
+    for f in [
+        "service-us-central1.json",
+        "service-iam-policy-us-central1.json",
+    ] {
+        assert!(rec_dir.join(f).exists(), "{f} not recorded");
+    }
+    let replay = replay_with_token(&rec_s, &dir);
+    assert_eq!(findings(&report), findings(&replay));
+    assert_eq!(replay["target"]["region"], "us-central1");
 }
