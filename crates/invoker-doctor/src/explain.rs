@@ -5,7 +5,7 @@ use std::io::Read;
 
 use anyhow::{Context, Result, anyhow};
 use ipd_gather::Env;
-use ipd_model::paste::{Origin, Paste, classify};
+use ipd_model::paste::{NextStep, Origin, Paste, PasteObject, recognise};
 use ipd_model::token::TokenKind;
 use ipd_model::{Gathered, Inputs};
 use serde::Serialize;
@@ -47,21 +47,13 @@ pub fn run(a: &ExplainArgs, stdin: &mut dyn Read, env: &Env) -> Result<Output> {
     } else {
         a.paste.clone()
     };
-    let paste = classify(&text);
+    let recognised = recognise(&text);
+    let paste = recognised.paste.clone();
     let mut inputs = crate::inputs(&a.case)?;
     inputs.request_ref = paste.request_ref();
-    inputs.iap_response = matches!(
-        paste,
-        Paste::ErrorPage {
-            origin: ipd_model::paste::Origin::Iap,
-            ..
-        }
-    );
-    if let Paste::ErrorPage {
-        status: Some(s), ..
-    } = &paste
-    {
-        inputs.status = inputs.status.or(Some(*s));
+    inputs.iap_response = recognised.origin == Origin::Iap;
+    if let Some(s) = recognised.status.filter(|s| matches!(s, 401 | 403 | 404)) {
+        inputs.status = inputs.status.or(Some(s));
     }
     let token = crate::live::token_flag(&a.case, stdin)?;
     let offline = |inputs: Inputs, why: &str| ipd_model::Evidence {
@@ -173,6 +165,18 @@ pub fn run(a: &ExplainArgs, stdin: &mut dyn Read, env: &Env) -> Result<Output> {
         }));
     }
     let out = describe(&paste, &looked);
+    let mut object = PasteObject::new(&recognised);
+    object.next.extend(out.hints.iter().map(|h| NextStep {
+        kind: "note",
+        text: h.clone(),
+    }));
+    // Paste-only: nothing but the paste to go on, so every check is skipped; the checklist
+    // stays in the JSON and is not printed.
+    let summary = match &paste {
+        Paste::ErrorPage { .. } | Paste::Unknown => None,
+        _ => Some(out.summary.clone()),
+    };
+    let paste_only = a.bundle.is_none() && !matches!(looked, Looked::Live { .. });
     let report = ipd_rules::diagnose(&ev);
     if let Some(g) = &mut live {
         warnings.extend(g.epilogue(&a.case, &a.live)?);
@@ -183,7 +187,7 @@ pub fn run(a: &ExplainArgs, stdin: &mut dyn Read, env: &Env) -> Result<Output> {
             if let Some(o) = v.as_object_mut() {
                 o.insert(
                     "paste".into(),
-                    serde_json::to_value(&out).context("cannot serialize the paste")?,
+                    serde_json::to_value(&object).context("cannot serialize the paste")?,
                 );
             }
             let mut s = serde_json::to_string_pretty(&v).context("cannot serialize the report")?;
@@ -191,25 +195,19 @@ pub fn run(a: &ExplainArgs, stdin: &mut dyn Read, env: &Env) -> Result<Output> {
             s
         }
         Format::Text => {
-            let mut s = format!("PASTE: {} — {}\n", out.kind.replace('_', " "), out.summary);
-            for h in &out.hints {
-                s.push_str(&format!("  - {h}\n"));
+            let mut s = crate::paste_render::text(&object, &summary);
+            if !(paste_only && report.findings.is_empty()) {
+                s.push('\n');
+                s.push_str(&ipd_render::text_with(&report, !paste_only));
             }
-            s.push('\n');
-            s.push_str(&crate::render(&report, Format::Text));
             s
         }
         Format::Markdown => {
-            let mut s = format!(
-                "**Pasted:** {} — {}\n\n",
-                out.kind.replace('_', " "),
-                out.summary
-            );
-            for h in &out.hints {
-                s.push_str(&format!("- {h}\n"));
+            let mut s = crate::paste_render::markdown(&object, &summary);
+            if !(paste_only && report.findings.is_empty()) {
+                s.push('\n');
+                s.push_str(&ipd_render::markdown_with(&report, !paste_only));
             }
-            s.push('\n');
-            s.push_str(&crate::render(&report, Format::Markdown));
             s
         }
     };
@@ -293,13 +291,6 @@ pub fn describe(p: &Paste, looked: &Looked) -> PasteOut {
             }
         }
         Paste::LogEntry(e) => {
-            let gate = e.gate_message();
-            hints.push(match gate {
-                ipd_model::logs::GateMessage::EmptyAuthorization => "the gate's text says the request had no token at all".into(),
-                ipd_model::logs::GateMessage::NotAuthenticated => "the gate's 403 text: no token, or a token whose principal lacks run.routes.invoke (the log never names the caller: pass --caller or --token)".into(),
-                ipd_model::logs::GateMessage::NotAuthorized => "the gate's 401 text: the token was rejected (kind, audience, expiry, signature)".into(),
-                ipd_model::logs::GateMessage::None => "no gate text: if the latency is not 0s, the container itself answered".into(),
-            });
             format!(
                 "a Cloud Logging entry `{}`: {} {} → {}",
                 e.insert_id.as_deref().unwrap_or("?"),
@@ -330,24 +321,8 @@ pub fn describe(p: &Paste, looked: &Looked) -> PasteOut {
                 query.as_deref().unwrap_or("")
             )
         }
-        Paste::ErrorPage {
-            status,
-            origin,
-            detail,
-        } => {
-            hints.push(match (origin, status) {
-                (Origin::Iap, _) => "Identity-Aware Proxy refused the request, before Cloud Run's invoker check: the user needs `IAP-secured Web App User` (roles/iap.httpsResourceAccessor), or the IAP token was bad".into(),
-                (_, Some(401)) => "a 401 from Cloud Run means the token was rejected: an access token instead of an ID token, a wrong audience, an expired or non-Google token (explain the token itself to see which)".into(),
-                (_, Some(403)) => "a 403 from Cloud Run means no token was sent, or the token's principal lacks run.routes.invoke on the service (the wording \"not authenticated\" is misleading)".into(),
-                (_, Some(404)) => "a 404 with no request log is ingress (internal only), a disabled default URL, a wrong URL or region, or a path ending in `z` — not IAM".into(),
-                _ => "an error page; pass the token or a request ID too".into(),
-            });
-            detail.clone()
-        }
-        Paste::Unknown => {
-            hints.push("paste a request or trace ID, a log entry (JSON), a Logs Explorer URL, the token, or the error page".into());
-            "not recognised".into()
-        }
+        Paste::ErrorPage { detail, .. } => detail.clone(),
+        Paste::Unknown => "text".into(),
     };
     if !matches!(
         p,

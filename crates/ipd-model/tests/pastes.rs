@@ -29,8 +29,8 @@ fn corpus() -> Vec<(String, String, Expect)> {
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "toml"))
         .map(|p| {
-            let slug = p.file_stem().unwrap().to_string_lossy().into_owned();
-            let e: Expect = toml::from_str(&std::fs::read_to_string(&p).unwrap())
+            let slug = p.file_stem().expect("name").to_string_lossy().into_owned();
+            let e: Expect = toml::from_str(&std::fs::read_to_string(&p).expect("toml"))
                 .unwrap_or_else(|err| panic!("{slug}.toml: {err}"));
             let text = std::fs::read_to_string(p.with_extension("txt"))
                 .unwrap_or_else(|err| panic!("{slug}.txt: {err}"));
@@ -50,7 +50,7 @@ fn every_corpus_paste_is_recognised() {
         assert!(e.source.starts_with("https://"), "{slug}: source");
         assert!(!e.cause.is_empty(), "{slug}: cause");
         let r = recognise(text);
-        let got_ids = serde_json::to_value(&r.identifiers).unwrap();
+        let got_ids = serde_json::to_value(&r.identifiers).expect("json");
         let mut bad = Vec::new();
         if r.kind.as_str() != e.kind {
             bad.push(format!("kind {} != {}", r.kind.as_str(), e.kind));
@@ -61,7 +61,7 @@ fn every_corpus_paste_is_recognised() {
         if r.status != e.status {
             bad.push(format!("status {:?} != {:?}", r.status, e.status));
         }
-        for (k, v) in got_ids.as_object().unwrap() {
+        for (k, v) in got_ids.as_object().expect("object") {
             let want = e.identifiers.get(k);
             if v.as_str() != want.map(String::as_str) {
                 bad.push(format!("{k} {v} != {want:?}"));

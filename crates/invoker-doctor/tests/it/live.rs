@@ -1047,7 +1047,7 @@ fn no_credentials_is_a_start_error_and_explain_falls_back_to_the_paste() {
         .expect("run");
     let v = json_of(&out, "explain offline");
     assert_eq!(v["findings"][0]["cause"], "no_token");
-    let hints = v["paste"]["hints"].to_string();
+    let hints = v["paste"]["next"].to_string();
     assert!(
         hints.contains("live lookup was not possible (no credentials"),
         "{hints}"
@@ -1115,10 +1115,9 @@ fn explain_finds_the_request_live() {
             "{reference}"
         );
         assert!(
-            v["paste"]["hints"][0]
-                .as_str()
-                .unwrap_or("")
-                .starts_with("found in Cloud Logging of project `shop-prod`"),
+            v["paste"]["next"]
+                .to_string()
+                .contains("found in Cloud Logging of project `shop-prod`"),
             "{reference}: {}",
             v["paste"]
         );
@@ -1151,10 +1150,9 @@ fn explain_finds_the_request_live() {
     ]));
     let v = json_of(&out, "unknown id");
     assert!(
-        v["paste"]["hints"][0]
-            .as_str()
-            .unwrap_or("")
-            .starts_with("not found in Cloud Logging of project `shop-prod`")
+        v["paste"]["next"]
+            .to_string()
+            .contains("not found in Cloud Logging of project `shop-prod`")
     );
     assert!(live.fake.mutating_calls().is_empty());
 }
@@ -1660,7 +1658,7 @@ fn explain_checks_a_pasted_token_against_the_live_service() {
     assert_eq!(v["paste"]["kind"], "token");
     assert_eq!(findings(&v), expected);
     assert!(
-        v["paste"]["hints"]
+        v["paste"]["next"]
             .to_string()
             .contains("the service was read live from project `shop-prod`")
     );

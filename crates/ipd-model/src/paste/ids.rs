@@ -338,8 +338,55 @@ fn email_at(s: &str) -> Option<&str> {
     (e.contains('@') && e.contains('.')).then_some(e)
 }
 
-/// Everything the text names. `url` is the refused request's URL (see [`target_url`]).
+/// Replaces anything that looks like a bearer token (`eyJ…` JWTs, `ya29.` access tokens,
+/// `1//` refresh tokens) with `<redacted>`, so that no identifier ever carries one.
+pub fn redact_tokens(s: &str) -> String {
+    let token_char =
+        |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/' | '+' | '=' | '~');
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    while let Some(c) = s[i..].chars().next() {
+        let rest = &s[i..];
+        let starts = ["eyJ", "ya29.", "1//"].iter().any(|p| rest.starts_with(p))
+            && !s[..i].ends_with(|c: char| c.is_ascii_alphanumeric());
+        if starts {
+            let end = rest.find(|c: char| !token_char(c)).unwrap_or(rest.len());
+            if end >= 12 {
+                out.push_str("<redacted>");
+                i += end;
+                continue;
+            }
+        }
+        out.push(c);
+        i += c.len_utf8();
+    }
+    out
+}
+
+impl Identifiers {
+    fn redacted(self) -> Identifiers {
+        let r = |v: Option<String>| v.map(|s| redact_tokens(&s));
+        Identifiers {
+            url: r(self.url),
+            service: r(self.service),
+            project: r(self.project),
+            project_number: r(self.project_number),
+            region: r(self.region),
+            principal: r(self.principal),
+            trace: r(self.trace),
+            insert_id: r(self.insert_id),
+            time: r(self.time),
+        }
+    }
+}
+
+/// Everything the text names, with no token in it. `url` is the refused request's URL (see
+/// [`target_url`]).
 pub fn extract(s: &str) -> Identifiers {
+    extract_raw(s).redacted()
+}
+
+fn extract_raw(s: &str) -> Identifiers {
     let mut id = Identifiers {
         url: target_url(s),
         ..Default::default()
@@ -436,11 +483,7 @@ pub fn extract(s: &str) -> Identifiers {
             let v = l[i + "x-cloud-trace-context:".len()..].trim_start();
             trace_id(v.split(['/', ';', ' ', '\n']).next()?)
         })
-        .or_else(|| {
-            segment_values(s, "traces")
-                .into_iter()
-                .find_map(|t| trace_id(t))
-        });
+        .or_else(|| segment_values(s, "traces").into_iter().find_map(trace_id));
     id.insert_id = field(s, "insertId");
     id.time = field(s, "timestamp")
         .filter(|t| rfc3339_at(t).is_some())
@@ -507,6 +550,23 @@ mod tests {
         );
         assert_eq!(field("status: 403", "status").as_deref(), Some("403"));
         assert_eq!(field("nothing", "status"), None);
+    }
+
+    #[test]
+    fn tokens_are_redacted() {
+        let jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl";
+        let s = format!("https://a-1.r.run.app/x?id_token={jwt}&k=ya29.a0AfB_abcdefghijkl");
+        let r = redact_tokens(&s);
+        assert_eq!(
+            r,
+            "https://a-1.r.run.app/x?id_token=<redacted>&k=<redacted>"
+        );
+        assert_eq!(redact_tokens("eyJ short"), "eyJ short");
+        assert_eq!(
+            redact_tokens("keyJabcdefghijklmnop"),
+            "keyJabcdefghijklmnop"
+        );
+        assert_eq!(redact_tokens("ü eyJ€"), "ü eyJ€");
     }
 
     #[test]

@@ -332,7 +332,7 @@ mod tests {
 
     #[test]
     fn real_log_entry_and_pages() {
-        let e = include_str!("../testdata/cloud-run-request-log-403-unauthenticated.json");
+        let e = include_str!("../../testdata/cloud-run-request-log-403-unauthenticated.json");
         let p = classify(e);
         assert_eq!(p.kind(), "log_entry");
         assert_eq!(p.request_ref().as_deref(), Some("68f714bb000325e525216f18"));

@@ -64,10 +64,8 @@ fn diagnose(r: &Recognised, extra: &str) -> NextStep {
             sh(&t.service)
         ),
     };
-    if let Some(s) = r.status {
-        if matches!(s, 401 | 403 | 404) {
-            cmd.push_str(&format!(" --status {s}"));
-        }
+    if let Some(s) = r.status.filter(|s| matches!(s, 401 | 403 | 404)) {
+        cmd.push_str(&format!(" --status {s}"));
     }
     if let Some(at) = &id.time {
         cmd.push_str(&format!(" --at {}", sh(at)));
@@ -147,7 +145,8 @@ pub fn next_steps(r: &Recognised) -> Vec<NextStep> {
                 } else {
                     caller_arg.clone()
                 };
-                v.push(diagnose(r, &format!("{who}{token_arg}")));
+                v.push(diagnose(r, token_arg));
+                v.push(diagnose(r, &who));
                 v.push(step("note", "a 403 is either no token or a principal without run.routes.invoke: pass the caller (--caller) or, better, the token it sent (--token @FILE) to tell them apart"));
             }
             v.extend(capture(r, true));
@@ -236,31 +235,61 @@ pub fn next_steps(r: &Recognised) -> Vec<NextStep> {
     v
 }
 
+/// `diagnose --expect-public`: live when the paste names the service, else on a bundle of
+/// the files the commands above write.
+fn public_diagnose(r: &Recognised) -> NextStep {
+    if r.identifiers.service.is_some() {
+        let t = target(r);
+        step(
+            "invoker-doctor",
+            format!(
+                "invoker-doctor diagnose --project {} --region {} --service {} --expect-public",
+                sh(&t.project),
+                sh(&t.region),
+                sh(&t.service)
+            ),
+        )
+    } else {
+        step(
+            "invoker-doctor",
+            "invoker-doctor diagnose --bundle DIR --expect-public",
+        )
+    }
+}
+
 fn deploy_steps(r: &Recognised, t: &Target, v: &mut Vec<NextStep>) {
     let (s, reg, p) = (sh(&t.service), sh(&t.region), sh(&t.project));
     match &r.topic {
         Some(Topic::DomainRestriction) => {
             v.push(step("gcloud", format!("gcloud org-policies describe constraints/iam.allowedPolicyMemberDomains --effective --project {p} --format=json > org-policy-drs.json")));
             v.push(step("gcloud", format!("gcloud org-policies describe constraints/iam.managed.allowedPolicyMembers --effective --project {p} --format=json > org-policy-managed-members.json")));
-            v.push(step("invoker-doctor", "invoker-doctor diagnose --bundle DIR --expect-public"));
+            v.push(public_diagnose(r));
             v.push(step("note", "domain restricted sharing refuses allUsers: to serve the public, disable the invoker IAM check instead (gcloud run services update SERVICE --no-invoker-iam-check), unless run.managed.requireInvokerIam forbids it"));
         }
         Some(Topic::CustomConstraint(name)) => {
             let n = name.clone().unwrap_or_else(|| "custom.NAME".into());
             v.push(step("gcloud", format!("gcloud org-policies describe-custom-constraint {} --organization=ORGANIZATION_ID --format=json > org-policy-custom-{}.json", sh(&n), n.trim_start_matches("custom."))));
-            v.push(step("invoker-doctor", "invoker-doctor diagnose --bundle DIR --expect-public"));
+            v.push(public_diagnose(r));
         }
         Some(Topic::PublicGrantNotApplied) => {
             v.push(step("gcloud", format!("gcloud run services get-iam-policy {s} --region {reg} --project {p} --format=json > service-iam-policy.json")));
             v.push(step("gcloud", format!("gcloud org-policies describe constraints/iam.allowedPolicyMemberDomains --effective --project {p} --format=json > org-policy-drs.json")));
-            v.push(step("invoker-doctor", "invoker-doctor diagnose --bundle DIR --expect-public"));
+            v.push(public_diagnose(r));
             v.push(step("note", "the deploy succeeded but allUsers was never bound: the deployer needs run.services.setIamPolicy (roles/run.admin), or domain restricted sharing refused it"));
         }
         Some(Topic::ActAs) => v.push(step("gcloud", "gcloud iam service-accounts add-iam-policy-binding RUNTIME_SA_EMAIL --member=DEPLOYER_PRINCIPAL --role=roles/iam.serviceAccountUser".to_string())),
         Some(Topic::ApiDisabled) => v.push(step("gcloud", format!("gcloud services enable run.googleapis.com --project {}", sh(r.identifiers.project_number.as_deref().unwrap_or(&t.project))))),
         Some(Topic::RunServiceAgent) => v.push(step("gcloud", format!("gcloud projects add-iam-policy-binding {} --member=serviceAccount:service-{}@serverless-robot-prod.iam.gserviceaccount.com --role=roles/run.serviceAgent", sh(&t.project), r.identifiers.project_number.as_deref().unwrap_or("PROJECT_NUMBER")))),
-        Some(Topic::Permission(perm)) => v.push(step("note", format!("the deployer lacks `{perm}`: grant it a role that has it (roles/run.admin for Cloud Run, plus roles/iam.serviceAccountUser on the runtime service account)"))),
-        _ => v.push(step("note", "the deploying principal lacks a permission: it needs roles/run.admin (or run.developer) in the project and roles/iam.serviceAccountUser on the service's runtime service account")),
+        _ => {
+            let who = r.identifiers.principal.clone().unwrap_or_else(|| "DEPLOYER_PRINCIPAL".into());
+            v.push(step("gcloud", format!("gcloud projects get-iam-policy {p} --flatten=bindings --filter={} --format='value(bindings.role)'", sh(&format!("bindings.members:{}", who.split_once(':').map_or(who.as_str(), |(_, e)| e))))));
+            v.push(step("gcloud", format!("gcloud projects add-iam-policy-binding {p} --member={} --role=roles/run.admin", sh(&who))));
+            let what = match &r.topic {
+                Some(Topic::Permission(perm)) => format!("the deployer lacks `{perm}`"),
+                _ => "the deploying principal lacks a permission".into(),
+            };
+            v.push(step("note", format!("{what}: it needs roles/run.admin (or roles/run.developer) in the project, and roles/iam.serviceAccountUser on the service's runtime service account")));
+        }
     }
     v.push(step("note", "this happened at deploy time: the service's callers are not involved until the deploy (or its IAM change) succeeds"));
 }
