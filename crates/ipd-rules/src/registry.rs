@@ -14,6 +14,7 @@ pub const RULES: &[&dyn Rule] = &[
     &vpc_service_controls::VpcServiceControls,
     &iap_denied::IapDenied,
     &invoker_check_disabled::InvokerCheckDisabled,
+    &caller_cannot_mint_id_token::CallerCannotMintIdToken,
     &no_token::NoToken,
     &access_token_not_id_token::AccessTokenNotIdToken,
     &invalid_token::InvalidToken,
@@ -109,7 +110,7 @@ mod tests {
 
     #[test]
     fn causes_are_the_contract_vocabulary() {
-        const CONTRACT: [&str; 18] = [
+        const CONTRACT: [&str; 19] = [
             "application_denied",
             "invoker_check_disabled",
             "no_token",
@@ -128,6 +129,7 @@ mod tests {
             "iam_propagation_delay",
             "vpc_service_controls",
             "iap_denied",
+            "caller_cannot_mint_id_token",
         ];
         for r in RULES {
             assert!(
