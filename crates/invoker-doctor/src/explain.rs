@@ -55,6 +55,38 @@ pub fn run(a: &ExplainArgs, stdin: &mut dyn Read, env: &Env) -> Result<Output> {
     if let Some(s) = recognised.status.filter(|s| matches!(s, 401 | 403 | 404)) {
         inputs.status = inputs.status.or(Some(s));
     }
+    // A refused request's paste says when it happened (a log timestamp, a `date:` header):
+    // that time selects the failing request among the logs, as --at would.
+    let about_a_request = matches!(
+        recognised.origin,
+        Origin::CloudRunGate
+            | Origin::Application
+            | Origin::Iap
+            | Origin::Ingress
+            | Origin::VpcServiceControls
+            | Origin::Unknown
+    );
+    if about_a_request && inputs.at.is_none() {
+        inputs.at = recognised
+            .identifiers
+            .time
+            .as_deref()
+            .and_then(ipd_model::time::parse_rfc3339);
+    }
+    // The service the paste names, for a live lookup without --region/--service.
+    let ids = &recognised.identifiers;
+    let named = match (
+        &ids.service,
+        &ids.region,
+        ids.project.as_ref().or(ids.project_number.as_ref()),
+    ) {
+        (Some(s), Some(r), Some(p)) if about_a_request => Some(ipd_gather::Target {
+            project: p.clone(),
+            region: r.clone(),
+            service: s.clone(),
+        }),
+        _ => None,
+    };
     let token = crate::live::token_flag(&a.case, stdin)?;
     let offline = |inputs: Inputs, why: &str| ipd_model::Evidence {
         service: Gathered::missing(why),
@@ -87,7 +119,7 @@ pub fn run(a: &ExplainArgs, stdin: &mut dyn Read, env: &Env) -> Result<Output> {
                 }
                 _ => (paste.request_ref(), None, None),
             };
-            let target_given = a.region.is_some() && a.service.is_some();
+            let target_given = (a.region.is_some() && a.service.is_some()) || named.is_some();
             if reference.is_some() || entry.is_some() || target_given {
                 let pasted = crate::live::Pasted {
                     reference: reference.as_deref(),
@@ -97,6 +129,7 @@ pub fn run(a: &ExplainArgs, stdin: &mut dyn Read, env: &Env) -> Result<Output> {
                         Paste::Token(t) => Some(&**t),
                         _ => None,
                     },
+                    named: named.clone(),
                 };
                 match crate::live::explain(a, pasted, inputs.clone(), token.clone(), env)? {
                     Lookup::Found {

@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::support::{run_args, workspace_root};
+use crate::support::workspace_root;
 
 #[derive(Deserialize)]
 struct Expect {
@@ -42,14 +42,34 @@ fn corpus() -> Vec<(String, String, Expect)> {
     v
 }
 
+/// `explain PASTE` in-process with no credentials and no reachable endpoint: a paste that
+/// names a request or a service falls back to what the paste alone shows, and nothing can
+/// leave the machine.
 fn explain(paste: &str, format: &str) -> invoker_doctor::Output {
-    run_args(&[
-        "invoker-doctor".to_string(),
-        "explain".into(),
-        paste.into(),
-        "--format".into(),
-        format.into(),
-    ])
+    use clap::Parser;
+    colored::control::set_override(false);
+    let args = ["invoker-doctor", "explain", paste, "--format", format];
+    let cli = invoker_doctor::cli::Cli::try_parse_from(args).expect("arguments");
+    let mut no_endpoint: Vec<(String, String)> = vec![
+        ("HOME".into(), "/nonexistent".into()),
+        ("CLOUDSDK_CONFIG".into(), "/nonexistent".into()),
+    ];
+    for api in [
+        "RUN",
+        "LOGGING",
+        "CLOUDRESOURCEMANAGER",
+        "IAM",
+        "ORGPOLICY",
+        "POLICYTROUBLESHOOTER",
+    ] {
+        no_endpoint.push((
+            format!("CLOUDSDK_API_ENDPOINT_OVERRIDES_{api}"),
+            "http://127.0.0.1:9/".into(),
+        ));
+    }
+    let env = invoker_doctor::Env::from_pairs(no_endpoint);
+    let mut empty: &[u8] = &[];
+    invoker_doctor::run_with_env(&cli, &mut empty, &env).expect("explain")
 }
 
 /// The long base64 runs of every token in the paste (JWT segments, access tokens).
