@@ -16,6 +16,9 @@ pub enum Source {
     RunServicesGetIamPolicy,
     /// `GET v3/projects/P` (Resource Manager v3).
     ProjectsGet,
+    /// `POST v1/projects/P:getAncestry` (Resource Manager v1): the project, its folders and
+    /// its organization in one answer.
+    ProjectsGetAncestry,
     /// `GET v3/folders/F`.
     FoldersGet,
     /// `GET v3/organizations/O`.
@@ -69,6 +72,7 @@ impl Source {
         Source::RunServicesList,
         Source::RunServicesGetIamPolicy,
         Source::ProjectsGet,
+        Source::ProjectsGetAncestry,
         Source::FoldersGet,
         Source::OrganizationsGet,
         Source::ProjectsGetIamPolicy,
@@ -95,6 +99,7 @@ impl Source {
             Source::RunServicesList => "run.services.list",
             Source::RunServicesGetIamPolicy => "run.services.getIamPolicy",
             Source::ProjectsGet => "projects.get",
+            Source::ProjectsGetAncestry => "projects.getAncestry",
             Source::FoldersGet => "folders.get",
             Source::OrganizationsGet => "organizations.get",
             Source::ProjectsGetIamPolicy => "projects.getIamPolicy",
@@ -122,6 +127,8 @@ impl Source {
             Source::RunServicesList => "run.services.list",
             Source::RunServicesGetIamPolicy => "run.services.getIamPolicy",
             Source::ProjectsGet => "resourcemanager.projects.get",
+            // getAncestry needs only read access to the project itself.
+            Source::ProjectsGetAncestry => "resourcemanager.projects.get",
             Source::FoldersGet => "resourcemanager.folders.get",
             Source::OrganizationsGet => "resourcemanager.organizations.get",
             Source::ProjectsGetIamPolicy => "resourcemanager.projects.getIamPolicy",
@@ -152,6 +159,7 @@ impl Source {
                 "run.googleapis.com"
             }
             Source::ProjectsGet
+            | Source::ProjectsGetAncestry
             | Source::FoldersGet
             | Source::OrganizationsGet
             | Source::ProjectsGetIamPolicy

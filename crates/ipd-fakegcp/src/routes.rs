@@ -79,6 +79,8 @@ pub enum Target {
         service: String,
     },
     Project(String),
+    /// Resource Manager v1 `projects.getAncestry` (the path's `projectId`).
+    ProjectAncestry(String),
     Folder(String),
     Organization(String),
     ProjectPolicy(String),
@@ -119,6 +121,7 @@ impl Target {
             Target::ServiceList { .. } => Source::RunServicesList,
             Target::ServicePolicy { .. } => Source::RunServicesGetIamPolicy,
             Target::Project(_) => Source::ProjectsGet,
+            Target::ProjectAncestry(_) => Source::ProjectsGetAncestry,
             Target::Folder(_) => Source::FoldersGet,
             Target::Organization(_) => Source::OrganizationsGet,
             Target::ProjectPolicy(_) => Source::ProjectsGetIamPolicy,
@@ -160,7 +163,9 @@ impl Target {
             Target::ServiceList { project, location } => {
                 format!("projects/{project}/locations/{location}")
             }
-            Target::Project(p) | Target::ProjectPolicy(p) => format!("projects/{p}"),
+            Target::Project(p) | Target::ProjectPolicy(p) | Target::ProjectAncestry(p) => {
+                format!("projects/{p}")
+            }
             Target::Folder(f) | Target::FolderPolicy(f) => format!("folders/{f}"),
             Target::Organization(o) | Target::OrganizationPolicy(o) => format!("organizations/{o}"),
             Target::Entries => format!("projects/{project_id}"),
@@ -318,6 +323,12 @@ pub fn classify(method: &str, raw_path: &str) -> Route {
                 _ => None,
             }
         }
+        ["v1", "projects", last] if post => match split_verb(last) {
+            (p, Some("getAncestry")) if nonempty(&[p]) => {
+                Some(Target::ProjectAncestry(p.to_string()))
+            }
+            _ => None,
+        },
         ["v1", "roles", r] if get && nonempty(&[r]) => Some(Target::Role(format!("roles/{r}"))),
         // Google-managed callers. Scheduler, Eventarc and Workflows share `v1/projects/P/
         // locations/L/` and Cloud Tasks shares `v2/projects/P/locations/L/` with Run: the

@@ -10,19 +10,21 @@ use crate::rule::{Body, Check, RuleImpl, RuleMeta, Verdict};
 declare_rule! {
     /// ## What it checks
     /// Whether the caller's credentials can produce a Google ID token for the service at
-    /// all. Two cases the evidence can show: the caller is a workload or workforce identity
-    /// federation principal (`principal://iam.googleapis.com/…/workloadIdentityPools/…` or
-    /// `…/workforcePools/…`, from `--caller` or `context.json`) and no token reached the
-    /// gate; or a Pub/Sub push subscription asks for an OIDC token but the project's Pub/Sub
+    /// all. Two cases the evidence can show: the caller is a workload identity federation
+    /// principal (`principal://iam.googleapis.com/…/workloadIdentityPools/…`, from `--caller`
+    /// or `context.json`: external-account credentials, e.g. a CI job) and no token reached
+    /// the gate; or a Pub/Sub push subscription asks for an OIDC token but the project's Pub/Sub
     /// service agent, which mints it, holds neither `roles/pubsub.serviceAgent` nor
     /// `roles/iam.serviceAccountTokenCreator` (needed in projects created on or before
     /// 2021-04-08).
     ///
     /// ## Why it breaks the request
-    /// Federated (external-account) credentials cannot mint a Google ID token on their own:
+    /// Workload identity federation (external-account) credentials cannot mint a Google ID
+    /// token on their own:
     /// `gcloud auth print-identity-token` answers "No identity token can be obtained from
     /// the current credentials", and several client libraries refuse external-account, user
-    /// or impersonated credentials for ID tokens. The request then goes out without a
+    /// or impersonated credentials for ID tokens. (Workforce identity federation users are
+    /// not judged here: Google documents them as able to invoke.) The request then goes out without a
     /// token and the gate refuses it with 403. Minting a token for another service account
     /// needs Token Creator (or OpenID Connect Identity Token Creator) on it; without it the
     /// Pub/Sub agent cannot mint the push token and pushes fail.
@@ -76,13 +78,15 @@ pub struct State {
     verdict: Verdict,
 }
 
-/// A workload or workforce identity federation principal.
+/// A workload identity federation principal (external-account credentials). Workforce pool
+/// users are not: Google documents workforce identity federation as the way for non-Google
+/// accounts to invoke a service.
 fn federated(p: &Principal) -> Option<&str> {
     let Principal::Uri(u) = p else { return None };
     (u.starts_with("principal://iam.googleapis.com/")
         || u.starts_with("principalSet://iam.googleapis.com/"))
     .then_some(())
-    .filter(|_| u.contains("/workloadIdentityPools/") || u.contains("/workforcePools/"))
+    .filter(|_| u.contains("/workloadIdentityPools/"))
     .map(|_| u.as_str())
 }
 
@@ -138,9 +142,9 @@ impl RuleImpl for CallerCannotMintIdToken {
             });
         }
         match cx.caller() {
-            Some(_) => Check::Pass(
-                "the caller is not a workload or workforce identity federation principal".into(),
-            ),
+            Some(_) => {
+                Check::Pass("the caller is not a workload identity federation principal".into())
+            }
             None => Check::Skip("the caller is unknown (pass --caller)".into()),
         }
     }
@@ -154,14 +158,14 @@ impl RuleImpl for CallerCannotMintIdToken {
         let (title, explanation) = match &s.why {
             Why::Federated { principal } => {
                 evidence.push(format!(
-                    "caller: `{principal}` (a workload or workforce identity federation principal)"
+                    "caller: `{principal}` (a workload identity federation principal)"
                 ));
                 if cx.gate() == Gate::EmptyAuthorization {
                     evidence.push("log text: \"Empty Authorization header value.\"".into());
                 }
                 (
                     format!("the federated caller cannot mint a Google ID token for `{svc}`"),
-                    "The caller is a workload or workforce identity federation principal. Federated credentials do not produce a Google ID token by themselves (`gcloud auth print-identity-token` answers \"No identity token can be obtained from the current credentials\", and several client libraries refuse external-account credentials for ID tokens), so the request reached Cloud Run without one and the gate refused it. The documented path is to impersonate a service account and mint the ID token as that account.".to_string(),
+                    "The caller is a workload identity federation principal. Its external-account credentials do not produce a Google ID token by themselves (`gcloud auth print-identity-token` answers \"No identity token can be obtained from the current credentials\", and several client libraries refuse external-account credentials for ID tokens), so the request reached Cloud Run without one and the gate refused it. The documented path is to impersonate a service account and mint the ID token as that account.".to_string(),
                 )
             }
             Why::PubsubAgent {
@@ -345,6 +349,11 @@ mod tests {
         // A service account or user caller can mint.
         let mut ev = federated_case(TEXT_403);
         ev.inputs.caller = Some("serviceAccount:ci@shop-prod.iam.gserviceaccount.com".into());
+        assert_eq!(fired(&run(&CallerCannotMintIdToken, &ev)), None);
+        // A workforce pool user can invoke (Google's documented path for non-Google accounts).
+        ev.inputs.caller = Some(
+            "principal://iam.googleapis.com/locations/global/workforcePools/partners/subject/dana@example.com".into(),
+        );
         assert_eq!(fired(&run(&CallerCannotMintIdToken, &ev)), None);
         // A principal set of a non-federation kind is not a minting problem.
         ev.inputs.caller = Some(

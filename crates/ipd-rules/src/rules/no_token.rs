@@ -104,9 +104,15 @@ impl RuleImpl for NoToken {
             Gate::NotAuthenticated if is_browser(ua) && cx.service().is_some_and(|s| s.iap_enabled) => Check::Pass(
                 "IAP is in front: it authenticates browser users and calls the service with its own token".into(),
             ),
+            // A service that is, or is meant to be, public: the missing token is not the
+            // cause (the public binding or switch is), so never more than possible.
             Gate::NotAuthenticated if is_browser(ua) => Check::Fire(State {
                 why: Why::Browser,
-                verdict: Verdict::Likely,
+                verdict: if cx.public_on_purpose() || cx.facts.expect_public {
+                    Verdict::Possible
+                } else {
+                    Verdict::Likely
+                },
             }),
             Gate::NotAuthenticated if cx.caller().is_none() => Check::Fire(State {
                 why: Why::Unverifiable,
@@ -184,10 +190,7 @@ impl RuleImpl for NoToken {
                             "update".into(),
                             Arg::Placeholder("QUEUE"),
                             Arg::FlagPlaceholder("--location", "LOCATION"),
-                            Arg::FlagPlaceholder(
-                                "--http-oidc-service-account-email-override",
-                                "INVOKER_SA_EMAIL",
-                            ),
+                            cx.invoker_sa_flag("--http-oidc-service-account-email-override"),
                             match &url {
                                 Some(u) => {
                                     Arg::lit(format!("--http-oidc-token-audience-override={u}"))
@@ -211,10 +214,7 @@ impl RuleImpl for NoToken {
                             "http".into(),
                             Arg::Placeholder("JOB"),
                             Arg::FlagPlaceholder("--location", "LOCATION"),
-                            Arg::FlagPlaceholder(
-                                "--oidc-service-account-email",
-                                "INVOKER_SA_EMAIL",
-                            ),
+                            cx.invoker_sa_flag("--oidc-service-account-email"),
                             match &url {
                                 Some(u) => Arg::lit(format!("--oidc-token-audience={u}")),
                                 None => {
@@ -258,14 +258,14 @@ impl RuleImpl for NoToken {
                     Safety::NeedsReview,
                 ));
             }
-            Why::CallerSendsNone(kind, name) => v.push(caller_oidc_fix(*kind, name, &url_arg)),
+            Why::CallerSendsNone(kind, name) => v.push(caller_oidc_fix(cx, *kind, name, &url_arg)),
         }
         v
     }
 }
 
 /// The command that gives a Google-managed caller an OIDC token.
-pub fn caller_oidc_fix(kind: CallerKind, name: &str, url: &Arg) -> Fix {
+pub fn caller_oidc_fix(cx: &Cx, kind: CallerKind, name: &str, url: &Arg) -> Fix {
     let short = name.rsplit('/').next().unwrap_or(name).to_string();
     let location = name
         .split('/')
@@ -283,7 +283,7 @@ pub fn caller_oidc_fix(kind: CallerKind, name: &str, url: &Arg) -> Fix {
             "subscriptions".into(),
             "update".into(),
             Arg::lit(short),
-            Arg::FlagPlaceholder("--push-auth-service-account", "INVOKER_SA_EMAIL"),
+            cx.invoker_sa_flag("--push-auth-service-account"),
             aud("--push-auth-token-audience"),
         ],
         CallerKind::SchedulerJob => vec![
@@ -293,7 +293,7 @@ pub fn caller_oidc_fix(kind: CallerKind, name: &str, url: &Arg) -> Fix {
             "update".into(),
             "http".into(),
             Arg::lit(short),
-            Arg::FlagPlaceholder("--oidc-service-account-email", "INVOKER_SA_EMAIL"),
+            cx.invoker_sa_flag("--oidc-service-account-email"),
             aud("--oidc-token-audience"),
         ],
         CallerKind::TasksQueue | CallerKind::TasksTask => vec![
@@ -308,10 +308,7 @@ pub fn caller_oidc_fix(kind: CallerKind, name: &str, url: &Arg) -> Fix {
                     .unwrap_or(&short)
                     .to_string(),
             ),
-            Arg::FlagPlaceholder(
-                "--http-oidc-service-account-email-override",
-                "INVOKER_SA_EMAIL",
-            ),
+            cx.invoker_sa_flag("--http-oidc-service-account-email-override"),
             aud("--http-oidc-token-audience-override"),
         ],
         CallerKind::Workflow | CallerKind::EventarcTrigger => {
