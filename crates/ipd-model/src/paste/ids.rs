@@ -396,8 +396,26 @@ fn extract_raw(s: &str) -> Identifiers {
         id.project_number = h.project_number;
         id.region = h.region;
     }
+    // `REGION-PROJECT.cloudfunctions.net/FUNCTION`: the region is one of the known ones.
+    if let Some(rest) = id
+        .url
+        .as_deref()
+        .and_then(host_of)
+        .and_then(|h| h.strip_suffix(".cloudfunctions.net"))
+        && let Some((region, project)) = REGION_CODES.iter().find_map(|(_, r)| {
+            rest.strip_prefix(r)
+                .and_then(|p| p.strip_prefix('-'))
+                .filter(|p| !p.is_empty())
+                .map(|p| (r.to_string(), p.to_string()))
+        })
+    {
+        id.region = Some(region);
+        id.project = Some(project);
+    }
     // Log entries: resource labels, logName, trace, insertId, timestamp.
-    id.project = field(s, "project_id")
+    let from_url = id.project.take();
+    id.project = from_url
+        .or_else(|| field(s, "project_id"))
         .or_else(|| {
             field(s, "logName").and_then(|n| {
                 n.strip_prefix("projects/")?
@@ -474,6 +492,12 @@ fn extract_raw(s: &str) -> Identifiers {
         .and_then(email_at)
         .map(str::to_string)
         .or_else(|| field(s, "principalEmail"))
+        .or_else(|| {
+            // gcloud: `User [EMAIL] does not have permission ...`
+            after(s, "User [", &[']'])
+                .and_then(email_at)
+                .map(str::to_string)
+        })
         .map(|e| member_for(&e));
     id.trace = field(s, "trace")
         .and_then(|t| trace_id(t.rsplit('/').next().unwrap_or(&t)))

@@ -250,11 +250,18 @@ fn kind_of(s: &str, l: &str, paste: &Paste) -> Kind {
             "idtoken.",
             "client error: `",
             "unexpected http status code received from server",
+            "debug_error_string",
+            "error received from peer",
+            "rpcexception",
+            "in `",
         ],
     ) {
         return Kind::StackTrace;
     }
     if s.contains("\"error\"") && (s.contains("\"status\"") || s.contains("\"code\"")) {
+        return Kind::JsonError;
+    }
+    if app_json(s) {
         return Kind::JsonError;
     }
     if l.contains("<html")
@@ -269,6 +276,29 @@ fn kind_of(s: &str, l: &str, paste: &Paste) -> Kind {
         return Kind::LogEntry;
     }
     Kind::Unknown
+}
+
+/// A JSON object in the paste that is neither Google's error envelope nor a log entry: a body
+/// the application wrote (`{"message": ...}`, `{"detail": ...}`).
+fn app_json(s: &str) -> bool {
+    let Some(i) = s.find('{') else { return false };
+    let mut it = serde_json::Deserializer::from_str(&s[i..]).into_iter::<serde_json::Value>();
+    let Some(Ok(serde_json::Value::Object(m))) = it.next() else {
+        return false;
+    };
+    !m.is_empty()
+        && ![
+            "error",
+            "insertId",
+            "httpRequest",
+            "protoPayload",
+            "jsonPayload",
+            "textPayload",
+            "logName",
+            "level",
+        ]
+        .iter()
+        .any(|k| m.contains_key(*k))
 }
 
 /// A 3-digit HTTP status right at the start of `s`.
@@ -320,6 +350,8 @@ fn status_of(s: &str, l: &str, kind: Kind) -> Option<i64> {
             "code=",
             "http ",
             "status code ",
+            "status code: ",
+            "status of ",
             "status: ",
             "<title>",
             "<b>",
@@ -363,8 +395,14 @@ fn status_of(s: &str, l: &str, kind: Kind) -> Option<i64> {
         return Some(401);
     }
     // Canonical codes of Google's error model, by their usual HTTP status.
+    if l.contains("permission '") && l.contains("' denied") {
+        return Some(403);
+    }
     for (code, http) in [
         ("permission_denied", 403),
+        ("permissiondenied", 403),
+        ("permission denied", 403),
+        ("grpc_status:7", 403),
         ("unauthenticated", 401),
         ("failed_precondition", 400),
         ("not_found", 404),
@@ -383,6 +421,9 @@ fn status_of(s: &str, l: &str, kind: Kind) -> Option<i64> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum HostClass {
     RunApp,
+    /// `REGION-PROJECT.cloudfunctions.net`: a gen2 function (behind Cloud Run's gate) or a
+    /// gen1 function; the host alone does not say which.
+    CloudFunctions,
     GoogleApi,
     OtherGoogle,
     NotGoogle,
@@ -395,6 +436,8 @@ fn host_class(url: Option<&str>) -> HostClass {
     };
     if h.ends_with(".run.app") {
         HostClass::RunApp
+    } else if h.ends_with(".cloudfunctions.net") {
+        HostClass::CloudFunctions
     } else if h.ends_with(".googleapis.com") {
         HostClass::GoogleApi
     } else if has_any(
@@ -403,7 +446,6 @@ fn host_class(url: Option<&str>) -> HostClass {
             "appspot.com",
             "google.com",
             "googleusercontent.com",
-            "cloudfunctions.net",
             "web.app",
             "firebaseapp.com",
         ],
@@ -578,13 +620,17 @@ fn origin_of(
             }
             Origin::Unknown
         }
+        HostClass::CloudFunctions => Origin::Unknown,
         HostClass::GoogleApi | HostClass::OtherGoogle if page => Origin::NotCloudRun,
         HostClass::GoogleApi => Origin::GoogleApi,
         HostClass::OtherGoogle | HostClass::NotGoogle => Origin::NotCloudRun,
         HostClass::None => {
             if not_google_server {
                 Origin::NotCloudRun
-            } else if (app_headers && l.contains("server: google frontend")) || callable_envelope {
+            } else if (app_headers && l.contains("server: google frontend"))
+                || callable_envelope
+                || app_json(s)
+            {
                 Origin::Application
             } else if google_envelope
                 || has_any(
@@ -594,6 +640,8 @@ fn origin_of(
                         "missing or insufficient permissions",
                         "lacks iam permission",
                         "permission_denied: permission '",
+                        "permission denied on resource",
+                        "permissiondeniederror",
                     ],
                 )
                 || (kind == Kind::CallerLog && l.contains("googleapis.com"))
@@ -798,6 +846,16 @@ fn meaning(r: &Recognised, l: &str) -> String {
         Origin::DeployTime => format!("{st} at deploy or management time, not when the service was called"),
         Origin::ClientCredentials => "the client could not mint a Google ID token, so it cannot call a private Cloud Run service with these credentials".into(),
         Origin::NotCloudRun => format!("{st} from something that is not Cloud Run (the host is not a run.app URL or the service's domain)"),
+        Origin::Unknown
+            if r
+                .identifiers
+                .url
+                .as_deref()
+                .and_then(host_of)
+                .is_some_and(|h| h.ends_with(".cloudfunctions.net")) =>
+        {
+            format!("{st} from a cloudfunctions.net URL: a Cloud Run function (2nd gen) is refused at Cloud Run's invoker gate, a 1st gen function by Cloud Functions itself; which one this is, the URL does not say")
+        }
         Origin::Unknown => match r.kind {
             Kind::TraceId | Kind::InsertId | Kind::LogsUrl => "a reference to a request: its log entry says what happened".into(),
             Kind::Token => "a token: what it can and cannot pass depends on the service".into(),
