@@ -687,20 +687,12 @@ fn causes(r: &mut Recognised, page_seen: bool, log_seen: bool, preflight: bool, 
         {
             match r.status {
                 Some(401) => {
+                    // The gate rejected the token: what IAM would say never came into it.
                     push_all(p, TOKEN_CAUSES);
-                    push_all(
-                        o,
-                        &[
-                            "no_token",
-                            "missing_invoker_binding",
-                            "iam_condition_not_met",
-                            "deny_policy",
-                            "deleted_principal",
-                            "functions_invoker_role_only",
-                            "iam_propagation_delay",
-                            "ingress_restricted",
-                        ],
-                    );
+                    for c in GATE_CAUSES.iter().filter(|c| !TOKEN_CAUSES.contains(c)) {
+                        push_all(o, &[c]);
+                    }
+                    push_all(o, &["ingress_restricted"]);
                 }
                 Some(403) if r.empty_authorization || preflight => {
                     push_all(p, &["no_token"]);
