@@ -39,8 +39,9 @@ pub enum Format {
 pub enum Command {
     /// Diagnose a refused request from an evidence bundle (--bundle) or live from Google Cloud.
     Diagnose(DiagnoseArgs),
-    /// Tell what a pasted thing is (request/trace ID, insertId, Logs Explorer URL, LogEntry
-    /// JSON, ID token, error text or HTML) and diagnose as far as it and the evidence allow.
+    /// Tell where a pasted refusal came from (error page, curl transcript, stack trace, gcloud
+    /// or Terraform output, log entry, token, request/trace ID, Logs Explorer URL), what it
+    /// names and the next step, and diagnose as far as it and the evidence allow.
     Explain(ExplainArgs),
     /// List every rule, or print one rule's documentation.
     Rules(RulesArgs),

@@ -5,6 +5,7 @@ pub mod cli;
 pub mod docs;
 pub mod explain;
 pub mod live;
+pub mod paste_render;
 
 use std::io::Read;
 

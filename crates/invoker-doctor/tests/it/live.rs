@@ -1242,7 +1242,7 @@ fn no_credentials_is_a_start_error_and_explain_falls_back_to_the_paste() {
         .expect("run");
     let v = json_of(&out, "explain offline");
     assert_eq!(v["findings"][0]["cause"], "no_token");
-    let hints = v["paste"]["hints"].to_string();
+    let hints = v["paste"]["next"].to_string();
     assert!(
         hints.contains("live lookup was not possible (no credentials"),
         "{hints}"
@@ -1310,10 +1310,9 @@ fn explain_finds_the_request_live() {
             "{reference}"
         );
         assert!(
-            v["paste"]["hints"][0]
-                .as_str()
-                .unwrap_or("")
-                .starts_with("found in Cloud Logging of project `shop-prod`"),
+            v["paste"]["next"]
+                .to_string()
+                .contains("found in Cloud Logging of project `shop-prod`"),
             "{reference}: {}",
             v["paste"]
         );
@@ -1346,10 +1345,9 @@ fn explain_finds_the_request_live() {
     ]));
     let v = json_of(&out, "unknown id");
     assert!(
-        v["paste"]["hints"][0]
-            .as_str()
-            .unwrap_or("")
-            .starts_with("not found in Cloud Logging of project `shop-prod`")
+        v["paste"]["next"]
+            .to_string()
+            .contains("not found in Cloud Logging of project `shop-prod`")
     );
     assert!(live.fake.mutating_calls().is_empty());
 }
@@ -1855,7 +1853,7 @@ fn explain_checks_a_pasted_token_against_the_live_service() {
     assert_eq!(v["paste"]["kind"], "token");
     assert_eq!(findings(&v), expected);
     assert!(
-        v["paste"]["hints"]
+        v["paste"]["next"]
             .to_string()
             .contains("the service was read live from project `shop-prod`")
     );
@@ -1889,6 +1887,45 @@ fn replay_with_token(rec: &str, fixture_dir: &Path) -> Value {
         format!("@{}", fixture_dir.join("token.txt").display()),
     ]);
     serde_json::from_str(&run_args(&a).stdout).expect("replay json")
+}
+
+/// A pasted `curl -v` transcript names the service by its deterministic URL: explain reads
+/// that service live without --region/--service, takes the paste's `date:` as the time of
+/// the failing request, and reaches the same diagnosis as `diagnose` on the fixture.
+#[test]
+fn explain_reads_the_service_a_pasted_url_names() {
+    let slug = "missing-binding-sa-not-bound-anywhere";
+    let dir = fixture(slug);
+    let (live, diagnosed) = run_fixture(slug, FakeOptions::new(), &["--format", "json"]);
+    let expected = findings(&json_of(&diagnosed, "diagnose"));
+    let token = std::fs::read_to_string(dir.join("token.txt")).expect("token");
+    let paste = "$ curl -i https://orders-api-123456789012.europe-west1.run.app/v1/orders\nHTTP/2 403\ncontent-type: text/html; charset=UTF-8\nserver: Google Frontend\n\n<h1>Error: Forbidden</h1>\n<h2>Your client does not have permission to get URL <code>/v1/orders</code> from this server.</h2>\n";
+    let mut args = s(&[
+        "explain",
+        paste,
+        "--format",
+        "json",
+        "--token",
+        token.trim(),
+        "--freshness",
+    ]);
+    args.push(freshness_for(&dir));
+    live.fake.clear_calls();
+    let out = live.run(&args);
+    let v = json_of(&out, "explain curl");
+    assert_eq!(v["paste"]["origin"], "cloud_run_gate");
+    assert_eq!(v["paste"]["identifiers"]["project_number"], "123456789012");
+    assert_eq!(v["target"]["service"], "orders-api", "{v}");
+    assert_eq!(findings(&v), expected);
+    assert!(
+        v["paste"]["next"]
+            .to_string()
+            .contains("the service was read live from project"),
+        "{}",
+        v["paste"]["next"]
+    );
+    assert!(live.fake.mutating_calls().is_empty());
+    live.assert_no_api_token(&out, "explain curl");
 }
 
 #[test]
