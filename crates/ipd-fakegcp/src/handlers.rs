@@ -350,11 +350,16 @@ pub fn answer(sc: &Scenario, target: &Target, req: &Request<'_>) -> Reply {
                 ));
             }
             let main = location == &sc.identity.region && service == &sc.identity.service;
+            let other = sc.service_policies.iter().find(|(n, _)| {
+                let segs: Vec<&str> = n.split('/').collect();
+                matches!(segs.as_slice(), ["projects", p, "locations", l, "services", s]
+                    if sc.is_project(p) && l == location && s == service)
+            });
             let regional = (service == &sc.identity.service)
                 .then(|| sc.regional_policies.get(location.as_str()))
                 .flatten();
-            match (&sc.service_policy, main, regional) {
-                (Some(s), true, _) | (_, false, Some(s)) => {
+            match (&sc.service_policy, main, regional, other) {
+                (Some(s), true, _, _) | (_, false, Some(s), _) | (_, _, _, Some((_, s))) => {
                     stored_reply(s, |v| convert::policy_for_version(v, version))
                 }
                 _ => Reply::ok(empty_policy()),

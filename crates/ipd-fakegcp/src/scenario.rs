@@ -149,6 +149,8 @@ pub struct Scenario {
     pub regional_policies: BTreeMap<String, Stored>,
     /// `None` answers the empty policy `{"etag": "ACAB"}`.
     pub service_policy: Option<Stored>,
+    /// IAM policies of the other services, by their v2 name (`projects/P/locations/L/services/S`).
+    pub service_policies: BTreeMap<String, Stored>,
     /// `None` answers the empty policy `{"etag": "ACAB"}`.
     pub project_policy: Option<Stored>,
     /// `Stored::Value` holds a JSON array of LogEntry; `None` answers no entries.
@@ -364,12 +366,54 @@ impl Scenario {
             })?;
             files.push((name, disp, text));
         }
-        Scenario::from_files(
+        let mut sc = Scenario::from_files(
             files
                 .iter()
                 .map(|(n, p, t)| (n.as_str(), p.as_str(), t.as_str())),
             opts,
-        )
+        )?;
+        sc.load_service_dirs(&dir.join("services"))?;
+        Ok(sc)
+    }
+
+    /// `services/SERVICE/service.json` (an Admin API v2 resource) and
+    /// `services/SERVICE/service-iam-policy.json` of an `incidents` bundle: more services of
+    /// the project, each with its own IAM policy.
+    fn load_service_dirs(&mut self, root: &Path) -> Result<(), crate::Error> {
+        let Ok(rd) = std::fs::read_dir(root) else {
+            return Ok(());
+        };
+        let mut dirs: Vec<std::path::PathBuf> = rd
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.is_dir())
+            .collect();
+        dirs.sort();
+        for d in dirs {
+            let read = |name: &str| -> Result<Option<Value>, crate::Error> {
+                let p = d.join(name);
+                match std::fs::read_to_string(&p) {
+                    Ok(t) => Ok(Some(read_value(&p.display().to_string(), &t)?)),
+                    Err(_) => Ok(None),
+                }
+            };
+            let Some(svc) = read("service.json")? else {
+                continue;
+            };
+            let Some(name) = svc.get("name").and_then(Value::as_str).map(str::to_string) else {
+                self.warnings.push(format!(
+                    "{}: a service without a v2 `name`; not served",
+                    d.join("service.json").display()
+                ));
+                continue;
+            };
+            if let Some(pol) = read("service-iam-policy.json")? {
+                self.service_policies
+                    .insert(name.clone(), Stored::from_value(pol));
+            }
+            self.other_services.push(svc);
+        }
+        Ok(())
     }
 
     /// Builds a scenario from `(file name, display path, text)` triples (the pure part of

@@ -313,7 +313,7 @@ pub fn lookup_filter(project: &str, reference: &str, since: Timestamp) -> String
     )
 }
 
-fn quote(s: &str) -> String {
+pub(crate) fn quote(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
@@ -1110,7 +1110,7 @@ fn merge_regional_logs(
 /// Reads `entries:list` pages: keeps paging through empty pages with a `nextPageToken` (the
 /// API's "still searching"), stops after `max_log_pages` pages with entries or
 /// `max_log_requests` requests. Returns the entries (a JSON array) and the calls made.
-async fn list_entries(
+pub(crate) async fn list_entries(
     client: &Client,
     mut body: Value,
     s: &Settings,

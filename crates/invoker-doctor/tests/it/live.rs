@@ -37,7 +37,7 @@ use crate::support::{Case, fixtures, run_args, workspace_root};
 const EXCLUDED: &[(&str, &str)] = &[];
 
 /// A fake with a scratch directory (HOME, gcloud config, the access token file).
-struct Live {
+pub(crate) struct Live {
     fake: Running,
     home: tempfile::TempDir,
     token: String,
@@ -62,7 +62,7 @@ impl Live {
         Live { fake, home, token }
     }
 
-    fn bundle(dir: &Path, opts: FakeOptions) -> Live {
+    pub(crate) fn bundle(dir: &Path, opts: FakeOptions) -> Live {
         Live::start(Scenario::from_bundle(dir).expect("scenario"), opts)
     }
 
@@ -96,7 +96,12 @@ impl Live {
         c
     }
 
-    fn run(&self, args: &[String]) -> Output {
+    /// True when no call could have changed anything.
+    pub(crate) fn mutating_calls_none(&self) -> bool {
+        self.fake.mutating_calls().is_empty()
+    }
+
+    pub(crate) fn run(&self, args: &[String]) -> Output {
         self.cmd().args(args).output().expect("run invoker-doctor")
     }
 
