@@ -19,7 +19,7 @@ pub enum Ingress {
 }
 
 impl Ingress {
-    fn from_v2(s: &str) -> Ingress {
+    pub fn from_v2(s: &str) -> Ingress {
         match s {
             "INGRESS_TRAFFIC_ALL" => Ingress::All,
             "INGRESS_TRAFFIC_INTERNAL_ONLY" => Ingress::Internal,
@@ -29,7 +29,7 @@ impl Ingress {
         }
     }
 
-    fn from_v1(s: &str) -> Ingress {
+    pub fn from_v1(s: &str) -> Ingress {
         match s.trim() {
             "all" => Ingress::All,
             "internal" => Ingress::Internal,

@@ -4,6 +4,8 @@
 //! Colour comes from `colored`, whose global override the binary sets (terminal detection,
 //! `NO_COLOR`, `--color`). Everything reads the same without colour.
 
+pub mod incidents;
+
 use std::fmt::Write;
 
 use colored::Colorize;

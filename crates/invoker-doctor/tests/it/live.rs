@@ -37,7 +37,7 @@ use crate::support::{Case, fixtures, run_args, workspace_root};
 const EXCLUDED: &[(&str, &str)] = &[];
 
 /// A fake with a scratch directory (HOME, gcloud config, the access token file).
-struct Live {
+pub(crate) struct Live {
     fake: Running,
     home: tempfile::TempDir,
     token: String,
@@ -62,7 +62,7 @@ impl Live {
         Live { fake, home, token }
     }
 
-    fn bundle(dir: &Path, opts: FakeOptions) -> Live {
+    pub(crate) fn bundle(dir: &Path, opts: FakeOptions) -> Live {
         Live::start(Scenario::from_bundle(dir).expect("scenario"), opts)
     }
 
@@ -96,7 +96,12 @@ impl Live {
         c
     }
 
-    fn run(&self, args: &[String]) -> Output {
+    /// True when no call could have changed anything.
+    pub(crate) fn mutating_calls_none(&self) -> bool {
+        self.fake.mutating_calls().is_empty()
+    }
+
+    pub(crate) fn run(&self, args: &[String]) -> Output {
         self.cmd().args(args).output().expect("run invoker-doctor")
     }
 
@@ -760,6 +765,134 @@ fn record_round_trips_and_holds_no_token() {
         "serviceAccount:checkout@shop-prod.iam.gserviceaccount.com"
     );
     assert_eq!(replay["findings"][0]["cause"], "missing_invoker_binding");
+}
+
+/// An owner's refused attempt to go public, known only from the audit log: live mode reads
+/// it within the tight audit filter, `--record` writes it, and the replay diagnoses the same.
+#[test]
+fn refused_public_attempts_are_read_live_and_recorded() {
+    for (slug, cause, insert_id) in [
+        (
+            "public-grant-refused-invoker-check-disable-v2",
+            "public_grant_not_applied",
+            "-3u8nhke2d41b",
+        ),
+        (
+            "public-blocked-by-drs-audit-precondition-failure",
+            "public_access_blocked_by_domain_restriction",
+            "-a1b4xke9q2rt",
+        ),
+    ] {
+        let rec = tempfile::tempdir().expect("tempdir");
+        let rec_s = rec.path().join("bundle").display().to_string();
+        let (live, out) = run_fixture(
+            slug,
+            FakeOptions::new(),
+            &["--format", "json", "--record", &rec_s],
+        );
+        let report = json_of(&out, slug);
+        assert_eq!(report["findings"][0]["cause"], cause, "{slug}");
+        assert_eq!(report["caller"]["source"], "audit_log", "{slug}");
+        assert_eq!(report["caller"]["intent"]["insert_id"], insert_id, "{slug}");
+        assert_eq!(report["caller"]["intent"]["refused"], true, "{slug}");
+        // The audit query stays tight: the service's resource name and the methods it needs.
+        let audit_filters: Vec<String> = live
+            .fake
+            .calls_to(Source::LoggingEntriesList)
+            .iter()
+            .filter_map(|c| c.body_json())
+            .filter_map(|b| b["filter"].as_str().map(str::to_string))
+            .filter(|f| f.contains("cloudaudit.googleapis.com"))
+            .collect();
+        assert!(!audit_filters.is_empty(), "{slug}: no audit query");
+        for f in &audit_filters {
+            assert!(f.contains("/services/orders-api"), "{f}");
+            assert!(
+                f.contains("SetIamPolicy") && f.contains("UpdateService"),
+                "{f}"
+            );
+            assert!(f.contains("timestamp>="), "{f}");
+        }
+        let logs = std::fs::read_to_string(rec.path().join("bundle/logs.json")).expect("logs");
+        assert!(
+            logs.contains(insert_id),
+            "{slug}: the audit entry was not recorded"
+        );
+        let a = s(&[
+            "invoker-doctor",
+            "diagnose",
+            "--bundle",
+            &rec_s,
+            "--format",
+            "json",
+        ]);
+        let replay: Value = serde_json::from_str(&run_args(&a).stdout).expect("replay json");
+        assert_eq!(findings(&replay), findings(&report), "{slug}");
+        assert_eq!(replay["denial"], report["denial"], "{slug}");
+    }
+}
+
+/// The organization's custom constraints are listed live; one on IAM allow policies is
+/// recorded as `org-policy-custom-*.json` with its effective policy, and the replay agrees.
+#[test]
+fn custom_constraints_are_listed_live_and_recorded() {
+    let slug = "public-blocked-by-custom-constraint-definition";
+    let rec = tempfile::tempdir().expect("tempdir");
+    let rec_s = rec.path().join("bundle").display().to_string();
+    let (live, out) = run_fixture(
+        slug,
+        FakeOptions::new(),
+        &["--format", "json", "--record", &rec_s],
+    );
+    let report = json_of(&out, slug);
+    assert_eq!(
+        report["findings"][0]["cause"],
+        "public_access_blocked_by_custom_constraint"
+    );
+    let lists = live.fake.calls_to(Source::OrgPolicyCustomConstraintsList);
+    assert_eq!(
+        lists.len(),
+        1,
+        "one list of the organization's custom constraints"
+    );
+    assert!(lists.iter().all(|c| c.status == 200));
+    let def = rec
+        .path()
+        .join("bundle/org-policy-custom-custom.denyPublicRunInvoker.json");
+    assert!(def.exists(), "the custom constraint was not recorded");
+    let org = std::fs::read_to_string(rec.path().join("bundle/org-policies.json")).expect("org");
+    assert!(
+        org.contains("policies/custom.denyPublicRunInvoker"),
+        "{org}"
+    );
+    let a = s(&[
+        "invoker-doctor",
+        "diagnose",
+        "--bundle",
+        &rec_s,
+        "--format",
+        "json",
+    ]);
+    let replay: Value = serde_json::from_str(&run_args(&a).stdout).expect("replay json");
+    assert_eq!(findings(&replay), findings(&report));
+    // Refused: only a note (the audit log would still speak); the diagnosis goes on.
+    let (live, out) = run_fixture(
+        slug,
+        FakeOptions::new().fail(Source::OrgPolicyCustomConstraintsList, Fault::deny()),
+        &["--format", "json", "-v"],
+    );
+    assert!(
+        live.fake
+            .calls_to(Source::OrgPolicyCustomConstraintsList)
+            .iter()
+            .all(|c| c.status == 403)
+    );
+    let r = json_of(&out, "denied list");
+    assert!(r["findings"].as_array().is_some_and(|f| !f.is_empty()));
+    assert_ne!(
+        r["findings"][0]["cause"],
+        "public_access_blocked_by_custom_constraint"
+    );
 }
 
 const SETTLES: &str = "crosscheck-troubleshooter-settles-group-not-member";
