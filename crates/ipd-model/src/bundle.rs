@@ -171,6 +171,23 @@ pub fn from_files<'a>(
                 ev.ancestor_policies
                     .push((Level::Organization(id.to_string()), g));
             }
+            _ if name.starts_with("org-policy-custom-") && name.ends_with(".json") => {
+                match doc::parse::<crate::orgpolicy::CustomConstraint>(path, text)? {
+                    Doc::Value(c) if c.name.contains("customConstraints/") => {
+                        ev.custom_constraints.push(c)
+                    }
+                    Doc::Value(_) => {
+                        return Err(ParseError::new(
+                            path,
+                            "not a custom constraint (no `name` of the form organizations/O/customConstraints/custom.NAME)",
+                        ));
+                    }
+                    Doc::Error(e) => warnings.push(format!(
+                        "{path}: holds an API error ({}); custom constraint definition unknown",
+                        e.message
+                    )),
+                }
+            }
             _ if name == "org-policies.json"
                 || (name.starts_with("org-policy-") && name.ends_with(".json")) =>
             {

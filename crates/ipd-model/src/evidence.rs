@@ -47,6 +47,8 @@ pub struct Evidence {
     pub org_policies: Gathered<Vec<OrgPolicy>>,
     pub logs: Gathered<Vec<LogEntry>>,
     pub custom_roles: Vec<Role>,
+    /// Custom org-policy constraint definitions (`org-policy-custom-*.json`).
+    pub custom_constraints: Vec<crate::orgpolicy::CustomConstraint>,
     pub deny_policies: Gathered<Vec<DenyPolicy>>,
     pub caller_configs: Vec<CallerConfig>,
     /// The other regions of a multi-region service (`service-REGION.json`,

@@ -303,6 +303,34 @@ fn context(o: &mut String, r: &Report) {
             _ => "unknown".into(),
         }
     );
+    if let Some(i) = &r.caller.intent {
+        let source = serde_json::to_value(i.source)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let mut line = format!("public on purpose? the owner wants it public (from {source})");
+        if let Some(what) = &i.attempted {
+            let _ = write!(
+                line,
+                "; audit entry `{}`{}{}: tried to {what}, {}",
+                i.insert_id.as_deref().unwrap_or("?"),
+                i.time
+                    .as_deref()
+                    .map(|t| format!(" at {t}"))
+                    .unwrap_or_default(),
+                i.principal
+                    .as_deref()
+                    .map(|p| format!(" by {p}"))
+                    .unwrap_or_default(),
+                if i.refused == Some(true) {
+                    "refused"
+                } else {
+                    "applied"
+                }
+            );
+        }
+        let _ = writeln!(o, "{line}");
+    }
     if let Some(tok) = &r.token {
         let kind = serde_json::to_value(&tok.kind)
             .ok()

@@ -333,9 +333,12 @@ impl<'a> Cx<'a> {
         use ipd_model::facts::CallerSource;
         let c = self.caller()?;
         if c.public {
-            return Some(
-                "caller: anyone (`allUsers`), because the owner wants the service public".into(),
-            );
+            return Some(format!(
+                "caller: anyone (`{}`), because the owner wants the service public ({})",
+                c.principal,
+                self.intent_origin()
+                    .unwrap_or_else(|| "--expect-public".into())
+            ));
         }
         let from = match c.source {
             CallerSource::Token => "the token's `email` claim",
@@ -343,6 +346,7 @@ impl<'a> Cx<'a> {
             CallerSource::Bundle => "context.json",
             CallerSource::Adc => "the credentials in use",
             CallerSource::CallerConfig => "the caller configuration",
+            CallerSource::AuditLog => "the audit log",
         };
         let mut line = format!("caller `{}` (from {from})", c.principal);
         if let Some(tp) = &self.facts.token_principal
@@ -351,6 +355,29 @@ impl<'a> Cx<'a> {
             line.push_str(&format!("; the token speaks for `{tp}`"));
         }
         Some(line)
+    }
+
+    /// Where the owner's wish for a public service comes from, for evidence lines.
+    pub fn intent_origin(&self) -> Option<String> {
+        use ipd_model::facts::CallerSource;
+        let i = self.facts.intent.as_ref()?;
+        Some(match (i.source, &i.attempt) {
+            (CallerSource::Flag, _) => "--expect-public".into(),
+            (CallerSource::Bundle, _) => "`expect_public` in context.json".into(),
+            (_, Some(a)) => format!(
+                "audit entry `{}`: `{}` tried to {}",
+                a.insert_id.as_deref().unwrap_or("?"),
+                a.principal.as_deref().unwrap_or("?"),
+                a.what()
+            ),
+            (_, None) => "the audit log".into(),
+        })
+    }
+
+    /// Is the service public on purpose: an unconditional `allUsers` invoke binding, or the
+    /// invoker check disabled?
+    pub fn public_on_purpose(&self) -> bool {
+        self.invoker_check_disabled() || public_binding(self.ev).is_some()
     }
 
     /// Evidence lines naming which policies were read and which were not.

@@ -60,6 +60,25 @@ pub struct RequestOut {
 pub struct CallerOut {
     pub principal: Option<String>,
     pub source: Option<ipd_model::facts::CallerSource>,
+    /// Why the owner is taken to want the service public (not in contract v1's list; extra):
+    /// null when nothing says so.
+    pub intent: Option<IntentOut>,
+}
+
+/// The owner's intent to make the service public, and the audit entry showing it.
+#[derive(Debug, Clone, Serialize)]
+pub struct IntentOut {
+    /// `flag`, `bundle` or `audit_log`.
+    pub source: ipd_model::facts::CallerSource,
+    pub insert_id: Option<String>,
+    pub time: Option<String>,
+    /// Who made the attempt.
+    pub principal: Option<String>,
+    pub method: Option<String>,
+    /// What was attempted ("grant `roles/run.invoker` to `allUsers`").
+    pub attempted: Option<String>,
+    /// Whether the attempt was refused (its status code is not 0).
+    pub refused: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -229,6 +248,18 @@ pub fn diagnose(ev: &Evidence) -> Report {
         caller: CallerOut {
             principal: f.caller.as_ref().map(|c| c.principal.to_string()),
             source: f.caller.as_ref().map(|c| c.source),
+            intent: f.intent.as_ref().map(|i| {
+                let a = i.attempt.as_ref();
+                IntentOut {
+                    source: i.source,
+                    insert_id: a.and_then(|a| a.insert_id.clone()),
+                    time: a.and_then(|a| a.time.as_ref().map(time::fmt)),
+                    principal: a.and_then(|a| a.principal.clone()),
+                    method: a.and_then(|a| a.method.clone()),
+                    attempted: a.map(|a| a.what()),
+                    refused: a.map(|a| a.refused()),
+                }
+            }),
         },
         token: ev.token.as_ref().map(|t| TokenOut {
             kind: t.kind.clone(),

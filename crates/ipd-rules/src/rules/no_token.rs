@@ -128,9 +128,15 @@ impl RuleImpl for NoToken {
             Gate::NotAuthenticated if is_browser(ua) && cx.service().is_some_and(|s| s.iap_enabled) => Check::Pass(
                 "IAP is in front: it authenticates browser users and calls the service with its own token".into(),
             ),
+            // A service that is, or is meant to be, public: the missing token is not the
+            // cause (the public binding or switch is), so never more than possible.
             Gate::NotAuthenticated if is_browser(ua) => Check::Fire(State {
                 why: Why::Browser,
-                verdict: Verdict::Likely,
+                verdict: if cx.public_on_purpose() || cx.facts.expect_public {
+                    Verdict::Possible
+                } else {
+                    Verdict::Likely
+                },
             }),
             Gate::NotAuthenticated if cx.caller().is_none() => Check::Fire(State {
                 why: Why::Unverifiable,
