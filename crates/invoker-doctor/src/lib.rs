@@ -4,7 +4,9 @@
 pub mod cli;
 pub mod docs;
 pub mod explain;
+pub mod incidents;
 pub mod live;
+pub mod paste_render;
 
 use std::io::Read;
 
@@ -44,6 +46,7 @@ pub fn run_with_env(cli: &cli::Cli, stdin: &mut dyn Read, env: &Env) -> Result<O
         Command::Diagnose(d) => diagnose(d, stdin, env),
         Command::Explain(e) => explain::run(e, stdin, env),
         Command::Rules(r) => docs::rules_command(r.code.as_deref()),
+        Command::Incidents(i) => incidents::run(i, env),
     }
 }
 

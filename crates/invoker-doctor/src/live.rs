@@ -429,6 +429,9 @@ pub(crate) struct Pasted<'a> {
     /// A pasted token: whose it is says who the caller is (Policy Troubleshooter is asked
     /// about them); `explain` puts it on the evidence itself.
     pub token: Option<&'a Token>,
+    /// The service the paste itself names (a run.app URL, resource names): the target when
+    /// --region and --service are not given.
+    pub named: Option<Target>,
 }
 
 /// Live `explain`: find the request in Cloud Logging (`reference`: a trace ID or insertId),
@@ -446,6 +449,7 @@ pub(crate) fn explain(
         entry,
         project_hint,
         token: pasted_token,
+        named,
     } = pasted;
     let freshness = match a.live.freshness.as_deref() {
         Some(f) => parse_freshness(f)?,
@@ -457,6 +461,7 @@ pub(crate) fn explain(
         .clone()
         .or_else(|| project_hint.map(str::to_string))
         .or_else(|| entry.as_ref().and_then(target_of_entry).map(|t| t.project))
+        .or_else(|| named.as_ref().map(|t| t.project.clone()))
         .or_else(|| default_project(env, &mut notes));
     let explicit_target = match (&a.region, &a.service) {
         (Some(r), Some(s)) => project.clone().map(|p| Target {
@@ -464,7 +469,7 @@ pub(crate) fn explain(
             region: r.clone(),
             service: s.clone(),
         }),
-        _ => None,
+        _ => named.filter(|n| Some(&n.project) == project.as_ref()),
     };
     if reference.is_none() && entry.is_none() && explicit_target.is_none() {
         return Ok(Lookup::Unavailable(

@@ -350,11 +350,16 @@ pub fn answer(sc: &Scenario, target: &Target, req: &Request<'_>) -> Reply {
                 ));
             }
             let main = location == &sc.identity.region && service == &sc.identity.service;
+            let other = sc.service_policies.iter().find(|(n, _)| {
+                let segs: Vec<&str> = n.split('/').collect();
+                matches!(segs.as_slice(), ["projects", p, "locations", l, "services", s]
+                    if sc.is_project(p) && l == location && s == service)
+            });
             let regional = (service == &sc.identity.service)
                 .then(|| sc.regional_policies.get(location.as_str()))
                 .flatten();
-            match (&sc.service_policy, main, regional) {
-                (Some(s), true, _) | (_, false, Some(s)) => {
+            match (&sc.service_policy, main, regional, other) {
+                (Some(s), true, _, _) | (_, false, Some(s), _) | (_, _, _, Some((_, s))) => {
                     stored_reply(s, |v| convert::policy_for_version(v, version))
                 }
                 _ => Reply::ok(empty_policy()),
@@ -482,6 +487,27 @@ pub fn answer(sc: &Scenario, target: &Target, req: &Request<'_>) -> Reply {
             match org.policies.get(constraint) {
                 Some(p) => Reply::ok(convert::effective(p.clone(), &name)),
                 None => Reply::ok(json!({"name": name, "spec": {}})),
+            }
+        }
+        Target::CustomConstraints(id) => {
+            if !sc.node_known("organizations", id) {
+                return denied();
+            }
+            let prefix = format!("organizations/{id}/customConstraints/");
+            let list: Vec<Value> = sc
+                .custom_constraints
+                .iter()
+                .filter(|c| {
+                    c.get("name")
+                        .and_then(Value::as_str)
+                        .is_some_and(|n| n.starts_with(&prefix))
+                })
+                .cloned()
+                .collect();
+            if list.is_empty() {
+                Reply::ok(json!({}))
+            } else {
+                Reply::ok(json!({ "customConstraints": list }))
             }
         }
         Target::Role(name) => {

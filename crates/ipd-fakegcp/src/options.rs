@@ -33,6 +33,8 @@ pub enum Source {
     LoggingEntriesList,
     /// `GET v2/{projects|folders|organizations}/X/policies/C:getEffectivePolicy` (Org Policy v2).
     OrgPolicyGetEffectivePolicy,
+    /// `GET v2/organizations/O/customConstraints` (Org Policy v2).
+    OrgPolicyCustomConstraintsList,
     /// `GET v1/roles/R`, `v1/projects/P/roles/R`, `v1/organizations/O/roles/R` (IAM v1).
     IamRolesGet,
     /// `GET v2/policies/ATTACHMENT/denypolicies[/ID]` (IAM v2).
@@ -80,6 +82,7 @@ impl Source {
         Source::OrganizationsGetIamPolicy,
         Source::LoggingEntriesList,
         Source::OrgPolicyGetEffectivePolicy,
+        Source::OrgPolicyCustomConstraintsList,
         Source::IamRolesGet,
         Source::IamDenyPolicies,
         Source::PubsubSubscriptionsGet,
@@ -107,6 +110,7 @@ impl Source {
             Source::OrganizationsGetIamPolicy => "organizations.getIamPolicy",
             Source::LoggingEntriesList => "logging.entries.list",
             Source::OrgPolicyGetEffectivePolicy => "orgpolicy.getEffectivePolicy",
+            Source::OrgPolicyCustomConstraintsList => "orgpolicy.customConstraints.list",
             Source::IamRolesGet => "iam.roles.get",
             Source::IamDenyPolicies => "iam.denypolicies",
             Source::PubsubSubscriptionsGet => "pubsub.subscriptions.get",
@@ -136,6 +140,7 @@ impl Source {
             Source::OrganizationsGetIamPolicy => "resourcemanager.organizations.getIamPolicy",
             Source::LoggingEntriesList => "logging.logEntries.list",
             Source::OrgPolicyGetEffectivePolicy => "orgpolicy.policy.get",
+            Source::OrgPolicyCustomConstraintsList => "orgpolicy.customConstraints.list",
             Source::IamRolesGet => "iam.roles.get",
             Source::IamDenyPolicies => "iam.denypolicies.list",
             Source::PubsubSubscriptionsGet => "pubsub.subscriptions.get",
@@ -166,7 +171,9 @@ impl Source {
             | Source::FoldersGetIamPolicy
             | Source::OrganizationsGetIamPolicy => "cloudresourcemanager.googleapis.com",
             Source::LoggingEntriesList => "logging.googleapis.com",
-            Source::OrgPolicyGetEffectivePolicy => "orgpolicy.googleapis.com",
+            Source::OrgPolicyGetEffectivePolicy | Source::OrgPolicyCustomConstraintsList => {
+                "orgpolicy.googleapis.com"
+            }
             Source::IamRolesGet | Source::IamDenyPolicies => "iam.googleapis.com",
             Source::PubsubSubscriptionsGet => "pubsub.googleapis.com",
             Source::SchedulerJobsGet => "cloudscheduler.googleapis.com",

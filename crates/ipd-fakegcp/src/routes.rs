@@ -93,6 +93,8 @@ pub enum Target {
         constraint: String,
     },
     Role(String),
+    /// The custom constraints of organization `id`.
+    CustomConstraints(String),
     /// `attachment` is decoded (`cloudresourcemanager.googleapis.com/projects/p`).
     DenyList {
         attachment: String,
@@ -130,6 +132,7 @@ impl Target {
             Target::Entries => Source::LoggingEntriesList,
             Target::EffectivePolicy { .. } => Source::OrgPolicyGetEffectivePolicy,
             Target::Role(_) => Source::IamRolesGet,
+            Target::CustomConstraints(_) => Source::OrgPolicyCustomConstraintsList,
             Target::DenyList { .. } | Target::DenyGet { .. } => Source::IamDenyPolicies,
             Target::Caller { collection, .. } => collection.source(),
             Target::TokenInfo => Source::OAuth2TokenInfo,
@@ -175,6 +178,7 @@ impl Target {
                 constraint,
             } => format!("{kind}/{id}/policies/{constraint}"),
             Target::Role(r) => r.clone(),
+            Target::CustomConstraints(id) => format!("organizations/{id}"),
             Target::Caller { name, .. } => name.clone(),
             Target::TokenInfo => String::new(),
             Target::Troubleshoot => format!("projects/{project_id}"),
@@ -288,6 +292,9 @@ pub fn classify(method: &str, raw_path: &str) -> Route {
             }
             _ => None,
         },
+        ["v2", "organizations", id, "customConstraints"] if get && nonempty(&[id]) => {
+            Some(Target::CustomConstraints(id.to_string()))
+        }
         ["v2", "entries:list"] if post => Some(Target::Entries),
         ["v2", "policies", att, kind] if get && nonempty(&[att, kind]) => Some(Target::DenyList {
             attachment: att.to_string(),

@@ -313,7 +313,7 @@ pub fn lookup_filter(project: &str, reference: &str, since: Timestamp) -> String
     )
 }
 
-fn quote(s: &str) -> String {
+pub(crate) fn quote(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
@@ -337,7 +337,8 @@ enum Job {
     AuditLogs,
     DenyList(String),
     DenyGet(String),
-    Constraint(&'static str),
+    Constraint(String),
+    CustomConstraints(String),
     Role(String),
     CallerConfig(CallerConfigRef),
     /// Another region of a multi-region service: its service, IAM policy, request logs.
@@ -539,7 +540,7 @@ impl Gatherer {
         for c in CONSTRAINTS {
             self.spawn(
                 &mut set,
-                Job::Constraint(c),
+                Job::Constraint(c.to_string()),
                 Call::GetEffectivePolicy {
                     name: format!("{project}/policies/{c}"),
                 },
@@ -615,7 +616,7 @@ impl Gatherer {
 
         let mut roles_seen: BTreeSet<String> = BTreeSet::new();
         let mut roles_skipped = 0usize;
-        let mut constraints: BTreeMap<&'static str, Result<Value, Failure>> = BTreeMap::new();
+        let mut constraints: BTreeMap<String, Result<Value, Failure>> = BTreeMap::new();
         let mut folders_walked = 0usize;
         let mut hierarchy_gap: Option<(String, Failure)> = None;
         let mut saw_401 = false;
@@ -742,6 +743,14 @@ impl Gatherer {
                                 );
                                 self.spawn(
                                     &mut set,
+                                    Job::CustomConstraints(id.clone()),
+                                    Call::CustomConstraintsList {
+                                        parent: p.to_string(),
+                                    },
+                                    chain,
+                                );
+                                self.spawn(
+                                    &mut set,
                                     Job::OrganizationGet(id),
                                     Call::OrganizationsGet {
                                         name: p.to_string(),
@@ -821,6 +830,52 @@ impl Gatherer {
                 Job::Constraint(c) => {
                     constraints.insert(c, result);
                 }
+                // Custom constraints on IAM allow policies can refuse a public grant: record
+                // each definition and read its effective policy on the project.
+                Job::CustomConstraints(id) => match result {
+                    Ok(v) => {
+                        for c in v
+                            .get("customConstraints")
+                            .and_then(Value::as_array)
+                            .into_iter()
+                            .flatten()
+                        {
+                            let governs = c
+                                .get("resourceTypes")
+                                .and_then(Value::as_array)
+                                .is_some_and(|t| {
+                                    t.iter().any(|t| {
+                                        t.as_str() == Some(ipd_model::orgpolicy::ALLOW_POLICY_RESOURCE)
+                                    })
+                                });
+                            let short = c
+                                .get("name")
+                                .and_then(Value::as_str)
+                                .and_then(|n| n.rsplit_once("/customConstraints/"))
+                                .map(|(_, s)| s.to_string())
+                                .filter(|s| {
+                                    s.starts_with("custom.")
+                                        && s.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '.' || ch == '_')
+                                });
+                            let Some(short) = short.filter(|_| governs) else {
+                                continue;
+                            };
+                            rec.put(&format!("org-policy-custom-{short}.json"), Ok(c.clone()));
+                            self.spawn(
+                                &mut set,
+                                Job::Constraint(short.clone()),
+                                Call::GetEffectivePolicy {
+                                    name: format!("{project}/policies/{short}"),
+                                },
+                                chain,
+                            );
+                        }
+                    }
+                    Err(f) => rec.notes.push(format!(
+                        "the custom org-policy constraints of organizations/{id} could not be listed ({}); a custom constraint refusing public grants is seen only in the audit log",
+                        f.summary()
+                    )),
+                },
                 Job::Role(name) => {
                     let file = role_file_name(&name, &rec);
                     if let Err(f) = &result {
@@ -1055,7 +1110,7 @@ fn merge_regional_logs(
 /// Reads `entries:list` pages: keeps paging through empty pages with a `nextPageToken` (the
 /// API's "still searching"), stops after `max_log_pages` pages with entries or
 /// `max_log_requests` requests. Returns the entries (a JSON array) and the calls made.
-async fn list_entries(
+pub(crate) async fn list_entries(
     client: &Client,
     mut body: Value,
     s: &Settings,
@@ -1132,7 +1187,7 @@ fn role_file_name(name: &str, rec: &Recording) -> String {
 /// partial answer that would read as "nothing set". A constraint the API does not know
 /// (400/404) counts as not set.
 fn org_policies(
-    answers: BTreeMap<&'static str, Result<Value, Failure>>,
+    answers: BTreeMap<String, Result<Value, Failure>>,
     notes: &mut Vec<String>,
 ) -> Result<Value, Failure> {
     let mut ok = Vec::new();
@@ -1346,16 +1401,19 @@ mod tests {
         let flaky = Failure::synthetic(503, "UNAVAILABLE", "x");
         let r = org_policies(
             BTreeMap::from([
-                ("a", Ok(ok.clone())),
-                ("b", Err(flaky)),
-                ("c", Err(denied.clone())),
+                ("a".to_string(), Ok(ok.clone())),
+                ("b".to_string(), Err(flaky)),
+                ("c".to_string(), Err(denied.clone())),
             ]),
             &mut notes,
         );
         assert_eq!(r, Err(denied));
         let unknown = Failure::synthetic(404, "NOT_FOUND", "no such constraint");
         let r = org_policies(
-            BTreeMap::from([("a", Ok(ok.clone())), ("b", Err(unknown))]),
+            BTreeMap::from([
+                ("a".to_string(), Ok(ok.clone())),
+                ("b".to_string(), Err(unknown)),
+            ]),
             &mut notes,
         );
         assert_eq!(r, Ok(Value::Array(vec![ok])));

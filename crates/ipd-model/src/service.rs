@@ -19,7 +19,7 @@ pub enum Ingress {
 }
 
 impl Ingress {
-    fn from_v2(s: &str) -> Ingress {
+    pub fn from_v2(s: &str) -> Ingress {
         match s {
             "INGRESS_TRAFFIC_ALL" => Ingress::All,
             "INGRESS_TRAFFIC_INTERNAL_ONLY" => Ingress::Internal,
@@ -29,7 +29,7 @@ impl Ingress {
         }
     }
 
-    fn from_v1(s: &str) -> Ingress {
+    pub fn from_v1(s: &str) -> Ingress {
         match s.trim() {
             "all" => Ingress::All,
             "internal" => Ingress::Internal,
@@ -424,11 +424,10 @@ pub fn is_region_name(s: &str) -> bool {
 /// `https://SERVICE-NUMBER.REGION.run.app` → (NUMBER, REGION).
 pub fn deterministic_parts(url: &str, service: &str) -> Option<(String, String)> {
     let host = url.strip_prefix("https://")?.split('/').next()?;
-    let rest = host.strip_suffix(".run.app")?;
-    let (first, region) = rest.split_once('.')?;
-    let num = first.strip_prefix(service)?.strip_prefix('-')?;
-    (!num.is_empty() && num.chars().all(|c| c.is_ascii_digit()))
-        .then(|| (num.to_string(), region.to_string()))
+    let h = crate::paste::ids::run_host(host)?;
+    (h.service == service)
+        .then_some(())
+        .and_then(|_| Some((h.project_number?, h.region?)))
 }
 
 /// Parses the text of `service.json` / `service.yaml`.

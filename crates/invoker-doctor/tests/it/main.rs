@@ -3,5 +3,7 @@
 mod cli;
 mod docs;
 mod fixtures;
+mod incidents;
 mod live;
+mod pastes;
 mod support;
