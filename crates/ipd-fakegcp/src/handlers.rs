@@ -31,6 +31,8 @@ pub struct Request<'a> {
     pub token: Option<&'a str>,
     /// `FakeOptions::identity`: the email tokeninfo tells for it.
     pub identity: Option<&'a str>,
+    /// The `Host` header (Cloud Run v1's regional endpoints prefix the region to it).
+    pub host: Option<&'a str>,
 }
 
 impl Request<'_> {
@@ -423,6 +425,11 @@ pub fn answer(sc: &Scenario, target: &Target, req: &Request<'_>) -> Reply {
         Target::Caller { collection, name } => caller_get(sc, *collection, name, req),
         Target::TokenInfo => tokeninfo(req),
         Target::Troubleshoot => troubleshoot(sc, req),
+        Target::KnativeService { namespace, service } => {
+            crate::gcloud::knative_get(sc, namespace, service, req)
+        }
+        Target::KnativeList { namespace } => crate::gcloud::knative_list(sc, namespace, req),
+        Target::Ancestry(p) => crate::gcloud::ancestry(sc, p),
         Target::EffectivePolicy {
             kind,
             id,

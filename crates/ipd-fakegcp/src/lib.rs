@@ -122,6 +122,7 @@
 pub mod convert;
 pub mod envelope;
 pub mod filter;
+pub mod gcloud;
 mod handlers;
 pub mod options;
 pub mod routes;
