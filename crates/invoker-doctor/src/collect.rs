@@ -453,7 +453,12 @@ pub fn envelope_from_stderr(stderr: &str) -> (String, Option<Value>) {
         .find(|l| l.starts_with("ERROR:"))
         .or_else(|| stderr.lines().rev().find(|l| !l.trim().is_empty()))
         .unwrap_or("")
-        .trim()
+        .trim();
+    // gcloud's note on which credentials it used names a file path: not evidence.
+    let line = line
+        .split(" This command is authenticated")
+        .next()
+        .unwrap_or(line)
         .to_string();
     let rest = line
         .strip_prefix("ERROR:")
@@ -463,10 +468,6 @@ pub fn envelope_from_stderr(stderr: &str) -> (String, Option<Value>) {
             None => r,
         })
         .unwrap_or("");
-    let rest = rest
-        .split(" This command is authenticated")
-        .next()
-        .unwrap_or(rest);
     let Some((status, message)) = rest.split_once(": ") else {
         return (line, None);
     };
@@ -969,6 +970,10 @@ mod tests {
         assert!(role_step("roles/run.invoker").is_none());
     }
 
+    fn line_of_403() -> String {
+        envelope_from_stderr("ERROR: (gcloud.x) PERMISSION_DENIED: no. This command is authenticated with an access token from /tmp/t specified by the [auth/access_token_file] property.").0
+    }
+
     #[test]
     fn gcloud_errors_become_envelopes() {
         let (_, e) = envelope_from_stderr(
@@ -978,6 +983,7 @@ mod tests {
         assert_eq!(e["error"]["code"], 403);
         assert_eq!(e["error"]["status"], "PERMISSION_DENIED");
         assert!(!e["error"]["message"].as_str().unwrap().contains("/tmp/t"));
+        assert!(!line_of_403().contains("/tmp/t"));
         assert!(ipd_model::doc::ApiError::from_envelope(&e).is_some());
         // gcloud's own wording without a status is a gap, not an invented envelope.
         let (line, e) = envelope_from_stderr(

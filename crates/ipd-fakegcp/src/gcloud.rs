@@ -169,6 +169,19 @@ pub fn v2_to_v1(v2: &Value, id: &Identity) -> Value {
     let t = v2.get("template").cloned().unwrap_or(Value::Null);
     let mut rev_spec = Map::new();
     if let Some(c) = t.get("containers").and_then(Value::as_array) {
+        // The fields v1 and v2 spell alike.
+        let c: Vec<Value> = c
+            .iter()
+            .map(|k| {
+                let mut m = Map::new();
+                for key in ["image", "name", "ports"] {
+                    if let Some(v) = k.get(key) {
+                        m.insert(key.into(), v.clone());
+                    }
+                }
+                Value::Object(m)
+            })
+            .collect();
         rev_spec.insert("containers".into(), json!(c));
     }
     if let Some(sa) = t.get("serviceAccount").and_then(Value::as_str) {

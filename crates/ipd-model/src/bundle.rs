@@ -124,10 +124,21 @@ pub fn from_files<'a>(
                 .map(DenyPoliciesFile::into_vec)
             }
             "troubleshoot.json" => {
-                ev.troubleshoot = Some(gathered(
+                let g = gathered(
                     doc::parse::<Troubleshoot>(path, text)?,
                     "run.services.getIamPolicy",
-                ))
+                );
+                let refused = match (&g, doc::parse::<serde_json::Value>(path, text)?) {
+                    (Gathered::Present(_), Doc::Value(raw)) => crate::troubleshoot::unusable(&raw),
+                    _ => None,
+                };
+                ev.troubleshoot = Some(match refused {
+                    Some(why) => {
+                        warnings.push(why.clone());
+                        Gathered::Missing { why }
+                    }
+                    None => g,
+                });
             }
             "context.json" => match doc::parse::<Context>(path, text)? {
                 Doc::Value(c) => ev.context = Some(c),
