@@ -403,7 +403,7 @@ pub fn script(req: &Request, out: &Path) -> String {
     ));
     s.push_str(&format!(": > {GAPS_FILE}\n"));
     s.push_str(&format!(
-        "save() {{ f=$1; shift; if \"$@\" > \"$f.tmp\" 2> \"$f.err\"; then mv \"$f.tmp\" \"$f\"; else echo \"$f: $(grep -h ERROR \"$f.err\" | tail -n 1)\" >> {GAPS_FILE}; rm -f \"$f.tmp\"; fi; rm -f \"$f.err\"; }}\n\n"
+        "save() {{ f=$1; shift; if \"$@\" > \"$f.tmp\" 2> \"$f.err\"; then mv \"$f.tmp\" \"$f\"; else echo \"$f: $(grep -h ERROR \"$f.err\" | tail -n 1 | sed 's/ This command is authenticated.*//')\" >> {GAPS_FILE}; rm -f \"$f.tmp\"; fi; rm -f \"$f.err\"; }}\n\n"
     ));
     for st in fixed_steps(req) {
         s.push_str(&format!("save {} {}\n", st.file, render(&st.argv)));
@@ -421,7 +421,7 @@ pub fn script(req: &Request, out: &Path) -> String {
         t.project
     ));
     s.push_str(&format!(
-        "{{\n  printf '['; sep=''\n  for ap in $points; do\n    for id in $(gcloud iam policies list --attachment-point=\"$ap\" --kind=denypolicies --format='value(name.basename())' 2>> {GAPS_FILE}); do\n      printf '%s' \"$sep\"; gcloud iam policies get \"$id\" --attachment-point=\"$ap\" --kind=denypolicies --format=json 2>> {GAPS_FILE}; sep=','\n    done\n  done\n  printf ']\\n'\n}} > deny-policies.json\n"
+        "{{\n  printf '['; sep=''\n  for ap in $points; do\n    for id in $(gcloud iam policies list --attachment-point=\"$ap\" --kind=denypolicies --flatten=policies --format='value(policies.name.basename())' 2>> {GAPS_FILE}); do\n      printf '%s' \"$sep\"; gcloud iam policies get \"$id\" --attachment-point=\"$ap\" --kind=denypolicies --format=json 2>> {GAPS_FILE}; sep=','\n    done\n  done\n  printf ']\\n'\n}} > deny-policies.json\n"
     ));
     s.push_str("\n# Custom roles bound in those policies.\n");
     s.push_str(
