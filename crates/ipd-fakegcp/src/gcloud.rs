@@ -19,8 +19,9 @@ use crate::scenario::{Identity, Parent, Scenario, Stored};
 
 const KNATIVE: &str = "serving.knative.dev/v1";
 
-/// The region a regional endpoint's host names (`europe-west1-fake-gcp.test:8085`), among the
-/// regions the scenario holds services in; `None` for the global host.
+/// The region a regional endpoint's host names (`europe-west1-fake-gcp.test:8085`): a known
+/// region of the scenario's services, else any prefix shaped like a region (`asia-east1-`);
+/// `None` for the global host.
 fn host_region(sc: &Scenario, host: Option<&str>) -> Option<String> {
     let host = host?;
     let mut regions: Vec<String> = vec![sc.identity.region.clone()];
@@ -35,9 +36,23 @@ fn host_region(sc: &Scenario, host: Option<&str>) -> Option<String> {
     }
     // The longest match wins (`us-central1` before a hypothetical `us`).
     regions.sort_by_key(|r| std::cmp::Reverse(r.len()));
-    regions
+    if let Some(r) = regions
         .into_iter()
         .find(|r| host.starts_with(&format!("{r}-")))
+    {
+        return Some(r);
+    }
+    // `WORD-WORDDIGITS-`: the shape of every Cloud Run region.
+    let mut parts = host.splitn(3, '-');
+    let (a, b, rest) = (parts.next()?, parts.next()?, parts.next()?);
+    let shaped = !a.is_empty()
+        && a.chars().all(|c| c.is_ascii_lowercase())
+        && b.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+        && b.ends_with(|c: char| c.is_ascii_digit())
+        && b.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && !rest.is_empty();
+    shaped.then(|| format!("{a}-{b}"))
 }
 
 fn v1_ingress(v2: &str) -> &'static str {
@@ -370,6 +385,32 @@ pub fn ancestry(sc: &Scenario, project: &str) -> Reply {
     Reply::ok(json!({ "ancestor": out }))
 }
 
+/// A predefined role (`gcloud iam roles describe roles/run.invoker`), from the table of roles
+/// invoker-doctor knows ([`ipd_model::roles`]). `includedPermissions` lists only
+/// `run.routes.invoke`, where the role has it: the fake knows no other permission, so it is a
+/// partial list (the real one is longer). `None` for a role outside the table (404).
+pub fn predefined_role(name: &str) -> Option<Value> {
+    use ipd_model::roles::{INVOKE_PERMISSION, INVOKER_ROLES, NON_INVOKER_ROLES};
+    let id = name.strip_prefix("roles/")?;
+    let grants = INVOKER_ROLES.contains(&name);
+    if !grants && !NON_INVOKER_ROLES.contains(&name) {
+        return None;
+    }
+    let mut m = Map::new();
+    m.insert(
+        "description".into(),
+        json!(format!("Predefined role {id}.")),
+    );
+    m.insert("etag".into(), json!("AA=="));
+    if grants {
+        m.insert("includedPermissions".into(), json!([INVOKE_PERMISSION]));
+    }
+    m.insert("name".into(), json!(name));
+    m.insert("stage".into(), json!("GA"));
+    m.insert("title".into(), json!(id));
+    Some(Value::Object(m))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -427,6 +468,17 @@ mod tests {
     }
 
     #[test]
+    fn predefined_roles_say_whether_they_grant_invoke() {
+        let inv = predefined_role("roles/run.invoker").unwrap();
+        assert_eq!(inv["includedPermissions"], json!(["run.routes.invoke"]));
+        assert_eq!(inv["stage"], "GA");
+        let viewer = predefined_role("roles/run.viewer").unwrap();
+        assert!(viewer.get("includedPermissions").is_none());
+        assert!(predefined_role("roles/no.such").is_none());
+        assert!(predefined_role("projects/p/roles/custom").is_none());
+    }
+
+    #[test]
     fn region_from_the_regional_host() {
         let sc = Scenario::new(Identity::default());
         assert_eq!(
@@ -434,6 +486,11 @@ mod tests {
             Some("europe-west1")
         );
         assert_eq!(host_region(&sc, Some("fake-gcp.test:8085")), None);
+        assert_eq!(
+            host_region(&sc, Some("asia-east1-fake-gcp.test")).as_deref(),
+            Some("asia-east1")
+        );
+        assert_eq!(host_region(&sc, Some("127.0.0.1:8085")), None);
         assert_eq!(host_region(&sc, None), None);
     }
 

@@ -469,7 +469,10 @@ pub fn answer(sc: &Scenario, target: &Target, req: &Request<'_>) -> Reply {
                     .is_some_and(|n| normalize_project(sc, n) == want)
             }) {
                 Some(r) => Reply::ok(r.clone()),
-                None => envelope::not_found(format!("The role named {name} was not found.")),
+                None => match crate::gcloud::predefined_role(name) {
+                    Some(r) => Reply::ok(r),
+                    None => envelope::not_found(format!("The role named {name} was not found.")),
+                },
             }
         }
         Target::DenyList { attachment, kind }

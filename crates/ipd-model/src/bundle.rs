@@ -322,6 +322,33 @@ mod tests {
     }
 
     #[test]
+    fn a_v2alpha1_troubleshooter_answer_is_refused_not_misread() {
+        let v2alpha1 = r#"{"access": "GRANTED", "explainedPolicies": [{"access": "GRANTED", "fullResourceName": "//cloudresourcemanager.googleapis.com/projects/p"}]}"#;
+        let l = from_files([("troubleshoot.json", "b/troubleshoot.json", v2alpha1)]).unwrap();
+        match &l.evidence.troubleshoot {
+            Some(Gathered::Missing { why }) => {
+                assert!(
+                    why.contains("v2alpha1") && why.contains("policy-intelligence"),
+                    "{why}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            l.warnings.iter().any(|w| w.contains("v2alpha1")),
+            "{:?}",
+            l.warnings
+        );
+        // A v3 answer is read.
+        let v3 = r#"{"overallAccessState": "CANNOT_ACCESS"}"#;
+        let l = from_files([("troubleshoot.json", "b/troubleshoot.json", v3)]).unwrap();
+        assert!(matches!(
+            l.evidence.troubleshoot,
+            Some(Gathered::Present(_))
+        ));
+    }
+
+    #[test]
     fn denied_file_becomes_a_gap() {
         let text = include_str!("../testdata/error-403-no-details.github-issue.json");
         let l =
