@@ -54,3 +54,8 @@ bench-offline:
 
 bench-live RUNS="10" LATENCY_MS="100" FIXTURE="missing-binding-sa-not-bound-anywhere":
     cargo run --release -q -p invoker-doctor --example bench_live -- {{RUNS}} {{LATENCY_MS}} {{FIXTURE}}
+
+# incidents live against fake-gcp: an hour of 50,000 refusals across 20 services; wall time,
+# entries read, peak memory (/usr/bin/time -v)
+bench-incidents MAX="60000":
+    scripts/bench-incidents.sh {{MAX}}

@@ -4,7 +4,8 @@
 //! - `gcloud run services describe|list` read Cloud Run v1 (Knative):
 //!   `GET apis/serving.knative.dev/v1/namespaces/P/services[/S]` on the **regional** host
 //!   (`REGION-HOST` of `CLOUDSDK_API_ENDPOINT_OVERRIDES_RUN`), answered in the v1 shape.
-//! - `gcloud projects get-ancestors` calls Resource Manager v1 `POST v1/projects/P:getAncestry`.
+//! - `gcloud projects get-ancestors` calls Resource Manager v1 `POST v1/projects/P:getAncestry`
+//!   (served by the handlers with `Target::ProjectAncestry`).
 //!
 //! The other gcloud paths (`v1/projects/P/locations/R/services/S:getIamPolicy`, CRM v1
 //! `projects|organizations` and v2 `folders` `getIamPolicy`, IAM v2 attachment points encoded
@@ -15,12 +16,12 @@ use serde_json::{Map, Value, json};
 
 use crate::envelope::{self, Reply};
 use crate::handlers::Request;
-use crate::scenario::{Identity, Parent, Scenario, Stored};
+use crate::scenario::{Identity, Scenario, Stored};
 
 const KNATIVE: &str = "serving.knative.dev/v1";
 
 /// The region a regional endpoint's host names (`europe-west1-fake-gcp.test:8085`): a known
-/// region of the scenario's services, else any prefix shaped like a region (`asia-east1-`);
+/// region of the scenario's services, else any prefix that is a region name (`asia-east1-`);
 /// `None` for the global host.
 fn host_region(sc: &Scenario, host: Option<&str>) -> Option<String> {
     let host = host?;
@@ -42,17 +43,11 @@ fn host_region(sc: &Scenario, host: Option<&str>) -> Option<String> {
     {
         return Some(r);
     }
-    // `WORD-WORDDIGITS-`: the shape of every Cloud Run region.
-    let mut parts = host.splitn(3, '-');
-    let (a, b, rest) = (parts.next()?, parts.next()?, parts.next()?);
-    let shaped = !a.is_empty()
-        && a.chars().all(|c| c.is_ascii_lowercase())
-        && b.chars().next().is_some_and(|c| c.is_ascii_lowercase())
-        && b.ends_with(|c: char| c.is_ascii_digit())
-        && b.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && !rest.is_empty();
-    shaped.then(|| format!("{a}-{b}"))
+    // Any other region-shaped prefix (`asia-east1-`).
+    host.match_indices('-')
+        .map(|(i, _)| &host[..i])
+        .find(|p| ipd_model::service::is_region_name(p))
+        .map(str::to_string)
 }
 
 fn v1_ingress(v2: &str) -> &'static str {
@@ -127,6 +122,16 @@ pub fn v2_to_v1(v2: &Value, id: &Identity) -> Value {
             "run.googleapis.com/custom-audiences".into(),
             json!(Value::Array(a.clone()).to_string()),
         );
+    }
+    // v2 `multiRegionSettings.regions` is v1 `run.googleapis.com/regions`, comma-separated as
+    // gcloud 528 writes it (`command_lib/run/config_changes.py`).
+    if let Some(r) = v2
+        .pointer("/multiRegionSettings/regions")
+        .and_then(Value::as_array)
+        .filter(|r| !r.is_empty())
+    {
+        let list: Vec<&str> = r.iter().filter_map(Value::as_str).collect();
+        ann.insert("run.googleapis.com/regions".into(), json!(list.join(",")));
     }
     let mut urls: Vec<String> = Vec::new();
     for u in s("uri").into_iter().chain(
@@ -356,35 +361,6 @@ pub fn knative_list(sc: &Scenario, namespace: &str, req: &Request<'_>) -> Reply 
     }))
 }
 
-/// `POST v1/projects/P:getAncestry` (Resource Manager v1): the project, then its folders and
-/// organization, nearest first, as `{"ancestor": [{"resourceId": {"type", "id"}}]}`.
-pub fn ancestry(sc: &Scenario, project: &str) -> Reply {
-    if !sc.is_project(project) {
-        return envelope::permission_denied(
-            "resourcemanager.projects.get",
-            &format!("projects/{project}"),
-        );
-    }
-    let node = |t: &str, id: &str| json!({"resourceId": {"type": t, "id": id}});
-    let mut out = vec![node("project", &sc.identity.project_id)];
-    let mut next = sc.project_parent.clone();
-    let mut seen = 0;
-    while let Some(p) = next.take() {
-        seen += 1;
-        if seen > 20 {
-            break;
-        }
-        match p {
-            Parent::Folder(f) => {
-                out.push(node("folder", &f));
-                next = sc.folders.get(&f).and_then(|x| x.parent.clone());
-            }
-            Parent::Organization(o) => out.push(node("organization", &o)),
-        }
-    }
-    Reply::ok(json!({ "ancestor": out }))
-}
-
 /// A predefined role (`gcloud iam roles describe roles/run.invoker`), from the table of roles
 /// invoker-doctor knows ([`ipd_model::roles`]). `includedPermissions` lists only
 /// `run.routes.invoke`, where the role has it: the fake knows no other permission, so it is a
@@ -459,6 +435,15 @@ mod tests {
             Some("rt@shop-prod.iam.gserviceaccount.com")
         );
         assert!(s.is_function());
+        // Multi-region.
+        let multi = json!({"name": "projects/p/locations/europe-west1/services/a",
+            "multiRegionSettings": {"regions": ["europe-west1", "us-central1"]}});
+        let v1 = v2_to_v1(&multi, &Identity::default());
+        assert_eq!(
+            v1["metadata"]["annotations"]["run.googleapis.com/regions"],
+            "europe-west1,us-central1"
+        );
+        assert!(parse_v1(&v1).is_multi_region());
         // A plain service stays plain.
         let plain = json!({"name": "projects/p/locations/us-central1/services/a", "ingress": "INGRESS_TRAFFIC_ALL"});
         let s = parse_v1(&v2_to_v1(&plain, &Identity::default()));
@@ -492,23 +477,5 @@ mod tests {
         );
         assert_eq!(host_region(&sc, Some("127.0.0.1:8085")), None);
         assert_eq!(host_region(&sc, None), None);
-    }
-
-    #[test]
-    fn ancestry_walks_folders_to_the_organization() {
-        let mut sc = Scenario::new(Identity::default());
-        sc.project_parent = Some(Parent::Folder("11".into()));
-        sc.folders.entry("11".into()).or_default().parent = Some(Parent::Organization("99".into()));
-        let r = ancestry(&sc, "shop-prod");
-        assert_eq!(r.status, 200);
-        assert_eq!(
-            r.body,
-            json!({"ancestor": [
-                {"resourceId": {"type": "project", "id": "shop-prod"}},
-                {"resourceId": {"type": "folder", "id": "11"}},
-                {"resourceId": {"type": "organization", "id": "99"}}
-            ]})
-        );
-        assert_eq!(ancestry(&sc, "other").status, 403);
     }
 }

@@ -24,6 +24,7 @@
 //! | `run.services.list` | `GET /v2/projects/{p}/locations/{l}/services` (`pageSize`, `pageToken`) |
 //! | `run.services.getIamPolicy` | `GET /v2/projects/{p}/locations/{l}/services/{s}:getIamPolicy?options.requestedPolicyVersion=N` |
 //! | `projects.get`, `folders.get`, `organizations.get` | `GET /v3/projects/{p}`, `/v3/folders/{id}`, `/v3/organizations/{id}` |
+//! | `projects.getAncestry` | `POST /v1/projects/{projectId}:getAncestry` (Resource Manager v1), body `{}` or none; answers `{"ancestor": [{"resourceId": {"type": "project\|folder\|organization", "id"}}]}` bottom-up; a 403 is v1's legacy envelope |
 //! | `*.getIamPolicy` (CRM) | `POST /v3/{projects\|folders\|organizations}/{id}:getIamPolicy`, body `{"options":{"requestedPolicyVersion":3}}` |
 //! | `logging.entries.list` | `POST /v2/entries:list`, body `{resourceNames, filter, orderBy, pageSize, pageToken}` |
 //! | `orgpolicy.getEffectivePolicy` | `GET /v2/{projects\|folders\|organizations}/{id}/policies/{constraint}:getEffectivePolicy` |
@@ -45,7 +46,6 @@
 //! | `run.services.get` | `GET /apis/serving.knative.dev/v1/namespaces/{p}/services/{s}` on `REGION-HOST` (Cloud Run v1: the bundle's v1 document verbatim, else the v2 resource translated) | `gcloud run services describe` |
 //! | `run.services.list` | `GET /apis/serving.knative.dev/v1/namespaces/{p}/services` (the host's region, or every region on the global host) | `gcloud run services list` |
 //! | `run.services.getIamPolicy` | `GET /v1/projects/{p}/locations/{l}/services/{s}:getIamPolicy` | `gcloud run services get-iam-policy` |
-//! | `projects.get` | `POST /v1/projects/{p}:getAncestry` (CRM v1: `{"ancestor": [{"resourceId": {type, id}}]}`) | `gcloud projects get-ancestors` |
 //! | `*.getIamPolicy` (CRM) | `POST /v1/projects/{p}:getIamPolicy`, `/v2/folders/{id}:getIamPolicy`, `/v1/organizations/{id}:getIamPolicy` | `gcloud projects\|resource-manager folders\|organizations get-iam-policy` |
 //! | `iam.denypolicies` | `GET /v2/policies/{attachment}/denypolicies[/{id}]` with the attachment point encoded twice (`%252F`), as gcloud sends it | `gcloud iam policies list\|get` |
 //! | `iam.roles.get` | `GET /v1/roles/{r}` for the predefined roles of [`ipd_model::roles`] too | `gcloud iam roles describe` |
