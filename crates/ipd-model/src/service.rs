@@ -576,6 +576,17 @@ mod tests {
             assert_eq!(s.ingress, Ingress::All);
         }
         for text in [
+            include_str!("../testdata/gcloud-528/describe-multi-region.json"),
+            include_str!("../testdata/gcloud-528/export-multi-region.yaml"),
+        ] {
+            let s = ok("service.yaml", text);
+            assert!(s.is_multi_region(), "{s:?}");
+            assert_eq!(
+                s.regions,
+                vec!["europe-west1".to_string(), "us-central1".to_string()]
+            );
+        }
+        for text in [
             include_str!("../testdata/gcloud-528/describe-invoker-iam-disabled.json"),
             include_str!("../testdata/gcloud-528/export-invoker-iam-disabled.yaml"),
         ] {
