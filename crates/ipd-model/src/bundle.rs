@@ -124,10 +124,21 @@ pub fn from_files<'a>(
                 .map(DenyPoliciesFile::into_vec)
             }
             "troubleshoot.json" => {
-                ev.troubleshoot = Some(gathered(
+                let g = gathered(
                     doc::parse::<Troubleshoot>(path, text)?,
                     "run.services.getIamPolicy",
-                ))
+                );
+                let refused = match (&g, doc::parse::<serde_json::Value>(path, text)?) {
+                    (Gathered::Present(_), Doc::Value(raw)) => crate::troubleshoot::unusable(&raw),
+                    _ => None,
+                };
+                ev.troubleshoot = Some(match refused {
+                    Some(why) => {
+                        warnings.push(why.clone());
+                        Gathered::Missing { why }
+                    }
+                    None => g,
+                });
             }
             "context.json" => match doc::parse::<Context>(path, text)? {
                 Doc::Value(c) => ev.context = Some(c),
@@ -350,6 +361,33 @@ mod tests {
             e.to_string().starts_with("b/service-iam-policy.json:1:"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_v2alpha1_troubleshooter_answer_is_refused_not_misread() {
+        let v2alpha1 = r#"{"access": "GRANTED", "explainedPolicies": [{"access": "GRANTED", "fullResourceName": "//cloudresourcemanager.googleapis.com/projects/p"}]}"#;
+        let l = from_files([("troubleshoot.json", "b/troubleshoot.json", v2alpha1)]).unwrap();
+        match &l.evidence.troubleshoot {
+            Some(Gathered::Missing { why }) => {
+                assert!(
+                    why.contains("v2alpha1") && why.contains("policy-intelligence"),
+                    "{why}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            l.warnings.iter().any(|w| w.contains("v2alpha1")),
+            "{:?}",
+            l.warnings
+        );
+        // A v3 answer is read.
+        let v3 = r#"{"overallAccessState": "CANNOT_ACCESS"}"#;
+        let l = from_files([("troubleshoot.json", "b/troubleshoot.json", v3)]).unwrap();
+        assert!(matches!(
+            l.evidence.troubleshoot,
+            Some(Gathered::Present(_))
+        ));
     }
 
     #[test]

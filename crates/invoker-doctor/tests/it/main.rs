@@ -3,6 +3,7 @@
 mod cli;
 mod docs;
 mod fixtures;
+mod gcloud;
 mod incidents;
 mod live;
 mod pastes;
