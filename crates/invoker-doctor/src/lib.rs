@@ -5,6 +5,7 @@ pub mod cli;
 pub mod docs;
 pub mod explain;
 pub mod live;
+pub mod scan;
 
 use std::io::Read;
 
@@ -44,6 +45,7 @@ pub fn run_with_env(cli: &cli::Cli, stdin: &mut dyn Read, env: &Env) -> Result<O
         Command::Diagnose(d) => diagnose(d, stdin, env),
         Command::Explain(e) => explain::run(e, stdin, env),
         Command::Rules(r) => docs::rules_command(r.code.as_deref()),
+        Command::Scan(s) => scan::run(s, env),
     }
 }
 

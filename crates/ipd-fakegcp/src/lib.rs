@@ -124,6 +124,8 @@ pub mod envelope;
 pub mod filter;
 mod handlers;
 pub mod options;
+pub mod org;
+pub mod org_server;
 pub mod routes;
 pub mod scenario;
 mod server;

@@ -326,7 +326,7 @@ struct Done {
 /// Gathers evidence over a shared client.
 #[derive(Clone)]
 pub struct Gatherer {
-    client: Arc<Client>,
+    pub(crate) client: Arc<Client>,
     settings: Settings,
 }
 
@@ -886,7 +886,7 @@ pub fn troubleshooter_email(p: &Principal) -> Option<&str> {
 /// Reads `entries:list` pages: keeps paging through empty pages with a `nextPageToken` (the
 /// API's "still searching"), stops after `max_log_pages` pages with entries or
 /// `max_log_requests` requests. Returns the entries (a JSON array) and the calls made.
-async fn list_entries(
+pub(crate) async fn list_entries(
     client: &Client,
     mut body: Value,
     s: &Settings,
@@ -962,7 +962,7 @@ fn role_file_name(name: &str, rec: &Recording) -> String {
 /// else the envelope of the failure (a refusal first), so the source is a gap rather than a
 /// partial answer that would read as "nothing set". A constraint the API does not know
 /// (400/404) counts as not set.
-fn org_policies(
+pub(crate) fn org_policies(
     answers: BTreeMap<&'static str, Result<Value, Failure>>,
     notes: &mut Vec<String>,
 ) -> Result<Value, Failure> {

@@ -4,6 +4,8 @@
 //! Colour comes from `colored`, whose global override the binary sets (terminal detection,
 //! `NO_COLOR`, `--color`). Everything reads the same without colour.
 
+pub mod scan;
+
 use std::fmt::Write;
 
 use colored::Colorize;
@@ -18,7 +20,7 @@ pub fn json(report: &Report) -> String {
         .unwrap_or_else(|e| format!("{{\"error\": \"cannot serialize report: {e}\"}}"))
 }
 
-fn verdict_label(v: Verdict) -> String {
+pub(crate) fn verdict_label(v: Verdict) -> String {
     let s = v.as_str();
     match v {
         Verdict::Confirmed => s.red().bold().to_string(),

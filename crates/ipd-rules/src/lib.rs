@@ -14,6 +14,7 @@ pub mod registry;
 pub mod report;
 pub mod rule;
 pub mod rules;
+pub mod scan;
 #[cfg(test)]
 pub(crate) mod testkit;
 

@@ -4,4 +4,5 @@ mod cli;
 mod docs;
 mod fixtures;
 mod live;
+mod scan;
 mod support;
