@@ -55,6 +55,11 @@ bench-offline:
 bench-live RUNS="10" LATENCY_MS="100" FIXTURE="missing-binding-sa-not-bound-anywhere":
     cargo run --release -q -p invoker-doctor --example bench_live -- {{RUNS}} {{LATENCY_MS}} {{FIXTURE}}
 
+# incidents live against fake-gcp: an hour of 50,000 refusals across 20 services; wall time,
+# entries read, peak memory (/usr/bin/time -v)
+bench-incidents MAX="60000":
+    scripts/bench-incidents.sh {{MAX}}
+
 # a scan of 1,000 services and 2,000 callers (fixtures/org-bench) against the fake at 100 ms
 # per call: wall time, calls, pages, peak memory, and the calls a per-service crawl would need
 bench-scan LATENCY_MS="100" ORG="fixtures/org-bench/org.yaml":

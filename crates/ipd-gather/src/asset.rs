@@ -30,7 +30,7 @@ use ipd_model::gathered::GapState;
 use ipd_model::iam::Policy;
 use ipd_model::inventory::{
     CALLER_TYPES, IAM_QUERIES, Inventory, PROJECT, PolicyKey, RUN_SERVICE, parse_policy,
-    parse_resource, public_intent,
+    parse_resource,
 };
 use ipd_model::logs::LogEntry;
 use ipd_model::orgpolicy::OrgPolicy;
@@ -510,7 +510,7 @@ impl Gatherer {
         let projects: BTreeSet<String> = inv
             .services
             .iter()
-            .filter(|svc| public_intent(&inv.service_entries(svc)).is_some())
+            .filter(|svc| inv.public_intent(svc).is_some())
             .map(|svc| inv.service_project_number(svc))
             .collect();
         let mut set = JoinSet::new();
@@ -524,12 +524,12 @@ impl Gatherer {
                 set.spawn(async move { (p, *c, client.call(&call, 2).await) });
             }
         }
-        let mut answers: BTreeMap<String, BTreeMap<&'static str, Result<Value, Failure>>> =
+        let mut answers: BTreeMap<String, BTreeMap<String, Result<Value, Failure>>> =
             BTreeMap::new();
         while let Some(j) = set.join_next().await {
             let Ok((p, c, r)) = j else { continue };
             Progress::add(&progress.calls, 1);
-            answers.entry(p).or_default().insert(c, r);
+            answers.entry(p).or_default().insert(c.to_string(), r);
         }
         let call = Call::GetEffectivePolicy {
             name: String::new(),

@@ -20,7 +20,6 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::audit::{binding_changes, invoker_check_changes};
 use crate::caller::CallerConfig;
 use crate::evidence::Gap;
 use crate::gathered::Gathered;
@@ -433,6 +432,13 @@ impl Inventory {
         service_entries_of(self, s)
     }
 
+    /// Why the owner meant `s` to be public ([`crate::audit::public_intent`] over its
+    /// Admin Activity entries), as an evidence line; `None` when the log shows no standing
+    /// attempt.
+    pub fn public_intent(&self, s: &ScannedService) -> Option<String> {
+        crate::audit::public_intent(&self.service_entries(s), Some(&s.name)).map(|a| a.describe())
+    }
+
     /// The project number of a service (from the search's `project`, or its name).
     pub fn service_project_number(&self, s: &ScannedService) -> String {
         s.placement.project_number.clone().unwrap_or_else(|| {
@@ -463,42 +469,6 @@ fn service_entries_of(inv: &Inventory, s: &ScannedService) -> Vec<LogEntry> {
         })
         .cloned()
         .collect()
-}
-
-/// Why the owner meant the service to be public, from its Admin Activity entries: an attempt
-/// (refused or not) to grant `allUsers` / `allAuthenticatedUsers`, or to disable the invoker
-/// check. `None` when the log shows no such attempt.
-pub fn public_intent(entries: &[LogEntry]) -> Option<String> {
-    if let Some(c) = binding_changes(entries).into_iter().find(|c| {
-        matches!(c.member.as_str(), "allUsers" | "allAuthenticatedUsers") && c.action != "REMOVE"
-    }) {
-        return Some(format!(
-            "{} of `{}` → `{}`{}{}",
-            c.method.as_deref().unwrap_or("SetIamPolicy"),
-            c.role,
-            c.member,
-            c.actor
-                .as_deref()
-                .map(|a| format!(" by `{a}`"))
-                .unwrap_or_default(),
-            c.time
-                .map(|t| format!(" at {}", crate::time::fmt(&t)))
-                .unwrap_or_default(),
-        ));
-    }
-    invoker_check_changes(entries)
-        .into_iter()
-        .find(|c| c.disabled)
-        .map(|c| {
-            format!(
-                "{} disabling the invoker check{}",
-                c.method.as_deref().unwrap_or("UpdateService"),
-                c.actor
-                    .as_deref()
-                    .map(|a| format!(" by `{a}`"))
-                    .unwrap_or_default()
-            )
-        })
 }
 
 #[cfg(test)]

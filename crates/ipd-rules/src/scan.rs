@@ -24,8 +24,7 @@ use serde::Serialize;
 use ipd_model::evidence::Gap;
 use ipd_model::iam::{Level, Policy};
 use ipd_model::inventory::{
-    CallerTarget, Inventory, PolicyKey, ScannedCaller, ScannedService, public_intent,
-    url_host as host,
+    CallerTarget, Inventory, PolicyKey, ScannedCaller, ScannedService, url_host as host,
 };
 use ipd_model::{Evidence, Gathered, Inputs};
 
@@ -215,8 +214,7 @@ pub fn predict(inv: &Inventory, opts: &ScanOptions) -> ScanReport {
     for &i in &keep {
         let s = &inv.services[i];
         let project = inv.project_label(&inv.service_project_number(s));
-        let entries = inv.service_entries(s);
-        let intent = public_intent(&entries);
+        let intent = inv.public_intent(s);
         if intent.is_some() {
             totals.meant_public += 1;
         }

@@ -3,6 +3,8 @@
 mod cli;
 mod docs;
 mod fixtures;
+mod incidents;
 mod live;
+mod pastes;
 mod scan;
 mod support;
