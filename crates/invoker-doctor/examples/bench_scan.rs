@@ -8,6 +8,8 @@
 //! seeded problem was found, and next to it the calls a per-service crawl (list and get every
 //! service, its policy and every caller, API by API) would need for the same organization.
 //!
+//! `BENCH_SCAN_TEXT=1` also prints the text report.
+//!
 //! Not a test: nothing here asserts on time.
 
 use std::path::{Path, PathBuf};
@@ -76,32 +78,36 @@ fn main() -> Result<()> {
     let token_file = scratch.path().join("access-token");
     std::fs::write(&token_file, &token)?;
     std::fs::create_dir_all(scratch.path().join("gcloud"))?;
-    let mut cmd = Command::new(&bin);
-    cmd.env_clear()
-        .env("HOME", scratch.path())
-        .env("CLOUDSDK_CONFIG", scratch.path().join("gcloud"))
-        .env("CLOUDSDK_AUTH_ACCESS_TOKEN_FILE", &token_file)
-        .env("NO_COLOR", "1");
-    for api in [
-        "CLOUDASSET",
-        "RUN",
-        "CLOUDRESOURCEMANAGER",
-        "LOGGING",
-        "ORGPOLICY",
-        "PUBSUB",
-        "CLOUDSCHEDULER",
-        "CLOUDTASKS",
-        "EVENTARC",
-        "WORKFLOWS",
-    ] {
-        cmd.env(
-            format!("CLOUDSDK_API_ENDPOINT_OVERRIDES_{api}"),
-            fake.base_url(),
-        );
-    }
-    cmd.args(["scan", "--organization", &org_id, "--format", "json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    let make = |format: &str| {
+        let mut cmd = Command::new(&bin);
+        cmd.env_clear()
+            .env("HOME", scratch.path())
+            .env("CLOUDSDK_CONFIG", scratch.path().join("gcloud"))
+            .env("CLOUDSDK_AUTH_ACCESS_TOKEN_FILE", &token_file)
+            .env("NO_COLOR", "1");
+        for api in [
+            "CLOUDASSET",
+            "RUN",
+            "CLOUDRESOURCEMANAGER",
+            "LOGGING",
+            "ORGPOLICY",
+            "PUBSUB",
+            "CLOUDSCHEDULER",
+            "CLOUDTASKS",
+            "EVENTARC",
+            "WORKFLOWS",
+        ] {
+            cmd.env(
+                format!("CLOUDSDK_API_ENDPOINT_OVERRIDES_{api}"),
+                fake.base_url(),
+            );
+        }
+        cmd.args(["scan", "--organization", &org_id, "--format", format])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd
+    };
+    let mut cmd = make("json");
     let started = Instant::now();
     let mut child = cmd.spawn().context("run invoker-doctor scan")?;
     let pid = child.id();
@@ -179,5 +185,10 @@ fn main() -> Result<()> {
         seeded.len()
     );
     println!("  per-service crawl would need about {crawl} calls");
+    if std::env::var_os("BENCH_SCAN_TEXT").is_some() {
+        // The text report of the same organization (for the README's example).
+        let out = make("text").output()?;
+        println!("{}", String::from_utf8_lossy(&out.stdout));
+    }
     Ok(())
 }
