@@ -8,6 +8,7 @@ pub mod explain;
 pub mod incidents;
 pub mod live;
 pub mod paste_render;
+pub mod scan;
 
 use std::io::Read;
 
@@ -49,6 +50,7 @@ pub fn run_with_env(cli: &cli::Cli, stdin: &mut dyn Read, env: &Env) -> Result<O
         Command::Rules(r) => docs::rules_command(r.code.as_deref()),
         Command::Collect(c) => collect::command(c, env),
         Command::Incidents(i) => incidents::run(i, env),
+        Command::Scan(s) => scan::run(s, env),
     }
 }
 

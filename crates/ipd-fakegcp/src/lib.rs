@@ -142,6 +142,8 @@ pub mod filter;
 pub mod gcloud;
 mod handlers;
 pub mod options;
+pub mod org;
+pub mod org_server;
 pub mod routes;
 pub mod scenario;
 mod server;

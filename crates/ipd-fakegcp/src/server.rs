@@ -331,7 +331,11 @@ fn build(scenario: Scenario, options: FakeOptions) -> (Arc<Shared>, Router) {
     (shared, app)
 }
 
-async fn serve(listener: tokio::net::TcpListener, app: Router, stop: watch::Receiver<bool>) {
+pub(crate) async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    stop: watch::Receiver<bool>,
+) {
     let mut graceful_rx = stop.clone();
     let mut deadline_rx = stop;
     let graceful = async move {

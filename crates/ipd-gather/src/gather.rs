@@ -365,7 +365,7 @@ struct Done {
 /// Gathers evidence over a shared client.
 #[derive(Clone)]
 pub struct Gatherer {
-    client: Arc<Client>,
+    pub(crate) client: Arc<Client>,
     settings: Settings,
 }
 
@@ -1194,7 +1194,7 @@ fn role_file_name(name: &str, rec: &Recording) -> String {
 /// else the envelope of the failure (a refusal first), so the source is a gap rather than a
 /// partial answer that would read as "nothing set". A constraint the API does not know
 /// (400/404) counts as not set.
-fn org_policies(
+pub(crate) fn org_policies(
     answers: BTreeMap<String, Result<Value, Failure>>,
     notes: &mut Vec<String>,
 ) -> Result<Value, Failure> {

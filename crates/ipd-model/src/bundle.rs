@@ -317,7 +317,8 @@ fn gathered<T>(d: Doc<T>, permission: &str) -> Gathered<T> {
     }
 }
 
-fn denied_or_failed<T>(e: ApiError, permission: &str) -> Gathered<T> {
+/// An API error read as a gap: a refusal names the permission (the error's, else `permission`).
+pub fn denied_or_failed<T>(e: ApiError, permission: &str) -> Gathered<T> {
     if e.is_permission_denied() {
         Gathered::Denied {
             permission: Some(

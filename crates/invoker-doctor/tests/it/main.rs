@@ -7,4 +7,5 @@ mod gcloud;
 mod incidents;
 mod live;
 mod pastes;
+mod scan;
 mod support;
