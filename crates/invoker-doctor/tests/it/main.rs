@@ -3,5 +3,6 @@
 mod cli;
 mod docs;
 mod fixtures;
+mod hostile;
 mod live;
 mod support;
