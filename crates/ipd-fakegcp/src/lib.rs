@@ -122,12 +122,14 @@
 pub mod convert;
 pub mod envelope;
 pub mod filter;
+pub mod garble;
 mod handlers;
 pub mod options;
 pub mod routes;
 pub mod scenario;
 mod server;
 
+pub use garble::Garble;
 pub use options::{FakeOptions, Fault, Source};
 pub use scenario::{
     BundleOptions, ErrorReply, Folder, Identity, IdentityOverrides, OrgPolicies, Organization,

@@ -414,7 +414,7 @@ fn read_file(
             );
             ev.ancestor_policies.push((ancestor_level(name), g));
         }
-        _ if name.starts_with("org-policy") => {
+        _ if name == "org-policies.json" || name.starts_with("org-policy-") => {
             org.seen = true;
             match doc::parse::<OrgPoliciesFile>(path, text)? {
                 Doc::Value(v) => org.policies.extend(v.into_vec()),
@@ -490,7 +490,7 @@ fn fail(ev: &mut Evidence, org: &mut OrgFiles, name: &str, e: &ParseError) {
         _ if is_policy_file(name, "folder-") || is_policy_file(name, "organization-") => {
             ev.ancestor_policies.push((ancestor_level(name), failed(e)))
         }
-        _ if name.starts_with("org-policy") => {
+        _ if name == "org-policies.json" || name.starts_with("org-policy-") => {
             org.seen = true;
             org.failed.push(e.to_string());
         }

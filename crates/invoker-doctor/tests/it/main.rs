@@ -2,7 +2,9 @@
 
 mod cli;
 mod docs;
+mod faults;
 mod fixtures;
 mod hostile;
-mod live;
+pub(crate) mod live;
+mod secrets;
 mod support;
