@@ -920,4 +920,20 @@ mod tests {
         assert!(gap(&l, "custom_role:r").detail.contains("role-r.json:1:"));
         assert!(gap(&l, "context").detail.contains("context.json"));
     }
+
+    #[test]
+    fn org_policies_json_is_read() {
+        // Regression: the loading-loop rewrite once matched only `org-policy-*`, and
+        // `org-policies.json` fell through as an unknown file.
+        let good = r#"[{"name": "projects/p/policies/run.managed.requireInvokerIam", "spec": {"rules": [{"enforce": true}]}}]"#;
+        let l = from_files([("org-policies.json", "org-policies.json", good)]).unwrap();
+        assert_eq!(l.evidence.org_policies.present().map(Vec::len), Some(1));
+        assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+        let l = from_files([
+            ("service-iam-policy.json", "s", POLICY),
+            ("org-policies.json", "org-policies.json", "{"),
+        ])
+        .unwrap();
+        assert_eq!(gap(&l, "org_policies").state, crate::gathered::GapState::Failed);
+    }
 }
