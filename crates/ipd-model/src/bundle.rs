@@ -934,6 +934,9 @@ mod tests {
             ("org-policies.json", "org-policies.json", "{"),
         ])
         .unwrap();
-        assert_eq!(gap(&l, "org_policies").state, crate::gathered::GapState::Failed);
+        assert_eq!(
+            gap(&l, "org_policies").state,
+            crate::gathered::GapState::Failed
+        );
     }
 }

@@ -3,14 +3,13 @@
 //! the access-token file) and everything the process writes is scanned: stdout, stderr (with
 //! `-v`), the `--record` bundle, error messages; in every format, live and offline.
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use ipd_fakegcp::FakeOptions;
 
 use crate::live::{Live, fixture, run_fixture};
-use crate::support::workspace_root;
+use crate::support::{output_with_stdin, workspace_root};
 
 const HEADER: &str = "eyJhbGciOiJSUzI1NiIsImtpZCI6IjEiLCJ0eXAiOiJKV1QifQ";
 /// `{"iss": "https://accounts.google.com", "aud": "https://orders-api-123456789012...", "email":
@@ -127,21 +126,7 @@ fn offline_inputs_never_show_a_token() {
             .output()
             .expect("run");
         scan(&format!("--token @FILE {format}"), &out, &[], &all);
-        let mut child = offline()
-            .args(base)
-            .args(["--token", "-"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(stdin_tok.as_bytes())
-            .expect("stdin");
-        let out = child.wait_with_output().expect("wait");
+        let out = output_with_stdin(offline().args(base).args(["--token", "-"]), &stdin_tok);
         scan(&format!("--token - {format}"), &out, &[], &all);
         let out = offline()
             .args(["explain", &paste_tok, "--format", format])
