@@ -39,11 +39,69 @@ pub enum Format {
 pub enum Command {
     /// Diagnose a refused request from an evidence bundle (--bundle) or live from Google Cloud.
     Diagnose(DiagnoseArgs),
-    /// Tell what a pasted thing is (request/trace ID, insertId, Logs Explorer URL, LogEntry
-    /// JSON, ID token, error text or HTML) and diagnose as far as it and the evidence allow.
+    /// Tell where a pasted refusal came from (error page, curl transcript, stack trace, gcloud
+    /// or Terraform output, log entry, token, request/trace ID, Logs Explorer URL), what it
+    /// names and the next step, and diagnose as far as it and the evidence allow.
     Explain(ExplainArgs),
     /// List every rule, or print one rule's documentation.
     Rules(RulesArgs),
+    /// During an outage: which services refuse whom since when, the change that started it,
+    /// and the diagnosis of the top groups (live, or --bundle DIR offline).
+    Incidents(IncidentsArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq, Default)]
+pub enum IncidentFormat {
+    #[default]
+    Text,
+    Json,
+    Markdown,
+    /// One self-contained page (inline SVG charts, no external asset).
+    Html,
+}
+
+#[derive(Debug, Args)]
+pub struct IncidentsArgs {
+    /// Live mode: a project whose logs to read (repeat for several).
+    #[arg(long = "project", value_name = "P")]
+    pub projects: Vec<String>,
+    /// The window: this long before now (30m, 1h, 6h, 1d; default 1h). Live mode only.
+    #[arg(long, value_name = "DURATION", conflicts_with_all = ["from", "to"])]
+    pub since: Option<String>,
+    /// The window's start (RFC 3339).
+    #[arg(long, value_name = "RFC3339")]
+    pub from: Option<String>,
+    /// The window's end (RFC 3339; default now, or in a bundle its newest refusal).
+    #[arg(long, value_name = "RFC3339")]
+    pub to: Option<String>,
+    /// Only this service.
+    #[arg(long, value_name = "S")]
+    pub service: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = IncidentFormat::Text)]
+    pub format: IncidentFormat,
+    /// Read the bundle's logs.json (and services/S/ evidence) instead of the APIs.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["projects", "since", "record", "access_token_file", "impersonate_service_account"])]
+    pub bundle: Option<PathBuf>,
+    /// Live mode: log entries read at most per project (the newest are kept).
+    #[arg(long, value_name = "N", default_value_t = 20000)]
+    pub max_entries: u32,
+    /// How many of the largest groups to diagnose.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub top: usize,
+    /// Live mode: also write what was read to DIR (logs.json, and services/S/ for each
+    /// diagnosed service), to replay with --bundle DIR.
+    #[arg(long, value_name = "DIR")]
+    pub record: Option<PathBuf>,
+    /// Live mode: call the APIs with the OAuth access token in FILE.
+    #[arg(long, value_name = "FILE")]
+    pub access_token_file: Option<PathBuf>,
+    /// Live mode: call the APIs as this service account.
+    #[arg(long, value_name = "EMAIL")]
+    pub impersonate_service_account: Option<String>,
+    /// Live mode: list every API call on stderr.
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
 }
 
 #[derive(Debug, Args, Clone, Default)]
@@ -63,8 +121,9 @@ pub struct CaseArgs {
     /// When the failing request happened (RFC 3339); overrides logs and context.json.
     #[arg(long, value_name = "RFC3339")]
     pub at: Option<String>,
-    /// The status the client saw; overrides logs and context.json.
-    #[arg(long, value_parser = ["401", "403", "404"])]
+    /// The HTTP status the client saw (any, 100-599; a 2xx says nothing was denied);
+    /// overrides logs and context.json.
+    #[arg(long, value_name = "HTTP_STATUS")]
     pub status: Option<String>,
 }
 

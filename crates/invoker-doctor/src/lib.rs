@@ -4,7 +4,9 @@
 pub mod cli;
 pub mod docs;
 pub mod explain;
+pub mod incidents;
 pub mod live;
+pub mod paste_render;
 
 use std::io::Read;
 
@@ -44,6 +46,7 @@ pub fn run_with_env(cli: &cli::Cli, stdin: &mut dyn Read, env: &Env) -> Result<O
         Command::Diagnose(d) => diagnose(d, stdin, env),
         Command::Explain(e) => explain::run(e, stdin, env),
         Command::Rules(r) => docs::rules_command(r.code.as_deref()),
+        Command::Incidents(i) => incidents::run(i, env),
     }
 }
 
@@ -103,10 +106,10 @@ pub fn inputs(c: &CaseArgs) -> Result<Inputs> {
         None => None,
     };
     let status = match &c.status {
-        Some(s) => Some(
-            s.parse::<i64>()
-                .with_context(|| format!("--status: `{s}`"))?,
-        ),
+        Some(s) => match s.trim().parse::<i64>() {
+            Ok(n) if (100..=599).contains(&n) => Some(n),
+            _ => bail!("--status: `{s}` is not an HTTP status (a number from 100 to 599)"),
+        },
         None => None,
     };
     if let Some(p) = &c.caller

@@ -185,6 +185,9 @@ pub fn diagnose(d: &DiagnoseArgs, stdin: &mut dyn Read, env: &Env) -> Result<Out
     let request_url = d.url.clone().filter(|u| names_a_request(u));
     let mut g = Gathered::new(rec, target, inputs, token, trace, wall, notes)?;
     g.set_request_url(request_url);
+    if !d.live.no_troubleshooter {
+        g.mark_unaskable_caller();
+    }
     let report = ipd_rules::diagnose(&g.ev);
     let warnings = g.epilogue(&d.case, &d.live)?;
     Ok(Output {
@@ -250,6 +253,24 @@ pub(crate) struct Gathered {
 }
 
 impl Gathered {
+    /// When the caller is a principal type Policy Troubleshooter takes no question about (a
+    /// group, a federated or agent identity, a principal set), nothing was asked; the
+    /// cross-check says so rather than staying silent.
+    pub(crate) fn mark_unaskable_caller(&mut self) {
+        if self.ev.troubleshoot.is_some() {
+            return;
+        }
+        let facts = ipd_model::facts::Facts::derive(&self.ev);
+        if let Some(c) = facts.caller.filter(|c| !c.public)
+            && c.principal.troubleshooter_email().is_none()
+        {
+            self.ev.troubleshoot = Some(ipd_model::Gathered::Missing {
+                why: "not asked: Policy Troubleshooter cannot be asked about this principal type"
+                    .into(),
+            });
+        }
+    }
+
     pub(crate) fn new(
         rec: Recording,
         target: Target,
@@ -434,6 +455,9 @@ pub(crate) struct Pasted<'a> {
     /// A pasted token: whose it is says who the caller is (Policy Troubleshooter is asked
     /// about them); `explain` puts it on the evidence itself.
     pub token: Option<&'a Token>,
+    /// The service the paste itself names (a run.app URL, resource names): the target when
+    /// --region and --service are not given.
+    pub named: Option<Target>,
 }
 
 /// Live `explain`: find the request in Cloud Logging (`reference`: a trace ID or insertId),
@@ -451,6 +475,7 @@ pub(crate) fn explain(
         entry,
         project_hint,
         token: pasted_token,
+        named,
     } = pasted;
     let freshness = match a.live.freshness.as_deref() {
         Some(f) => parse_freshness(f)?,
@@ -462,6 +487,7 @@ pub(crate) fn explain(
         .clone()
         .or_else(|| project_hint.map(str::to_string))
         .or_else(|| entry.as_ref().and_then(target_of_entry).map(|t| t.project))
+        .or_else(|| named.as_ref().map(|t| t.project.clone()))
         .or_else(|| default_project(env, &mut notes));
     let explicit_target = match (&a.region, &a.service) {
         (Some(r), Some(s)) => project.clone().map(|p| Target {
@@ -469,7 +495,7 @@ pub(crate) fn explain(
             region: r.clone(),
             service: s.clone(),
         }),
-        _ => None,
+        _ => named.filter(|n| Some(&n.project) == project.as_ref()),
     };
     if reference.is_none() && entry.is_none() && explicit_target.is_none() {
         return Ok(Lookup::Unavailable(
@@ -550,7 +576,10 @@ pub(crate) fn explain(
             since: ipd_model::time::fmt(&since),
         }),
         Ok(Some((rec, target, inputs, found_entry, trace, wall))) => {
-            let gathered = Gathered::new(rec, target, inputs, token, trace, wall, notes)?;
+            let mut gathered = Gathered::new(rec, target, inputs, token, trace, wall, notes)?;
+            if !a.live.no_troubleshooter {
+                gathered.mark_unaskable_caller();
+            }
             Ok(Lookup::Found {
                 project,
                 found_entry,

@@ -106,6 +106,23 @@ pub fn permission_denied(permission: &str, resource: &str) -> Reply {
     )
 }
 
+/// 403 as Resource Manager **v1** answers it (`projects.getAncestry` on a project the caller
+/// cannot read, or that does not exist): the legacy envelope with `errors`, no `ErrorInfo`
+/// and no permission named.
+pub fn permission_denied_v1() -> Reply {
+    let m = "The caller does not have permission";
+    Reply {
+        status: 403,
+        body: json!({"error": {
+            "code": 403,
+            "message": m,
+            "errors": [{"message": m, "domain": "global", "reason": "forbidden"}],
+            "status": "PERMISSION_DENIED",
+        }}),
+        headers: Vec::new(),
+    }
+}
+
 pub fn not_found(message: impl Into<String>) -> Reply {
     error(404, message)
 }

@@ -8,7 +8,7 @@ use crate::convert::{self, encode_attachment};
 use crate::envelope::{self, Reply};
 use crate::filter;
 use crate::routes::{CallerCollection, Target};
-use crate::scenario::{Scenario, Stored, split_attachment, split_policy_name};
+use crate::scenario::{Parent, Scenario, Stored, split_attachment, split_policy_name};
 
 /// The empty IAM policy the APIs answer for a resource without bindings.
 pub fn empty_policy() -> Value {
@@ -196,6 +196,29 @@ impl Scenario {
         out
     }
 
+    /// `GetAncestryResponse.ancestor`: the project (by ID), then each parent up to the top,
+    /// bottom-up. A folder the scenario does not hold ends the walk (its parent is unknown);
+    /// a cycle is cut at the first repeat.
+    fn ancestry(&self) -> Vec<Value> {
+        let node = |kind: &str, id: &str| json!({"resourceId": {"type": kind, "id": id}});
+        let mut out = vec![node("project", &self.identity.project_id)];
+        let mut seen = std::collections::BTreeSet::new();
+        let mut next = self.project_parent.clone();
+        while let Some(parent) = next.take() {
+            match parent {
+                Parent::Organization(o) => out.push(node("organization", &o)),
+                Parent::Folder(f) => {
+                    if !seen.insert(f.clone()) {
+                        break;
+                    }
+                    out.push(node("folder", &f));
+                    next = self.folders.get(&f).and_then(|x| x.parent.clone());
+                }
+            }
+        }
+        out
+    }
+
     fn service_exists(&self, location: &str, service: &str) -> bool {
         (location == self.identity.region && service == self.identity.service)
             || self
@@ -327,8 +350,18 @@ pub fn answer(sc: &Scenario, target: &Target, req: &Request<'_>) -> Reply {
                 ));
             }
             let main = location == &sc.identity.region && service == &sc.identity.service;
-            match (&sc.service_policy, main) {
-                (Some(s), true) => stored_reply(s, |v| convert::policy_for_version(v, version)),
+            let other = sc.service_policies.iter().find(|(n, _)| {
+                let segs: Vec<&str> = n.split('/').collect();
+                matches!(segs.as_slice(), ["projects", p, "locations", l, "services", s]
+                    if sc.is_project(p) && l == location && s == service)
+            });
+            let regional = (service == &sc.identity.service)
+                .then(|| sc.regional_policies.get(location.as_str()))
+                .flatten();
+            match (&sc.service_policy, main, regional, other) {
+                (Some(s), true, _, _) | (_, false, Some(s), _) | (_, _, _, Some((_, s))) => {
+                    stored_reply(s, |v| convert::policy_for_version(v, version))
+                }
                 _ => Reply::ok(empty_policy()),
             }
         }
@@ -355,6 +388,15 @@ pub fn answer(sc: &Scenario, target: &Target, req: &Request<'_>) -> Reply {
                 ),
             );
             Reply::ok(Value::Object(m))
+        }
+        Target::ProjectAncestry(p) => {
+            if let Err(r) = body_json(req.body) {
+                return r;
+            }
+            if !sc.is_project(p) {
+                return envelope::permission_denied_v1();
+            }
+            Reply::ok(json!({"ancestor": sc.ancestry()}))
         }
         Target::Folder(id) => match sc.folders.get(id) {
             None => denied(),
@@ -445,6 +487,27 @@ pub fn answer(sc: &Scenario, target: &Target, req: &Request<'_>) -> Reply {
             match org.policies.get(constraint) {
                 Some(p) => Reply::ok(convert::effective(p.clone(), &name)),
                 None => Reply::ok(json!({"name": name, "spec": {}})),
+            }
+        }
+        Target::CustomConstraints(id) => {
+            if !sc.node_known("organizations", id) {
+                return denied();
+            }
+            let prefix = format!("organizations/{id}/customConstraints/");
+            let list: Vec<Value> = sc
+                .custom_constraints
+                .iter()
+                .filter(|c| {
+                    c.get("name")
+                        .and_then(Value::as_str)
+                        .is_some_and(|n| n.starts_with(&prefix))
+                })
+                .cloned()
+                .collect();
+            if list.is_empty() {
+                Reply::ok(json!({}))
+            } else {
+                Reply::ok(json!({ "customConstraints": list }))
             }
         }
         Target::Role(name) => {
@@ -1041,4 +1104,62 @@ pub const TOKEN_EXPIRES_IN: i64 = 3599;
 /// A stable, obfuscated-looking numeric user ID for an email (21 digits, as Google's).
 fn user_id(email: &str) -> String {
     format!("1{:020}", fingerprint(email))
+}
+
+#[cfg(test)]
+mod ancestry_tests {
+    use super::*;
+
+    fn ids(sc: &Scenario) -> Vec<(String, String)> {
+        let req = Request {
+            query: Vec::new(),
+            body: b"",
+            logging_empty_pages: 0,
+            token: None,
+            identity: None,
+        };
+        let r = answer(
+            sc,
+            &Target::ProjectAncestry(sc.identity.project_id.clone()),
+            &req,
+        );
+        assert_eq!(r.status, 200);
+        r.body["ancestor"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|a| {
+                (
+                    a["resourceId"]["type"].as_str().unwrap_or("").to_string(),
+                    a["resourceId"]["id"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_project_without_parent_is_its_own_ancestry() {
+        let sc = Scenario::default();
+        assert_eq!(
+            ids(&sc),
+            vec![("project".to_string(), sc.identity.project_id.clone())]
+        );
+    }
+
+    #[test]
+    fn a_folder_cycle_is_cut_and_an_unknown_folder_ends_the_walk() {
+        let mut sc = Scenario::default()
+            .with_folder("1", Some(Parent::Folder("2".into())), None)
+            .with_folder("2", Some(Parent::Folder("1".into())), None);
+        sc.project_parent = Some(Parent::Folder("1".into()));
+        let got: Vec<String> = ids(&sc).into_iter().map(|(_, id)| id).collect();
+        assert_eq!(got[1..], ["1".to_string(), "2".to_string()]);
+        let sc = Scenario {
+            project_parent: Some(Parent::Folder("9".into())),
+            ..Scenario::default()
+        };
+        let got = ids(&sc);
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[1], ("folder".to_string(), "9".to_string()));
+    }
 }

@@ -24,6 +24,7 @@
 //! | `run.services.list` | `GET /v2/projects/{p}/locations/{l}/services` (`pageSize`, `pageToken`) |
 //! | `run.services.getIamPolicy` | `GET /v2/projects/{p}/locations/{l}/services/{s}:getIamPolicy?options.requestedPolicyVersion=N` |
 //! | `projects.get`, `folders.get`, `organizations.get` | `GET /v3/projects/{p}`, `/v3/folders/{id}`, `/v3/organizations/{id}` |
+//! | `projects.getAncestry` | `POST /v1/projects/{projectId}:getAncestry` (Resource Manager v1), body `{}` or none; answers `{"ancestor": [{"resourceId": {"type": "project\|folder\|organization", "id"}}]}` bottom-up; a 403 is v1's legacy envelope |
 //! | `*.getIamPolicy` (CRM) | `POST /v3/{projects\|folders\|organizations}/{id}:getIamPolicy`, body `{"options":{"requestedPolicyVersion":3}}` |
 //! | `logging.entries.list` | `POST /v2/entries:list`, body `{resourceNames, filter, orderBy, pageSize, pageToken}` |
 //! | `orgpolicy.getEffectivePolicy` | `GET /v2/{projects\|folders\|organizations}/{id}/policies/{constraint}:getEffectivePolicy` |

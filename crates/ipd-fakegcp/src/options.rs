@@ -16,6 +16,9 @@ pub enum Source {
     RunServicesGetIamPolicy,
     /// `GET v3/projects/P` (Resource Manager v3).
     ProjectsGet,
+    /// `POST v1/projects/P:getAncestry` (Resource Manager v1): the project, its folders and
+    /// its organization in one answer.
+    ProjectsGetAncestry,
     /// `GET v3/folders/F`.
     FoldersGet,
     /// `GET v3/organizations/O`.
@@ -30,6 +33,8 @@ pub enum Source {
     LoggingEntriesList,
     /// `GET v2/{projects|folders|organizations}/X/policies/C:getEffectivePolicy` (Org Policy v2).
     OrgPolicyGetEffectivePolicy,
+    /// `GET v2/organizations/O/customConstraints` (Org Policy v2).
+    OrgPolicyCustomConstraintsList,
     /// `GET v1/roles/R`, `v1/projects/P/roles/R`, `v1/organizations/O/roles/R` (IAM v1).
     IamRolesGet,
     /// `GET v2/policies/ATTACHMENT/denypolicies[/ID]` (IAM v2).
@@ -69,6 +74,7 @@ impl Source {
         Source::RunServicesList,
         Source::RunServicesGetIamPolicy,
         Source::ProjectsGet,
+        Source::ProjectsGetAncestry,
         Source::FoldersGet,
         Source::OrganizationsGet,
         Source::ProjectsGetIamPolicy,
@@ -76,6 +82,7 @@ impl Source {
         Source::OrganizationsGetIamPolicy,
         Source::LoggingEntriesList,
         Source::OrgPolicyGetEffectivePolicy,
+        Source::OrgPolicyCustomConstraintsList,
         Source::IamRolesGet,
         Source::IamDenyPolicies,
         Source::PubsubSubscriptionsGet,
@@ -95,6 +102,7 @@ impl Source {
             Source::RunServicesList => "run.services.list",
             Source::RunServicesGetIamPolicy => "run.services.getIamPolicy",
             Source::ProjectsGet => "projects.get",
+            Source::ProjectsGetAncestry => "projects.getAncestry",
             Source::FoldersGet => "folders.get",
             Source::OrganizationsGet => "organizations.get",
             Source::ProjectsGetIamPolicy => "projects.getIamPolicy",
@@ -102,6 +110,7 @@ impl Source {
             Source::OrganizationsGetIamPolicy => "organizations.getIamPolicy",
             Source::LoggingEntriesList => "logging.entries.list",
             Source::OrgPolicyGetEffectivePolicy => "orgpolicy.getEffectivePolicy",
+            Source::OrgPolicyCustomConstraintsList => "orgpolicy.customConstraints.list",
             Source::IamRolesGet => "iam.roles.get",
             Source::IamDenyPolicies => "iam.denypolicies",
             Source::PubsubSubscriptionsGet => "pubsub.subscriptions.get",
@@ -122,6 +131,8 @@ impl Source {
             Source::RunServicesList => "run.services.list",
             Source::RunServicesGetIamPolicy => "run.services.getIamPolicy",
             Source::ProjectsGet => "resourcemanager.projects.get",
+            // getAncestry needs only read access to the project itself.
+            Source::ProjectsGetAncestry => "resourcemanager.projects.get",
             Source::FoldersGet => "resourcemanager.folders.get",
             Source::OrganizationsGet => "resourcemanager.organizations.get",
             Source::ProjectsGetIamPolicy => "resourcemanager.projects.getIamPolicy",
@@ -129,6 +140,7 @@ impl Source {
             Source::OrganizationsGetIamPolicy => "resourcemanager.organizations.getIamPolicy",
             Source::LoggingEntriesList => "logging.logEntries.list",
             Source::OrgPolicyGetEffectivePolicy => "orgpolicy.policy.get",
+            Source::OrgPolicyCustomConstraintsList => "orgpolicy.customConstraints.list",
             Source::IamRolesGet => "iam.roles.get",
             Source::IamDenyPolicies => "iam.denypolicies.list",
             Source::PubsubSubscriptionsGet => "pubsub.subscriptions.get",
@@ -152,13 +164,16 @@ impl Source {
                 "run.googleapis.com"
             }
             Source::ProjectsGet
+            | Source::ProjectsGetAncestry
             | Source::FoldersGet
             | Source::OrganizationsGet
             | Source::ProjectsGetIamPolicy
             | Source::FoldersGetIamPolicy
             | Source::OrganizationsGetIamPolicy => "cloudresourcemanager.googleapis.com",
             Source::LoggingEntriesList => "logging.googleapis.com",
-            Source::OrgPolicyGetEffectivePolicy => "orgpolicy.googleapis.com",
+            Source::OrgPolicyGetEffectivePolicy | Source::OrgPolicyCustomConstraintsList => {
+                "orgpolicy.googleapis.com"
+            }
             Source::IamRolesGet | Source::IamDenyPolicies => "iam.googleapis.com",
             Source::PubsubSubscriptionsGet => "pubsub.googleapis.com",
             Source::SchedulerJobsGet => "cloudscheduler.googleapis.com",

@@ -79,6 +79,8 @@ pub enum Target {
         service: String,
     },
     Project(String),
+    /// Resource Manager v1 `projects.getAncestry` (the path's `projectId`).
+    ProjectAncestry(String),
     Folder(String),
     Organization(String),
     ProjectPolicy(String),
@@ -91,6 +93,8 @@ pub enum Target {
         constraint: String,
     },
     Role(String),
+    /// The custom constraints of organization `id`.
+    CustomConstraints(String),
     /// `attachment` is decoded (`cloudresourcemanager.googleapis.com/projects/p`).
     DenyList {
         attachment: String,
@@ -119,6 +123,7 @@ impl Target {
             Target::ServiceList { .. } => Source::RunServicesList,
             Target::ServicePolicy { .. } => Source::RunServicesGetIamPolicy,
             Target::Project(_) => Source::ProjectsGet,
+            Target::ProjectAncestry(_) => Source::ProjectsGetAncestry,
             Target::Folder(_) => Source::FoldersGet,
             Target::Organization(_) => Source::OrganizationsGet,
             Target::ProjectPolicy(_) => Source::ProjectsGetIamPolicy,
@@ -127,6 +132,7 @@ impl Target {
             Target::Entries => Source::LoggingEntriesList,
             Target::EffectivePolicy { .. } => Source::OrgPolicyGetEffectivePolicy,
             Target::Role(_) => Source::IamRolesGet,
+            Target::CustomConstraints(_) => Source::OrgPolicyCustomConstraintsList,
             Target::DenyList { .. } | Target::DenyGet { .. } => Source::IamDenyPolicies,
             Target::Caller { collection, .. } => collection.source(),
             Target::TokenInfo => Source::OAuth2TokenInfo,
@@ -160,7 +166,9 @@ impl Target {
             Target::ServiceList { project, location } => {
                 format!("projects/{project}/locations/{location}")
             }
-            Target::Project(p) | Target::ProjectPolicy(p) => format!("projects/{p}"),
+            Target::Project(p) | Target::ProjectPolicy(p) | Target::ProjectAncestry(p) => {
+                format!("projects/{p}")
+            }
             Target::Folder(f) | Target::FolderPolicy(f) => format!("folders/{f}"),
             Target::Organization(o) | Target::OrganizationPolicy(o) => format!("organizations/{o}"),
             Target::Entries => format!("projects/{project_id}"),
@@ -170,6 +178,7 @@ impl Target {
                 constraint,
             } => format!("{kind}/{id}/policies/{constraint}"),
             Target::Role(r) => r.clone(),
+            Target::CustomConstraints(id) => format!("organizations/{id}"),
             Target::Caller { name, .. } => name.clone(),
             Target::TokenInfo => String::new(),
             Target::Troubleshoot => format!("projects/{project_id}"),
@@ -283,6 +292,9 @@ pub fn classify(method: &str, raw_path: &str) -> Route {
             }
             _ => None,
         },
+        ["v2", "organizations", id, "customConstraints"] if get && nonempty(&[id]) => {
+            Some(Target::CustomConstraints(id.to_string()))
+        }
         ["v2", "entries:list"] if post => Some(Target::Entries),
         ["v2", "policies", att, kind] if get && nonempty(&[att, kind]) => Some(Target::DenyList {
             attachment: att.to_string(),
@@ -318,6 +330,12 @@ pub fn classify(method: &str, raw_path: &str) -> Route {
                 _ => None,
             }
         }
+        ["v1", "projects", last] if post => match split_verb(last) {
+            (p, Some("getAncestry")) if nonempty(&[p]) => {
+                Some(Target::ProjectAncestry(p.to_string()))
+            }
+            _ => None,
+        },
         ["v1", "roles", r] if get && nonempty(&[r]) => Some(Target::Role(format!("roles/{r}"))),
         // Google-managed callers. Scheduler, Eventarc and Workflows share `v1/projects/P/
         // locations/L/` and Cloud Tasks shares `v2/projects/P/locations/L/` with Run: the

@@ -141,10 +141,16 @@ pub struct Scenario {
     pub organizations: BTreeMap<String, Organization>,
     /// The identity's service as an Admin API v2 resource; `None` answers 404.
     pub service: Option<Stored>,
-    /// More v2 services (their `name` says where they live), for list tests.
+    /// More v2 services (their `name` says where they live), for list tests and the other
+    /// regions of a multi-region service (`service-REGION.json`).
     pub other_services: Vec<Value>,
+    /// The IAM policies of a multi-region service's other regions
+    /// (`service-iam-policy-REGION.json`), by region.
+    pub regional_policies: BTreeMap<String, Stored>,
     /// `None` answers the empty policy `{"etag": "ACAB"}`.
     pub service_policy: Option<Stored>,
+    /// IAM policies of the other services, by their v2 name (`projects/P/locations/L/services/S`).
+    pub service_policies: BTreeMap<String, Stored>,
     /// `None` answers the empty policy `{"etag": "ACAB"}`.
     pub project_policy: Option<Stored>,
     /// `Stored::Value` holds a JSON array of LogEntry; `None` answers no entries.
@@ -153,6 +159,9 @@ pub struct Scenario {
     pub org_policies: Option<OrgPolicies>,
     /// IAM roles (`role-*.json`), each with its `name`.
     pub roles: Vec<Value>,
+    /// Custom org-policy constraint definitions (`org-policy-custom-*.json`), served by
+    /// `customConstraints.list` of the organization their `name` says.
+    pub custom_constraints: Vec<Value>,
     /// `Stored::Value` holds a JSON array of IAM v2 deny policies; `None` answers none.
     pub deny_policies: Option<Stored>,
     /// Configurations of Google-managed callers (`caller-*.json`: a Pub/Sub subscription,
@@ -357,12 +366,54 @@ impl Scenario {
             })?;
             files.push((name, disp, text));
         }
-        Scenario::from_files(
+        let mut sc = Scenario::from_files(
             files
                 .iter()
                 .map(|(n, p, t)| (n.as_str(), p.as_str(), t.as_str())),
             opts,
-        )
+        )?;
+        sc.load_service_dirs(&dir.join("services"))?;
+        Ok(sc)
+    }
+
+    /// `services/SERVICE/service.json` (an Admin API v2 resource) and
+    /// `services/SERVICE/service-iam-policy.json` of an `incidents` bundle: more services of
+    /// the project, each with its own IAM policy.
+    fn load_service_dirs(&mut self, root: &Path) -> Result<(), crate::Error> {
+        let Ok(rd) = std::fs::read_dir(root) else {
+            return Ok(());
+        };
+        let mut dirs: Vec<std::path::PathBuf> = rd
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.is_dir())
+            .collect();
+        dirs.sort();
+        for d in dirs {
+            let read = |name: &str| -> Result<Option<Value>, crate::Error> {
+                let p = d.join(name);
+                match std::fs::read_to_string(&p) {
+                    Ok(t) => Ok(Some(read_value(&p.display().to_string(), &t)?)),
+                    Err(_) => Ok(None),
+                }
+            };
+            let Some(svc) = read("service.json")? else {
+                continue;
+            };
+            let Some(name) = svc.get("name").and_then(Value::as_str).map(str::to_string) else {
+                self.warnings.push(format!(
+                    "{}: a service without a v2 `name`; not served",
+                    d.join("service.json").display()
+                ));
+                continue;
+            };
+            if let Some(pol) = read("service-iam-policy.json")? {
+                self.service_policies
+                    .insert(name.clone(), Stored::from_value(pol));
+            }
+            self.other_services.push(svc);
+        }
+        Ok(())
     }
 
     /// Builds a scenario from `(file name, display path, text)` triples (the pure part of
@@ -524,6 +575,16 @@ impl Scenario {
                     sc.organizations.entry(id.clone()).or_default().iam_policy = Some(stored);
                     org_ids.push(id);
                 }
+                _ if name.starts_with("org-policy-custom-") && name.ends_with(".json") => {
+                    let v = read_value(path, text)?;
+                    if error_reply(&v).is_some() {
+                        sc.warnings.push(format!(
+                            "{path}: holds an error envelope; the custom constraint is not served"
+                        ));
+                        continue;
+                    }
+                    sc.custom_constraints.push(v);
+                }
                 _ if name == "org-policies.json"
                     || (name.starts_with("org-policy-") && name.ends_with(".json")) =>
                 {
@@ -593,6 +654,24 @@ impl Scenario {
                             "{path}: not a caller configuration with a resource name (projects/P/subscriptions/S, projects/P/locations/L/{{jobs|queues|triggers|workflows}}/X, .../queues/Q/tasks/T); not served"
                         )),
                     }
+                }
+                _ if ipd_model::regions::service_file_region(name).is_some() => {
+                    let v = read_value(path, text)?;
+                    match service::parse(path, text)? {
+                        Doc::Value(svc) if svc.format == ServiceFormat::AdminV2 => {
+                            sc.other_services.push(v)
+                        }
+                        _ => sc.warnings.push(format!(
+                            "{path}: only an Admin API v2 service is served for another region; not served"
+                        )),
+                    }
+                }
+                _ if ipd_model::regions::policy_file_region(name).is_some() => {
+                    let region = ipd_model::regions::policy_file_region(name)
+                        .unwrap_or_default()
+                        .to_string();
+                    sc.regional_policies
+                        .insert(region, Stored::from_value(read_value(path, text)?));
                 }
                 _ => sc.warnings.push(format!("ignoring unknown file {path}")),
             }

@@ -187,6 +187,10 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
                         injected = true;
                         envelope::invalid_token()
                     }
+                    Some(403) if matches!(target, Target::ProjectAncestry(_)) => {
+                        injected = true;
+                        envelope::permission_denied_v1()
+                    }
                     Some(status) => {
                         injected = true;
                         let consumer = format!("project_number:{}", sc.identity.project_number);

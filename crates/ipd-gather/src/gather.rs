@@ -182,6 +182,9 @@ pub struct Query {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub log_page_size: u32,
+    /// Successful requests read at most (one page), when no status is stated: they tell "no
+    /// denial in the evidence" from "unknown". 0 turns the read off.
+    pub successes_sample: u32,
     /// Pages with entries read at most (the newest come first).
     pub max_log_pages: u32,
     /// `entries:list` requests at most, empty "keep paging" pages included.
@@ -210,6 +213,7 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             log_page_size: 100,
+            successes_sample: 50,
             max_log_pages: 5,
             max_log_requests: 12,
             at_margin: ChronoDuration::hours(1),
@@ -232,11 +236,32 @@ pub fn request_log_filter(
     until: Option<Timestamp>,
 ) -> String {
     let statuses = match status {
-        Some(s) => s.to_string(),
-        None => "401 OR 403 OR 404".into(),
+        Some(s) => format!("httpRequest.status=({s})"),
+        None => "httpRequest.status=(401 OR 403 OR 404)".into(),
     };
+    service_requests_filter(t, &statuses, since, until)
+}
+
+/// The log filter for the service's requests that were not refused, newest first: read (one
+/// small page) when no status is stated, so that a service whose logs hold only successes
+/// shows "no denial in the evidence" live as it does from a bundle.
+pub fn successes_log_filter(t: &Target, since: Timestamp, until: Option<Timestamp>) -> String {
+    service_requests_filter(
+        t,
+        "NOT httpRequest.status=(401 OR 403 OR 404)",
+        since,
+        until,
+    )
+}
+
+fn service_requests_filter(
+    t: &Target,
+    statuses: &str,
+    since: Timestamp,
+    until: Option<Timestamp>,
+) -> String {
     let mut f = format!(
-        "resource.type=\"cloud_run_revision\"\nresource.labels.service_name=\"{}\"\nresource.labels.location=\"{}\"\nlogName=\"projects/{}{}\"\nhttpRequest.status=({statuses})\ntimestamp>=\"{}\"",
+        "resource.type=\"cloud_run_revision\"\nresource.labels.service_name=\"{}\"\nresource.labels.location=\"{}\"\nlogName=\"projects/{}{}\"\n{statuses}\ntimestamp>=\"{}\"",
         quote(&t.service),
         quote(&t.region),
         quote(&t.project),
@@ -288,7 +313,7 @@ pub fn lookup_filter(project: &str, reference: &str, since: Timestamp) -> String
     )
 }
 
-fn quote(s: &str) -> String {
+pub(crate) fn quote(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
@@ -308,12 +333,18 @@ enum Job {
     OrganizationGet(String),
     OrganizationPolicy(String),
     Logs,
+    SuccessLogs,
     AuditLogs,
     DenyList(String),
     DenyGet(String),
-    Constraint(&'static str),
+    Constraint(String),
+    CustomConstraints(String),
     Role(String),
     CallerConfig(CallerConfigRef),
+    /// Another region of a multi-region service: its service, IAM policy, request logs.
+    RegionalService(String),
+    RegionalPolicy(String),
+    RegionalLogs(String),
 }
 
 struct Done {
@@ -359,13 +390,18 @@ impl Gatherer {
     }
 
     fn spawn_entries(&self, set: &mut JoinSet<Done>, job: Job, body: Value) {
+        self.spawn_entries_at(set, job, body, 0)
+    }
+
+    /// [`Gatherer::spawn_entries`] after a chain of `chain` calls.
+    fn spawn_entries_at(&self, set: &mut JoinSet<Done>, job: Job, body: Value, chain: u32) {
         let client = self.client.clone();
         let settings = self.settings.clone();
         set.spawn(async move {
-            let (result, calls) = list_entries(&client, body, &settings, 0).await;
+            let (result, calls) = list_entries(&client, body, &settings, chain).await;
             Done {
                 job,
-                chain: calls,
+                chain: chain + calls,
                 result,
             }
         });
@@ -419,6 +455,48 @@ impl Gatherer {
         });
     }
 
+    /// A multi-region service: reads the service, its IAM policy and its request logs in every
+    /// other region, concurrently with the rest (each region has its own policy, and the
+    /// request-log filter names one region).
+    fn spawn_other_regions(
+        &self,
+        set: &mut JoinSet<Done>,
+        t: &Target,
+        status: Option<i64>,
+        (since, until): (Timestamp, Option<Timestamp>),
+        service: &Value,
+        chain: u32,
+    ) {
+        for r in other_regions(t, service) {
+            let rt = Target {
+                region: r.clone(),
+                ..t.clone()
+            };
+            let Ok(name) = rt.resource_name() else {
+                continue;
+            };
+            self.spawn(
+                set,
+                Job::RegionalService(r.clone()),
+                Call::ServicesGet { name: name.clone() },
+                chain,
+            );
+            self.spawn(
+                set,
+                Job::RegionalPolicy(r.clone()),
+                Call::ServicesGetIamPolicy { resource: name },
+                chain,
+            );
+            let body = json!({
+                "resourceNames": [format!("projects/{}", t.project)],
+                "filter": request_log_filter(&rt, status, since, until),
+                "orderBy": "timestamp desc",
+                "pageSize": self.settings.log_page_size,
+            });
+            self.spawn_entries_at(set, Job::RegionalLogs(r), body, chain);
+        }
+    }
+
     /// Reads every source of `t`. Refusals and failures become error envelopes in the
     /// recording (gaps in the report); nothing here aborts.
     pub async fn gather(&self, t: &Target, q: &Query) -> Result<Recording, BadName> {
@@ -462,7 +540,7 @@ impl Gatherer {
         for c in CONSTRAINTS {
             self.spawn(
                 &mut set,
-                Job::Constraint(c),
+                Job::Constraint(c.to_string()),
                 Call::GetEffectivePolicy {
                     name: format!("{project}/policies/{c}"),
                 },
@@ -481,7 +559,7 @@ impl Gatherer {
                 0,
             );
         }
-        {
+        let window = {
             let (since, until) = match q.at {
                 Some(at) => (
                     at - self.settings.at_margin,
@@ -500,6 +578,27 @@ impl Gatherer {
                 "pageSize": self.settings.log_page_size,
             });
             self.spawn_entries(&mut set, Job::Logs, body);
+            if q.status.is_none() && self.settings.successes_sample > 0 {
+                let body = json!({
+                    "resourceNames": [project.clone()],
+                    "filter": successes_log_filter(t, since, until),
+                    "orderBy": "timestamp desc",
+                    "pageSize": self.settings.successes_sample,
+                });
+                let one_page = Settings {
+                    max_log_pages: 1,
+                    ..self.settings.clone()
+                };
+                let client = self.client.clone();
+                set.spawn(async move {
+                    let (result, calls) = list_entries(&client, body, &one_page, 0).await;
+                    Done {
+                        job: Job::SuccessLogs,
+                        chain: calls,
+                        result,
+                    }
+                });
+            }
             if self.settings.audit_logs {
                 let body = json!({
                     "resourceNames": [project.clone()],
@@ -509,21 +608,24 @@ impl Gatherer {
                 });
                 self.spawn_entries(&mut set, Job::AuditLogs, body);
             }
-        }
+            (since, until)
+        };
         if self.settings.deny_policies {
             self.spawn_deny_list(&mut set, format!("{CRM}/{project}"), 0);
         }
 
         let mut roles_seen: BTreeSet<String> = BTreeSet::new();
         let mut roles_skipped = 0usize;
-        let mut constraints: BTreeMap<&'static str, Result<Value, Failure>> = BTreeMap::new();
+        let mut constraints: BTreeMap<String, Result<Value, Failure>> = BTreeMap::new();
         let mut folders_walked = 0usize;
         let mut hierarchy_gap: Option<(String, Failure)> = None;
         let mut saw_401 = false;
         let mut request_logs: Option<Result<Value, Failure>> = None;
         let mut audit_logs: Option<Result<Value, Failure>> = None;
+        let mut success_logs: Option<Result<Value, Failure>> = None;
         let mut deny: Vec<Result<Value, Failure>> = Vec::new();
         let mut deny_seen: BTreeSet<String> = BTreeSet::new();
+        let mut regional_logs: Vec<(String, Result<Value, Failure>)> = Vec::new();
 
         while let Some(joined) = set.join_next().await {
             let Done { job, chain, result } = match joined {
@@ -573,8 +675,14 @@ impl Gatherer {
                             f.summary()
                         ));
                     }
+                    if let Ok(v) = &result {
+                        self.spawn_other_regions(&mut set, t, q.status, window, v, chain);
+                    }
                     rec.put("service.json", result)
                 }
+                Job::RegionalService(r) => rec.put(&ipd_model::regions::service_file(&r), result),
+                Job::RegionalPolicy(r) => rec.put(&ipd_model::regions::policy_file(&r), result),
+                Job::RegionalLogs(r) => regional_logs.push((r, result)),
                 Job::ServicePolicy => rec.put("service-iam-policy.json", result),
                 Job::ProjectPolicy => rec.put("project-iam-policy.json", result),
                 Job::ProjectGet | Job::FolderGet(_) => match result {
@@ -635,6 +743,14 @@ impl Gatherer {
                                 );
                                 self.spawn(
                                     &mut set,
+                                    Job::CustomConstraints(id.clone()),
+                                    Call::CustomConstraintsList {
+                                        parent: p.to_string(),
+                                    },
+                                    chain,
+                                );
+                                self.spawn(
+                                    &mut set,
                                     Job::OrganizationGet(id),
                                     Call::OrganizationsGet {
                                         name: p.to_string(),
@@ -672,6 +788,7 @@ impl Gatherer {
                 }
                 Job::Logs => request_logs = Some(result),
                 Job::AuditLogs => audit_logs = Some(result),
+                Job::SuccessLogs => success_logs = Some(result),
                 Job::DenyList(attachment) => match result {
                     Ok(Value::Array(names)) => {
                         for n in names.iter().filter_map(Value::as_str) {
@@ -713,6 +830,52 @@ impl Gatherer {
                 Job::Constraint(c) => {
                     constraints.insert(c, result);
                 }
+                // Custom constraints on IAM allow policies can refuse a public grant: record
+                // each definition and read its effective policy on the project.
+                Job::CustomConstraints(id) => match result {
+                    Ok(v) => {
+                        for c in v
+                            .get("customConstraints")
+                            .and_then(Value::as_array)
+                            .into_iter()
+                            .flatten()
+                        {
+                            let governs = c
+                                .get("resourceTypes")
+                                .and_then(Value::as_array)
+                                .is_some_and(|t| {
+                                    t.iter().any(|t| {
+                                        t.as_str() == Some(ipd_model::orgpolicy::ALLOW_POLICY_RESOURCE)
+                                    })
+                                });
+                            let short = c
+                                .get("name")
+                                .and_then(Value::as_str)
+                                .and_then(|n| n.rsplit_once("/customConstraints/"))
+                                .map(|(_, s)| s.to_string())
+                                .filter(|s| {
+                                    s.starts_with("custom.")
+                                        && s.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '.' || ch == '_')
+                                });
+                            let Some(short) = short.filter(|_| governs) else {
+                                continue;
+                            };
+                            rec.put(&format!("org-policy-custom-{short}.json"), Ok(c.clone()));
+                            self.spawn(
+                                &mut set,
+                                Job::Constraint(short.clone()),
+                                Call::GetEffectivePolicy {
+                                    name: format!("{project}/policies/{short}"),
+                                },
+                                chain,
+                            );
+                        }
+                    }
+                    Err(f) => rec.notes.push(format!(
+                        "the custom org-policy constraints of organizations/{id} could not be listed ({}); a custom constraint refusing public grants is seen only in the audit log",
+                        f.summary()
+                    )),
+                },
                 Job::Role(name) => {
                     let file = role_file_name(&name, &rec);
                     if let Err(f) = &result {
@@ -761,6 +924,21 @@ impl Gatherer {
         let org = org_policies(constraints, &mut rec.notes);
         rec.put("org-policies.json", org);
         if let Some(r) = request_logs {
+            let r = merge_regional_logs(r, regional_logs, &mut rec.warnings);
+            let r = r.map(|v| match (v, success_logs) {
+                (Value::Array(mut a), Some(Ok(Value::Array(ok)))) => {
+                    a.extend(ok);
+                    Value::Array(a)
+                }
+                (v, Some(Err(f))) => {
+                    rec.warnings.push(format!(
+                        "the service's successful requests could not be read ({}): whether nothing was denied cannot be told from the logs",
+                        f.summary()
+                    ));
+                    v
+                }
+                (v, _) => v,
+            });
             let merged = merge_logs(r, audit_logs, &mut rec.warnings)
                 .map(|v| merge_known_entry(v, q.known_entry.as_ref()));
             rec.put("logs.json", merged);
@@ -794,7 +972,7 @@ impl Gatherer {
     ) -> bool {
         let Some(email) = troubleshooter_email(caller) else {
             rec.notes.push(format!(
-                "Policy Troubleshooter not asked: it takes a user's or a service account's email, and the caller is `{caller}`"
+                "Policy Troubleshooter not asked: it cannot be asked about this principal type (it takes a user's or a service account's email, and the caller is `{caller}`)"
             ));
             return false;
         };
@@ -877,16 +1055,62 @@ pub const TROUBLESHOOT_FILE: &str = "troubleshoot.json";
 /// (`alice@example.com`). Groups, domains, `allUsers`, deleted and federated principals cannot
 /// be asked.
 pub fn troubleshooter_email(p: &Principal) -> Option<&str> {
-    match p {
-        Principal::User(e) | Principal::ServiceAccount(e) => Some(e),
-        _ => None,
+    p.troubleshooter_email()
+}
+
+/// The regions of a multi-region service (v2 `multiRegionSettings.regions`) other than
+/// `t`'s, at most [`MAX_REGIONS`], each a well-formed region name.
+pub fn other_regions(t: &Target, service: &Value) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for r in service
+        .pointer("/multiRegionSettings/regions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+    {
+        if r != t.region
+            && ipd_model::service::is_region_name(r)
+            && !out.iter().any(|x| x == r)
+            && out.len() < MAX_REGIONS
+        {
+            out.push(r.to_string());
+        }
     }
+    out
+}
+
+/// At most this many other regions of a multi-region service are read.
+pub const MAX_REGIONS: usize = 10;
+
+/// The request logs of the other regions join the named region's (an entry names its region
+/// in `resource.labels.location`); a region whose logs could not be read is a warning.
+fn merge_regional_logs(
+    main: Result<Value, Failure>,
+    regional: Vec<(String, Result<Value, Failure>)>,
+    warnings: &mut Vec<String>,
+) -> Result<Value, Failure> {
+    let mut list = match main? {
+        Value::Array(a) => a,
+        _ => Vec::new(),
+    };
+    for (r, res) in regional {
+        match res {
+            Ok(Value::Array(a)) => list.extend(a),
+            Ok(_) => {}
+            Err(f) => warnings.push(format!(
+                "the request logs of region {r} could not be read ({}); a refusal there is not seen",
+                f.summary()
+            )),
+        }
+    }
+    Ok(Value::Array(list))
 }
 
 /// Reads `entries:list` pages: keeps paging through empty pages with a `nextPageToken` (the
 /// API's "still searching"), stops after `max_log_pages` pages with entries or
 /// `max_log_requests` requests. Returns the entries (a JSON array) and the calls made.
-async fn list_entries(
+pub(crate) async fn list_entries(
     client: &Client,
     mut body: Value,
     s: &Settings,
@@ -975,7 +1199,7 @@ fn role_file_name(name: &str, rec: &Recording) -> String {
 /// partial answer that would read as "nothing set". A constraint the API does not know
 /// (400/404) counts as not set.
 fn org_policies(
-    answers: BTreeMap<&'static str, Result<Value, Failure>>,
+    answers: BTreeMap<String, Result<Value, Failure>>,
     notes: &mut Vec<String>,
 ) -> Result<Value, Failure> {
     let mut ok = Vec::new();
@@ -1115,6 +1339,12 @@ mod tests {
         let f = request_log_filter(&t(), Some(401), since, Some(since));
         assert!(f.contains("httpRequest.status=(401)"));
         assert!(f.contains("timestamp<=\"2026-11-20T10:00:00Z\""));
+        let ok = successes_log_filter(&t(), since, None);
+        assert!(
+            ok.contains("\nNOT httpRequest.status=(401 OR 403 OR 404)\n"),
+            "{ok}"
+        );
+        assert!(ok.contains("resource.labels.service_name="), "{ok}");
         let l = lookup_filter("p", "6d1e82a184914a699a4638b5fed5ab90", since);
         assert!(
             l.contains("trace=\"projects/p/traces/6d1e82a184914a699a4638b5fed5ab90\" OR insertId=")
@@ -1183,16 +1413,19 @@ mod tests {
         let flaky = Failure::synthetic(503, "UNAVAILABLE", "x");
         let r = org_policies(
             BTreeMap::from([
-                ("a", Ok(ok.clone())),
-                ("b", Err(flaky)),
-                ("c", Err(denied.clone())),
+                ("a".to_string(), Ok(ok.clone())),
+                ("b".to_string(), Err(flaky)),
+                ("c".to_string(), Err(denied.clone())),
             ]),
             &mut notes,
         );
         assert_eq!(r, Err(denied));
         let unknown = Failure::synthetic(404, "NOT_FOUND", "no such constraint");
         let r = org_policies(
-            BTreeMap::from([("a", Ok(ok.clone())), ("b", Err(unknown))]),
+            BTreeMap::from([
+                ("a".to_string(), Ok(ok.clone())),
+                ("b".to_string(), Err(unknown)),
+            ]),
             &mut notes,
         );
         assert_eq!(r, Ok(Value::Array(vec![ok])));
@@ -1227,5 +1460,17 @@ mod tests {
         assert_eq!(m[0]["insertId"], "a");
         let again = merge_known_entry(m.clone(), Some(&k));
         assert_eq!(again.as_array().map(Vec::len), Some(2));
+    }
+
+    #[test]
+    fn other_regions_of_a_multi_region_service() {
+        let t = Target {
+            project: "shop-prod".into(),
+            region: "europe-west1".into(),
+            service: "orders-api".into(),
+        };
+        let v = json!({"multiRegionSettings": {"regions": ["europe-west1", "us-central1", "us-central1", "bad/region", "asia-east1"]}});
+        assert_eq!(other_regions(&t, &v), vec!["us-central1", "asia-east1"]);
+        assert!(other_regions(&t, &json!({"name": "x"})).is_empty());
     }
 }

@@ -147,6 +147,9 @@ pub enum Call {
     EntriesList { body: Value },
     /// Org Policy v2 `getEffectivePolicy`: `GET v2/{name}:getEffectivePolicy`.
     GetEffectivePolicy { name: String },
+    /// Org Policy v2 `customConstraints.list` of an organization (`organizations/O`):
+    /// `GET v2/{parent}/customConstraints` (one page of up to 100).
+    CustomConstraintsList { parent: String },
     /// IAM v1 `roles.get` (`roles/X`, `projects/P/roles/X`, `organizations/O/roles/X`).
     RolesGet { name: String },
     /// IAM v2 `policies.listPolicies` of deny policies on an attachment point
@@ -231,6 +234,7 @@ impl Call {
             }
             Call::EntriesList { .. } => "logging.entries.list",
             Call::GetEffectivePolicy { .. } => "orgpolicy.getEffectivePolicy",
+            Call::CustomConstraintsList { .. } => "orgpolicy.customConstraints.list",
             Call::RolesGet { .. } => "iam.roles.get",
             Call::DenyPoliciesList { .. } => "iam.policies.listPolicies",
             Call::DenyPolicyGet { .. } => "iam.policies.get",
@@ -260,6 +264,7 @@ impl Call {
             }
             Call::EntriesList { .. } => "logging.logEntries.list",
             Call::GetEffectivePolicy { .. } => "orgpolicy.policy.get",
+            Call::CustomConstraintsList { .. } => "orgpolicy.customConstraints.list",
             Call::RolesGet { .. } => "iam.roles.get",
             Call::DenyPoliciesList { .. } => "iam.denypolicies.list",
             Call::DenyPolicyGet { .. } => "iam.denypolicies.get",
@@ -280,6 +285,7 @@ impl Call {
             | Call::FoldersGet { name }
             | Call::OrganizationsGet { name }
             | Call::GetEffectivePolicy { name }
+            | Call::CustomConstraintsList { parent: name }
             | Call::RolesGet { name }
             | Call::DenyPolicyGet { name }
             | Call::CallerConfigGet { name, .. } => name.clone(),
@@ -377,6 +383,12 @@ impl Call {
                 Method::GET,
                 ep.url(Api::OrgPolicy, &format!("v2/{name}:getEffectivePolicy")),
                 vec![],
+                None,
+            ),
+            Call::CustomConstraintsList { parent } => (
+                Method::GET,
+                ep.url(Api::OrgPolicy, &format!("v2/{parent}/customConstraints")),
+                vec![("pageSize", "100".to_string())],
                 None,
             ),
             Call::RolesGet { name } => (

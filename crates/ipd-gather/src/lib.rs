@@ -50,6 +50,7 @@ pub mod endpoints;
 pub mod env;
 pub mod gather;
 pub mod http;
+pub mod incidents;
 pub mod record;
 pub mod resolve;
 
@@ -61,6 +62,7 @@ pub use gather::{
     troubleshooter_email,
 };
 pub use http::{BadName, Call, CallRecord, Client, ClientError, Failure, RetryPolicy};
+pub use incidents::{IncidentQuery, IncidentRead, incident_filter};
 pub use record::Recording;
 pub use resolve::{ResolveError, WhoamiError, parse_run_url, principal_for_email};
 

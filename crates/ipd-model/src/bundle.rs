@@ -232,7 +232,9 @@ pub fn is_known(name: &str) -> bool {
             | "context.json"
             | "token.txt"
             | "org-policies.json"
-    ) || is_policy_file(name, "folder-")
+    ) || crate::regions::service_file_region(name).is_some()
+        || crate::regions::policy_file_region(name).is_some()
+        || is_policy_file(name, "folder-")
         || is_policy_file(name, "organization-")
         || (name.starts_with("org-policy-") && name.ends_with(".json"))
         || (name.starts_with("caller-") && name.ends_with(".json"))
@@ -400,6 +402,36 @@ fn read_file(
             }
         },
         "token.txt" => ev.token = Some(Token::analyze(text)),
+        _ if crate::regions::service_file_region(name).is_some() => {
+            let region = crate::regions::service_file_region(name).unwrap_or_default();
+            let g = gathered(service::parse(path, text)?, "run.services.get");
+            regional(ev, region).service = g;
+        }
+        _ if crate::regions::policy_file_region(name).is_some() => {
+            let region = crate::regions::policy_file_region(name).unwrap_or_default();
+            let g = gathered(
+                doc::parse::<Policy>(path, text)?,
+                "run.services.getIamPolicy",
+            );
+            regional(ev, region).policy = g;
+        }
+        _ if name.starts_with("org-policy-custom-") => {
+            match doc::parse::<crate::orgpolicy::CustomConstraint>(path, text)? {
+                Doc::Value(c) if c.name.contains("customConstraints/") => {
+                    ev.custom_constraints.push(c)
+                }
+                Doc::Value(_) => {
+                    return Err(ParseError::new(
+                        path,
+                        "not a custom constraint (no `name` of the form organizations/O/customConstraints/custom.NAME)",
+                    ));
+                }
+                Doc::Error(e) => warnings.push(format!(
+                    "{path}: holds an API error ({}); custom constraint definition unknown",
+                    e.message
+                )),
+            }
+        }
         _ if is_policy_file(name, "folder-") => {
             let g = gathered(
                 doc::parse::<Policy>(path, text)?,
@@ -487,6 +519,20 @@ fn fail(ev: &mut Evidence, org: &mut OrgFiles, name: &str, e: &ParseError) {
         "troubleshoot.json" => ev.troubleshoot = Some(failed(e)),
         "context.json" => ev.file_gaps.push(gap("context".into())),
         "token.txt" => ev.file_gaps.push(gap("token".into())),
+        _ if crate::regions::service_file_region(name).is_some() => {
+            let region = crate::regions::service_file_region(name).unwrap_or_default();
+            regional(ev, region).service = failed(e);
+        }
+        _ if crate::regions::policy_file_region(name).is_some() => {
+            let region = crate::regions::policy_file_region(name).unwrap_or_default();
+            regional(ev, region).policy = failed(e);
+        }
+        // An unread custom constraint: its definition is unknown, like an API error in it.
+        _ if name.starts_with("org-policy-custom-") => ev.file_gaps.push(gap(format!(
+            "custom_constraint:{}",
+            name.trim_start_matches("org-policy-custom-")
+                .trim_end_matches(".json")
+        ))),
         _ if is_policy_file(name, "folder-") || is_policy_file(name, "organization-") => {
             ev.ancestor_policies.push((ancestor_level(name), failed(e)))
         }
@@ -547,6 +593,18 @@ fn is_policy_file(name: &str, prefix: &str) -> bool {
     name.starts_with(prefix)
         && name.ends_with("-iam-policy.json")
         && name.len() > prefix.len() + "-iam-policy.json".len()
+}
+
+/// The entry of `region` among the other regions of a multi-region service.
+fn regional<'e>(ev: &'e mut Evidence, region: &str) -> &'e mut crate::regions::Regional {
+    let i = match ev.regional.iter().position(|r| r.region == region) {
+        Some(i) => i,
+        None => {
+            ev.regional.push(crate::regions::Regional::new(region));
+            ev.regional.len() - 1
+        }
+    };
+    &mut ev.regional[i]
 }
 
 fn gathered<T>(d: Doc<T>, permission: &str) -> Gathered<T> {

@@ -4,9 +4,12 @@
 //! Colour comes from `colored`, whose global override the binary sets (terminal detection,
 //! `NO_COLOR`, `--color`). Everything reads the same without colour.
 
+pub mod incidents;
+
 use std::fmt::Write;
 
 use colored::Colorize;
+use ipd_model::denial::WHAT_WOULD_CHANGE_IT;
 use ipd_model::facts::Gate;
 use ipd_rules::crosscheck::{Agreement, ToolIam};
 use ipd_rules::report::{CheckState, Finding, FixOut, Report};
@@ -60,6 +63,7 @@ fn agreement_label(a: Agreement) -> &'static str {
         Agreement::Settles => "settles what the evidence could not",
         Agreement::Inconclusive => "inconclusive",
         Agreement::Unavailable => "unavailable",
+        Agreement::CannotAsk => "cannot be asked about this principal type",
     }
 }
 
@@ -81,13 +85,34 @@ fn indent(text: &str, by: &str) -> String {
 /// The human report: root cause and its fix first, then context, the other findings, the
 /// checklist and the gaps.
 pub fn text(report: &Report) -> String {
+    text_with(report, true)
+}
+
+/// The text report; `checklist: false` leaves out CHECKLIST and GAPS (for a paste-only
+/// `explain`, whose checks are all skipped for want of evidence: they stay in the JSON).
+pub fn text_with(report: &Report, checklist: bool) -> String {
     let mut o = String::new();
+    let no_denial = report.denial.none_in_evidence();
+    if no_denial {
+        let _ = writeln!(
+            o,
+            "{}: {}",
+            "NO DENIAL IN THE EVIDENCE".green().bold(),
+            report.denial.detail
+        );
+        let _ = writeln!(o, "{}", wrap(WHAT_WOULD_CHANGE_IT, 96));
+    }
     match report.root_cause() {
         Some(f) => {
             let _ = writeln!(
                 o,
                 "{} ({}) {} {}: {}",
-                "ROOT CAUSE".bold(),
+                if no_denial {
+                    "WORTH A LOOK"
+                } else {
+                    "ROOT CAUSE"
+                }
+                .bold(),
                 verdict_label(f.verdict),
                 f.code,
                 f.cause,
@@ -104,6 +129,7 @@ pub fn text(report: &Report) -> String {
                 let _ = writeln!(o, "{}", indent(&fix.text, "  "));
             }
         }
+        None if no_denial => {}
         None => {
             let _ = writeln!(
                 o,
@@ -172,6 +198,7 @@ pub fn text(report: &Report) -> String {
             Agreement::Settles => "settles what the evidence could not".to_string(),
             Agreement::Inconclusive => "inconclusive".yellow().to_string(),
             Agreement::Unavailable => "unavailable".yellow().to_string(),
+            Agreement::CannotAsk => "cannot be asked about this principal type".to_string(),
         };
         let _ = writeln!(
             o,
@@ -186,6 +213,9 @@ pub fn text(report: &Report) -> String {
         for d in &x.denied_by {
             let _ = writeln!(o, "  - denied by {d}");
         }
+    }
+    if !checklist {
+        return o;
     }
     let _ = writeln!(o, "\n{}", "CHECKLIST".bold());
     for c in &report.checks {
@@ -215,6 +245,14 @@ pub fn text(report: &Report) -> String {
 }
 
 fn context(o: &mut String, r: &Report) {
+    if !r.denial.none_in_evidence() {
+        let _ = writeln!(
+            o,
+            "denial: {} · {}",
+            r.denial.state.as_str().replace('_', " "),
+            r.denial.detail
+        );
+    }
     let t = &r.target;
     let _ = writeln!(
         o,
@@ -276,6 +314,34 @@ fn context(o: &mut String, r: &Report) {
             _ => "unknown".into(),
         }
     );
+    if let Some(i) = &r.caller.intent {
+        let source = serde_json::to_value(i.source)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let mut line = format!("public on purpose? the owner wants it public (from {source})");
+        if let Some(what) = &i.attempted {
+            let _ = write!(
+                line,
+                "; audit entry `{}`{}{}: tried to {what}, {}",
+                i.insert_id.as_deref().unwrap_or("?"),
+                i.time
+                    .as_deref()
+                    .map(|t| format!(" at {t}"))
+                    .unwrap_or_default(),
+                i.principal
+                    .as_deref()
+                    .map(|p| format!(" by {p}"))
+                    .unwrap_or_default(),
+                if i.refused == Some(true) {
+                    "refused"
+                } else {
+                    "applied"
+                }
+            );
+        }
+        let _ = writeln!(o, "{line}");
+    }
     if let Some(tok) = &r.token {
         let kind = serde_json::to_value(&tok.kind)
             .ok()
@@ -358,6 +424,11 @@ fn wrap(text: &str, width: usize) -> String {
 
 /// Markdown for pasting into a ticket.
 pub fn markdown(report: &Report) -> String {
+    markdown_with(report, true)
+}
+
+/// The Markdown report; `checklist: false` leaves out the checks table and the gaps.
+pub fn markdown_with(report: &Report, checklist: bool) -> String {
     let mut o = String::new();
     let t = &report.target;
     let _ = writeln!(
@@ -367,11 +438,31 @@ pub fn markdown(report: &Report) -> String {
         t.project.as_deref().unwrap_or("unknown"),
         t.region.as_deref().unwrap_or("unknown")
     );
+    let no_denial = report.denial.none_in_evidence();
+    if no_denial {
+        let _ = writeln!(
+            o,
+            "**No denial in the evidence:** {}. {}\n",
+            report.denial.detail, WHAT_WOULD_CHANGE_IT
+        );
+    } else {
+        let _ = writeln!(
+            o,
+            "**Denial:** {} ({})\n",
+            report.denial.state.as_str().replace('_', " "),
+            report.denial.detail
+        );
+    }
     match report.root_cause() {
         Some(f) => {
             let _ = writeln!(
                 o,
-                "**Root cause ({}):** {} `{}` — {}\n",
+                "**{} ({}):** {} `{}` — {}\n",
+                if no_denial {
+                    "Worth a look"
+                } else {
+                    "Root cause"
+                },
                 f.verdict.as_str(),
                 f.code,
                 f.cause,
@@ -387,6 +478,7 @@ pub fn markdown(report: &Report) -> String {
             }
             fixes_md(&mut o, &f.fixes);
         }
+        None if no_denial => {}
         None => {
             let _ = writeln!(
                 o,
@@ -461,6 +553,9 @@ pub fn markdown(report: &Report) -> String {
         if !(x.granted_by.is_empty() && x.denied_by.is_empty()) {
             let _ = writeln!(o);
         }
+    }
+    if !checklist {
+        return o;
     }
     let _ = writeln!(
         o,

@@ -10,6 +10,7 @@ pub mod cx;
 pub mod fix;
 #[cfg(test)]
 mod fuzz;
+pub mod incidents;
 pub mod registry;
 pub mod report;
 pub mod rule;

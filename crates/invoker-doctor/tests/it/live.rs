@@ -120,6 +120,11 @@ impl Live {
         c
     }
 
+    /// True when no call could have changed anything.
+    pub(crate) fn mutating_calls_none(&self) -> bool {
+        self.fake.mutating_calls().is_empty()
+    }
+
     pub(crate) fn run(&self, args: &[String]) -> Output {
         self.cmd().args(args).output().expect("run invoker-doctor")
     }
@@ -358,6 +363,32 @@ fn every_fixture_diagnoses_the_same_live_as_offline() {
             continue;
         };
         compared += 1;
+        // Was anything denied, and the findings in rank order (rank 1 first).
+        // context.json's status reaches live mode as --status: the source named differs.
+        let same_source = |d: &Value| {
+            d["detail"]
+                .as_str()
+                .unwrap_or_default()
+                .replace("(from context.json)", "(from --status)")
+        };
+        if report["denial"]["state"] != offline["denial"]["state"]
+            || same_source(&report["denial"]) != same_source(&offline["denial"])
+        {
+            failures.push(format!(
+                "{slug}: denial\n  live    {}\n  offline {}",
+                report["denial"], offline["denial"]
+            ));
+        }
+        let rank1 = |r: &Value| r["findings"][0]["cause"].as_str().map(str::to_string);
+        if rank1(&report) != rank1(&offline) || rank1(&offline).as_deref() != case.root_cause_opt()
+        {
+            failures.push(format!(
+                "{slug}: rank 1 live {:?}, offline {:?}, expected {}",
+                rank1(&report),
+                rank1(&offline),
+                case.root_cause
+            ));
+        }
         let (l, o) = (findings(&report), findings(&offline));
         if l != o {
             failures.push(format!("{slug}:\n  live    {l:?}\n  offline {o:?}"));
@@ -371,8 +402,9 @@ fn every_fixture_diagnoses_the_same_live_as_offline() {
         // The cross-check. With troubleshoot.json the fake serves that answer, so live and
         // offline must show the same cross_check. Without it the fake answers as Google does
         // when the API is not enabled (403 SERVICE_DISABLED), which the bundle does not say:
-        // live then shows `unavailable` when a user or service account was asked, and no
-        // cross-check when nobody could be asked (no caller, a group, allUsers). Running those
+        // live then shows `unavailable` when a user or service account was asked,
+        // `cannot_ask` for a group, federated or agent identity, and no cross-check when
+        // nobody could be asked (no caller, allUsers). Running those
         // fixtures with --no-troubleshooter instead would leave that path untested.
         let asked = live
             .fake
@@ -415,6 +447,18 @@ fn every_fixture_diagnoses_the_same_live_as_offline() {
             if !disabled {
                 failures.push(format!(
                     "{slug}: without troubleshoot.json the troubleshooter is disabled, but live shows {}",
+                    report["cross_check"]
+                ));
+            }
+        } else if let Some(p) = report["caller"]["principal"]
+            .as_str()
+            .filter(|p| !matches!(*p, "allUsers" | "allAuthenticatedUsers"))
+        {
+            // A group, federated or agent identity: not asked, and the report says why.
+            // `allUsers` and `allAuthenticatedUsers` name nobody to ask about.
+            if report["cross_check"]["agreement"] != "cannot_ask" {
+                failures.push(format!(
+                    "{slug}: `{p}` cannot be asked about, but live shows {}",
                     report["cross_check"]
                 ));
             }
@@ -567,7 +611,8 @@ fn transient_failures_are_retried_and_the_diagnosis_is_unchanged() {
     let (a, b) = (json_of(&clean, "clean"), json_of(&out, "with 503s"));
     assert_eq!(findings(&a), findings(&b));
     assert_eq!(a["gaps"], b["gaps"]);
-    // Two queries (request logs and audit logs) share the two 503s; both end with an answer.
+    // Three queries (refused requests, a page of the other requests, audit logs) share the
+    // two 503s; all end with an answer.
     let mut statuses: Vec<u16> = live
         .fake
         .calls_to(Source::LoggingEntriesList)
@@ -575,7 +620,7 @@ fn transient_failures_are_retried_and_the_diagnosis_is_unchanged() {
         .map(|c| c.status)
         .collect();
     statuses.sort();
-    assert_eq!(statuses, vec![200, 200, 503, 503]);
+    assert_eq!(statuses, vec![200, 200, 200, 503, 503]);
     assert_eq!(live.fake.calls_to(Source::RunServicesGet).len(), 2);
     let err = text(&out.stderr);
     assert!(
@@ -647,11 +692,20 @@ fn empty_log_pages_are_paged_through() {
                 .is_some_and(|f| f.contains("run.googleapis.com%2Frequests"))
         })
         .collect();
+    let (successes, request_queries): (Vec<Value>, Vec<Value>) =
+        request_queries.into_iter().partition(|b| {
+            b["filter"]
+                .as_str()
+                .is_some_and(|f| f.contains("NOT httpRequest.status=(401 OR 403 OR 404)"))
+        });
     assert_eq!(
         request_queries.len(),
         3,
         "two empty pages, then the entries"
     );
+    // The other requests: one small page at most is read (empty pages are paged through).
+    assert!(!successes.is_empty());
+    assert!(successes.iter().all(|b| b["pageSize"] == 50));
     assert!(request_queries[1]["pageToken"].is_string());
     // The query is tight and bounded, and ordered newest first.
     let body = &request_queries[0];
@@ -743,6 +797,134 @@ fn record_round_trips_and_holds_no_token() {
     assert_eq!(replay["findings"][0]["cause"], "missing_invoker_binding");
 }
 
+/// An owner's refused attempt to go public, known only from the audit log: live mode reads
+/// it within the tight audit filter, `--record` writes it, and the replay diagnoses the same.
+#[test]
+fn refused_public_attempts_are_read_live_and_recorded() {
+    for (slug, cause, insert_id) in [
+        (
+            "public-grant-refused-invoker-check-disable-v2",
+            "public_grant_not_applied",
+            "-3u8nhke2d41b",
+        ),
+        (
+            "public-blocked-by-drs-audit-precondition-failure",
+            "public_access_blocked_by_domain_restriction",
+            "-a1b4xke9q2rt",
+        ),
+    ] {
+        let rec = tempfile::tempdir().expect("tempdir");
+        let rec_s = rec.path().join("bundle").display().to_string();
+        let (live, out) = run_fixture(
+            slug,
+            FakeOptions::new(),
+            &["--format", "json", "--record", &rec_s],
+        );
+        let report = json_of(&out, slug);
+        assert_eq!(report["findings"][0]["cause"], cause, "{slug}");
+        assert_eq!(report["caller"]["source"], "audit_log", "{slug}");
+        assert_eq!(report["caller"]["intent"]["insert_id"], insert_id, "{slug}");
+        assert_eq!(report["caller"]["intent"]["refused"], true, "{slug}");
+        // The audit query stays tight: the service's resource name and the methods it needs.
+        let audit_filters: Vec<String> = live
+            .fake
+            .calls_to(Source::LoggingEntriesList)
+            .iter()
+            .filter_map(|c| c.body_json())
+            .filter_map(|b| b["filter"].as_str().map(str::to_string))
+            .filter(|f| f.contains("cloudaudit.googleapis.com"))
+            .collect();
+        assert!(!audit_filters.is_empty(), "{slug}: no audit query");
+        for f in &audit_filters {
+            assert!(f.contains("/services/orders-api"), "{f}");
+            assert!(
+                f.contains("SetIamPolicy") && f.contains("UpdateService"),
+                "{f}"
+            );
+            assert!(f.contains("timestamp>="), "{f}");
+        }
+        let logs = std::fs::read_to_string(rec.path().join("bundle/logs.json")).expect("logs");
+        assert!(
+            logs.contains(insert_id),
+            "{slug}: the audit entry was not recorded"
+        );
+        let a = s(&[
+            "invoker-doctor",
+            "diagnose",
+            "--bundle",
+            &rec_s,
+            "--format",
+            "json",
+        ]);
+        let replay: Value = serde_json::from_str(&run_args(&a).stdout).expect("replay json");
+        assert_eq!(findings(&replay), findings(&report), "{slug}");
+        assert_eq!(replay["denial"], report["denial"], "{slug}");
+    }
+}
+
+/// The organization's custom constraints are listed live; one on IAM allow policies is
+/// recorded as `org-policy-custom-*.json` with its effective policy, and the replay agrees.
+#[test]
+fn custom_constraints_are_listed_live_and_recorded() {
+    let slug = "public-blocked-by-custom-constraint-definition";
+    let rec = tempfile::tempdir().expect("tempdir");
+    let rec_s = rec.path().join("bundle").display().to_string();
+    let (live, out) = run_fixture(
+        slug,
+        FakeOptions::new(),
+        &["--format", "json", "--record", &rec_s],
+    );
+    let report = json_of(&out, slug);
+    assert_eq!(
+        report["findings"][0]["cause"],
+        "public_access_blocked_by_custom_constraint"
+    );
+    let lists = live.fake.calls_to(Source::OrgPolicyCustomConstraintsList);
+    assert_eq!(
+        lists.len(),
+        1,
+        "one list of the organization's custom constraints"
+    );
+    assert!(lists.iter().all(|c| c.status == 200));
+    let def = rec
+        .path()
+        .join("bundle/org-policy-custom-custom.denyPublicRunInvoker.json");
+    assert!(def.exists(), "the custom constraint was not recorded");
+    let org = std::fs::read_to_string(rec.path().join("bundle/org-policies.json")).expect("org");
+    assert!(
+        org.contains("policies/custom.denyPublicRunInvoker"),
+        "{org}"
+    );
+    let a = s(&[
+        "invoker-doctor",
+        "diagnose",
+        "--bundle",
+        &rec_s,
+        "--format",
+        "json",
+    ]);
+    let replay: Value = serde_json::from_str(&run_args(&a).stdout).expect("replay json");
+    assert_eq!(findings(&replay), findings(&report));
+    // Refused: only a note (the audit log would still speak); the diagnosis goes on.
+    let (live, out) = run_fixture(
+        slug,
+        FakeOptions::new().fail(Source::OrgPolicyCustomConstraintsList, Fault::deny()),
+        &["--format", "json", "-v"],
+    );
+    assert!(
+        live.fake
+            .calls_to(Source::OrgPolicyCustomConstraintsList)
+            .iter()
+            .all(|c| c.status == 403)
+    );
+    let r = json_of(&out, "denied list");
+    assert!(r["findings"].as_array().is_some_and(|f| !f.is_empty()));
+    assert_ne!(
+        r["findings"][0]["cause"],
+        "public_access_blocked_by_custom_constraint"
+    );
+}
+
 const SETTLES: &str = "crosscheck-troubleshooter-settles-group-not-member";
 const CHECKOUT: &str = "checkout@shop-prod.iam.gserviceaccount.com";
 
@@ -818,7 +1000,7 @@ fn troubleshooter_is_asked_about_the_caller_at_the_request_time() {
 }
 
 #[test]
-fn no_troubleshooter_flag_and_group_callers_make_no_call() {
+fn no_troubleshooter_flag_and_unaskable_callers_make_no_call() {
     let (live, out) = run_fixture(
         SETTLES,
         FakeOptions::new(),
@@ -846,7 +1028,25 @@ fn no_troubleshooter_flag_and_group_callers_make_no_call() {
         "group:commerce-services@shop.example.com"
     );
     assert!(troubleshoot_bodies(&live).is_empty());
-    assert!(v.get("cross_check").is_none_or(Value::is_null), "{v}");
+    assert_eq!(v["cross_check"]["agreement"], "cannot_ask", "{v}");
+    assert!(
+        v["cross_check"]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("cannot be asked about this principal type")),
+        "{v}"
+    );
+
+    // Nor a workforce identity federation principal.
+    let who = "principal://iam.googleapis.com/locations/global/workforcePools/partners/subject/bob@partner.example";
+    let (live, out) = run_fixture(
+        SETTLES,
+        FakeOptions::new(),
+        &["--format", "json", "--caller", who],
+    );
+    let v = json_of(&out, "workforce caller");
+    assert_eq!(v["caller"]["principal"], who);
+    assert!(troubleshoot_bodies(&live).is_empty());
+    assert_eq!(v["cross_check"]["agreement"], "cannot_ask", "{v}");
 
     // Nor allUsers (--expect-public without a caller).
     let live = Live::bundle(&fixture(SETTLES), FakeOptions::new());
@@ -1077,7 +1277,7 @@ fn no_credentials_is_a_start_error_and_explain_falls_back_to_the_paste() {
         .expect("run");
     let v = json_of(&out, "explain offline");
     assert_eq!(v["findings"][0]["cause"], "no_token");
-    let hints = v["paste"]["hints"].to_string();
+    let hints = v["paste"]["next"].to_string();
     assert!(
         hints.contains("live lookup was not possible (no credentials"),
         "{hints}"
@@ -1145,10 +1345,9 @@ fn explain_finds_the_request_live() {
             "{reference}"
         );
         assert!(
-            v["paste"]["hints"][0]
-                .as_str()
-                .unwrap_or("")
-                .starts_with("found in Cloud Logging of project `shop-prod`"),
+            v["paste"]["next"]
+                .to_string()
+                .contains("found in Cloud Logging of project `shop-prod`"),
             "{reference}: {}",
             v["paste"]
         );
@@ -1181,10 +1380,9 @@ fn explain_finds_the_request_live() {
     ]));
     let v = json_of(&out, "unknown id");
     assert!(
-        v["paste"]["hints"][0]
-            .as_str()
-            .unwrap_or("")
-            .starts_with("not found in Cloud Logging of project `shop-prod`")
+        v["paste"]["next"]
+            .to_string()
+            .contains("not found in Cloud Logging of project `shop-prod`")
     );
     assert!(live.fake.mutating_calls().is_empty());
 }
@@ -1690,7 +1888,7 @@ fn explain_checks_a_pasted_token_against_the_live_service() {
     assert_eq!(v["paste"]["kind"], "token");
     assert_eq!(findings(&v), expected);
     assert!(
-        v["paste"]["hints"]
+        v["paste"]["next"]
             .to_string()
             .contains("the service was read live from project `shop-prod`")
     );
@@ -1724,4 +1922,94 @@ fn replay_with_token(rec: &str, fixture_dir: &Path) -> Value {
         format!("@{}", fixture_dir.join("token.txt").display()),
     ]);
     serde_json::from_str(&run_args(&a).stdout).expect("replay json")
+}
+
+/// A pasted `curl -v` transcript names the service by its deterministic URL: explain reads
+/// that service live without --region/--service, takes the paste's `date:` as the time of
+/// the failing request, and reaches the same diagnosis as `diagnose` on the fixture.
+#[test]
+fn explain_reads_the_service_a_pasted_url_names() {
+    let slug = "missing-binding-sa-not-bound-anywhere";
+    let dir = fixture(slug);
+    let (live, diagnosed) = run_fixture(slug, FakeOptions::new(), &["--format", "json"]);
+    let expected = findings(&json_of(&diagnosed, "diagnose"));
+    let token = std::fs::read_to_string(dir.join("token.txt")).expect("token");
+    let paste = "$ curl -i https://orders-api-123456789012.europe-west1.run.app/v1/orders\nHTTP/2 403\ncontent-type: text/html; charset=UTF-8\nserver: Google Frontend\n\n<h1>Error: Forbidden</h1>\n<h2>Your client does not have permission to get URL <code>/v1/orders</code> from this server.</h2>\n";
+    let mut args = s(&[
+        "explain",
+        paste,
+        "--format",
+        "json",
+        "--token",
+        token.trim(),
+        "--freshness",
+    ]);
+    args.push(freshness_for(&dir));
+    live.fake.clear_calls();
+    let out = live.run(&args);
+    let v = json_of(&out, "explain curl");
+    assert_eq!(v["paste"]["origin"], "cloud_run_gate");
+    assert_eq!(v["paste"]["identifiers"]["project_number"], "123456789012");
+    assert_eq!(v["target"]["service"], "orders-api", "{v}");
+    assert_eq!(findings(&v), expected);
+    assert!(
+        v["paste"]["next"]
+            .to_string()
+            .contains("the service was read live from project"),
+        "{}",
+        v["paste"]["next"]
+    );
+    assert!(live.fake.mutating_calls().is_empty());
+    live.assert_no_api_token(&out, "explain curl");
+}
+
+#[test]
+fn multi_region_reads_every_region_and_records_it() {
+    // The 403 happened in us-central1, whose policy lacks the caller; the command line names
+    // europe-west1 (the fixture's service.json).
+    let slug = "multi-region-second-region-policy-lacks-caller-403";
+    let dir = fixture(slug);
+    let rec = tempfile::tempdir().expect("tempdir");
+    let rec_dir = rec.path().join("bundle");
+    let rec_s = rec_dir.display().to_string();
+    let (live, out) = run_fixture(
+        slug,
+        FakeOptions::new(),
+        &["--format", "json", "--record", &rec_s],
+    );
+    let report = json_of(&out, "multi-region");
+    let calls = live.fake.calls();
+    let us = "/v2/projects/shop-prod/locations/us-central1/services/orders-api";
+    for path in [us.to_string(), format!("{us}:getIamPolicy")] {
+        assert!(
+            calls.iter().any(|c| c.path == path && c.status == 200),
+            "{path} not read: {:?}",
+            calls.iter().map(|c| &c.path).collect::<Vec<_>>()
+        );
+    }
+    assert!(
+        calls.iter().any(|c| c
+            .body
+            .as_deref()
+            .is_some_and(|b| b.contains(r#"resource.labels.location=\"us-central1\""#))),
+        "the us-central1 request logs were not read"
+    );
+    assert_eq!(report["findings"][0]["cause"], "missing_invoker_binding");
+    assert_eq!(report["target"]["region"], "us-central1");
+    assert!(
+        report["findings"][0]["title"]
+            .as_str()
+            .is_some_and(|t| t.ends_with("in region `us-central1`")),
+        "{}",
+        report["findings"][0]["title"]
+    );
+    for f in [
+        "service-us-central1.json",
+        "service-iam-policy-us-central1.json",
+    ] {
+        assert!(rec_dir.join(f).exists(), "{f} not recorded");
+    }
+    let replay = replay_with_token(&rec_s, &dir);
+    assert_eq!(findings(&report), findings(&replay));
+    assert_eq!(replay["target"]["region"], "us-central1");
 }

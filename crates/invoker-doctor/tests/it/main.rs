@@ -5,6 +5,8 @@ mod docs;
 mod faults;
 mod fixtures;
 mod hostile;
+mod incidents;
 pub(crate) mod live;
+mod pastes;
 mod secrets;
 mod support;

@@ -19,6 +19,7 @@ Serves DIR (an invoker-doctor evidence bundle) as the Google Cloud REST APIs on
 http://127.0.0.1:PORT/ and prints that base URL on stdout. Point every
 CLOUDSDK_API_ENDPOINT_OVERRIDES_<API> at it: RUN CLOUDRESOURCEMANAGER LOGGING ORGPOLICY
 IAM PUBSUB CLOUDSCHEDULER CLOUDTASKS EVENTARC WORKFLOWS OAUTH2 POLICYTROUBLESHOOTER.
+Resource Manager v1 projects.getAncestry is served too (gcloud projects get-ancestors).
 
   --token T         require `Authorization: Bearer T` (OAuth2 tokeninfo takes it as
                     ?access_token=T instead, and calls any other token invalid_token)
@@ -32,6 +33,7 @@ troubleshoot.json for the question its accessTuple names (another question is a 
 without that file it answers 403 SERVICE_DISABLED, as Google does when the API is off.
 
 sources: run.services.get run.services.list run.services.getIamPolicy projects.get
+         projects.getAncestry
          folders.get organizations.get projects.getIamPolicy folders.getIamPolicy
          organizations.getIamPolicy logging.entries.list orgpolicy.getEffectivePolicy
          iam.roles.get iam.denypolicies pubsub.subscriptions.get cloudscheduler.jobs.get

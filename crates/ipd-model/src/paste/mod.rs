@@ -1,7 +1,46 @@
 //! Recognising whatever a person pastes: a token, a log entry, an ID, a Logs Explorer URL,
-//! or the error text / HTML a client got.
+//! or the error text / HTML a client got. [`classify`] finds what the paste references (a
+//! request, a token, an entry); [`recognise`] says where the refusal came from, what it names
+//! and which causes it leaves open. Both are pure and total.
+
+pub mod ids;
+pub mod next;
+pub mod recognise;
+
+pub use ids::Identifiers;
+pub use next::{NextStep, next_steps};
+pub use recognise::{Kind, Origin, Recognised, Topic, recognise};
 
 use serde::Serialize;
+
+/// The contract's `paste` object (null members where unknown), plus `meaning`: the lead
+/// sentence the text and Markdown reports open with.
+#[derive(Debug, Clone, Serialize)]
+pub struct PasteObject {
+    pub kind: Kind,
+    pub origin: Origin,
+    pub status: Option<i64>,
+    pub identifiers: Identifiers,
+    pub possible_causes: Vec<&'static str>,
+    pub ruled_out: Vec<&'static str>,
+    pub next: Vec<NextStep>,
+    pub meaning: String,
+}
+
+impl PasteObject {
+    pub fn new(r: &Recognised) -> PasteObject {
+        PasteObject {
+            kind: r.kind,
+            origin: r.origin,
+            status: r.status,
+            identifiers: r.identifiers.clone(),
+            possible_causes: r.possible_causes.clone(),
+            ruled_out: r.ruled_out.clone(),
+            next: next_steps(r),
+            meaning: r.meaning.clone(),
+        }
+    }
+}
 
 use crate::logs::{EMPTY_AUTHORIZATION, GATE_401, GATE_403, LogEntry};
 use crate::token::{Token, TokenKind};
@@ -31,18 +70,6 @@ pub enum Paste {
         detail: String,
     },
     Unknown,
-}
-
-/// Who produced an error page.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Origin {
-    /// Cloud Run's invoker gate (Google front end HTML, or the gate's log text).
-    CloudRunGate,
-    /// Identity-Aware Proxy.
-    Iap,
-    /// Something else (the application, a proxy).
-    Other,
 }
 
 impl Paste {
@@ -108,7 +135,7 @@ pub fn classify(input: &str) -> Paste {
         .unwrap_or(s);
     if let Some((trace, rest)) = header_value.split_once('/')
         && is_hex(trace, 32)
-        && !s.contains(' ')
+        && !header_value.contains(' ')
     {
         let span = rest
             .split(';')
@@ -187,7 +214,7 @@ fn error_page(s: &str) -> Option<Paste> {
             origin: if gfe {
                 Origin::CloudRunGate
             } else {
-                Origin::Other
+                Origin::Unknown
             },
             detail: if gfe {
                 "Google's 403 page, as Cloud Run's gate serves it".into()
@@ -202,7 +229,7 @@ fn error_page(s: &str) -> Option<Paste> {
             origin: if gfe {
                 Origin::CloudRunGate
             } else {
-                Origin::Other
+                Origin::Unknown
             },
             detail: if gfe {
                 "Google's 401 page, as Cloud Run's gate serves it".into()
@@ -214,7 +241,7 @@ fn error_page(s: &str) -> Option<Paste> {
     if l.contains("404") && (l.contains("not found") || l.contains("error: not found")) {
         return Some(Paste::ErrorPage {
             status: Some(404),
-            origin: Origin::Other,
+            origin: Origin::Unknown,
             detail: "a 404 page".into(),
         });
     }
@@ -305,7 +332,7 @@ mod tests {
 
     #[test]
     fn real_log_entry_and_pages() {
-        let e = include_str!("../testdata/cloud-run-request-log-403-unauthenticated.json");
+        let e = include_str!("../../testdata/cloud-run-request-log-403-unauthenticated.json");
         let p = classify(e);
         assert_eq!(p.kind(), "log_entry");
         assert_eq!(p.request_ref().as_deref(), Some("68f714bb000325e525216f18"));
