@@ -261,6 +261,11 @@ pub struct LiveArgs {
     /// answer with the tool's own reading of IAM.
     #[arg(long)]
     pub no_troubleshooter: bool,
+    /// Live mode: the longest the whole run may take, in seconds. A call still unanswered then
+    /// is a gap, and no retry waits past it. The default is a few seconds more than the
+    /// slowest retry schedule of a call that keeps being answered slowly.
+    #[arg(long, value_name = "SECONDS", default_value_t = crate::live::DEFAULT_TIMEOUT_SECS, value_parser = crate::live::parse_timeout)]
+    pub timeout: f64,
 }
 
 #[derive(Debug, Args)]

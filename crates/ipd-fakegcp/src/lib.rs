@@ -139,6 +139,7 @@
 pub mod convert;
 pub mod envelope;
 pub mod filter;
+pub mod garble;
 pub mod gcloud;
 mod handlers;
 pub mod options;
@@ -148,6 +149,7 @@ pub mod routes;
 pub mod scenario;
 mod server;
 
+pub use garble::Garble;
 pub use options::{FakeOptions, Fault, Source};
 pub use scenario::{
     BundleOptions, ErrorReply, Folder, Identity, IdentityOverrides, OrgPolicies, Organization,

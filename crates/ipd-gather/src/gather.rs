@@ -1138,11 +1138,23 @@ pub(crate) async fn list_entries(
             Err(_) if !entries.is_empty() => break,
             Err(f) => return (Err(f), calls),
         };
-        if let Some(Value::Array(a)) = page.get("entries") {
-            if !a.is_empty() {
-                pages_with_entries += 1;
+        match page.get("entries") {
+            Some(Value::Array(a)) => {
+                if !a.is_empty() {
+                    pages_with_entries += 1;
+                }
+                entries.extend(a.iter().cloned());
             }
-            entries.extend(a.iter().cloned());
+            None if page.is_object() => {}
+            // Valid JSON of another shape is no "no entries": the source failed.
+            _ => {
+                let f = Failure::synthetic(
+                    502,
+                    "INTERNAL",
+                    "the answer is not an entries:list response (`entries` is not a list)",
+                );
+                return (Err(f), calls);
+            }
         }
         let next = page
             .get("nextPageToken")
