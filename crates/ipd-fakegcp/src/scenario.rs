@@ -141,6 +141,9 @@ pub struct Scenario {
     pub organizations: BTreeMap<String, Organization>,
     /// The identity's service as an Admin API v2 resource; `None` answers 404.
     pub service: Option<Stored>,
+    /// The bundle's service as the v1 (Knative) document it was (gcloud's output), served
+    /// verbatim by Run v1; `None` for a v2 file (Run v1 then answers its translation).
+    pub service_v1: Option<Value>,
     /// More v2 services (their `name` says where they live), for list tests and the other
     /// regions of a multi-region service (`service-REGION.json`).
     pub other_services: Vec<Value>,
@@ -159,6 +162,9 @@ pub struct Scenario {
     pub org_policies: Option<OrgPolicies>,
     /// IAM roles (`role-*.json`), each with its `name`.
     pub roles: Vec<Value>,
+    /// Custom org-policy constraint definitions (`org-policy-custom-*.json`), served by
+    /// `customConstraints.list` of the organization their `name` says.
+    pub custom_constraints: Vec<Value>,
     /// `Stored::Value` holds a JSON array of IAM v2 deny policies; `None` answers none.
     pub deny_policies: Option<Stored>,
     /// Configurations of Google-managed callers (`caller-*.json`: a Pub/Sub subscription,
@@ -572,6 +578,16 @@ impl Scenario {
                     sc.organizations.entry(id.clone()).or_default().iam_policy = Some(stored);
                     org_ids.push(id);
                 }
+                _ if name.starts_with("org-policy-custom-") && name.ends_with(".json") => {
+                    let v = read_value(path, text)?;
+                    if error_reply(&v).is_some() {
+                        sc.warnings.push(format!(
+                            "{path}: holds an error envelope; the custom constraint is not served"
+                        ));
+                        continue;
+                    }
+                    sc.custom_constraints.push(v);
+                }
                 _ if name == "org-policies.json"
                     || (name.starts_with("org-policy-") && name.ends_with(".json")) =>
                 {
@@ -706,6 +722,7 @@ impl Scenario {
         };
         if let Some((svc, raw)) = pending_v1 {
             sc.service = Some(Stored::Value(convert::v1_to_v2(&svc, &raw, &sc.identity)));
+            sc.service_v1 = Some(raw);
         }
 
         // Hierarchy: project → folders (nearest first, by id) → the first organization.
