@@ -309,6 +309,7 @@ fn live(
         record: a.record.clone(),
         verbose: a.verbose,
         no_troubleshooter: true,
+        timeout: crate::live::DEFAULT_TIMEOUT_SECS,
         ..LiveArgs::default()
     };
     let opts = Options::default();
