@@ -45,12 +45,46 @@ pub enum Command {
     Explain(ExplainArgs),
     /// List every rule, or print one rule's documentation.
     Rules(RulesArgs),
+    /// Print (or, with --run, run) the gcloud commands that make a complete evidence bundle.
+    Collect(CollectArgs),
     /// Find, through Cloud Asset Inventory, the invoke refusals that services and their
     /// Google-managed callers are set up to have, across an organization, folder or project.
     Scan(ScanArgs),
     /// During an outage: which services refuse whom since when, the change that started it,
     /// and the diagnosis of the top groups (live, or --bundle DIR offline).
     Incidents(IncidentsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CollectArgs {
+    /// The project ID.
+    #[arg(long, value_name = "P")]
+    pub project: String,
+    /// The region.
+    #[arg(long, value_name = "R")]
+    pub region: String,
+    /// The service name.
+    #[arg(long, value_name = "S")]
+    pub service: String,
+    /// When the failing request happened (RFC 3339): the logs are read around it.
+    #[arg(long, value_name = "RFC3339", conflicts_with = "freshness")]
+    pub at: Option<String>,
+    /// Without --at: how far back the logs are read (30m, 6h, 1d, 7d; default 1d).
+    #[arg(long, value_name = "DURATION")]
+    pub freshness: Option<String>,
+    /// Who made the request: also ask Policy Troubleshooter (v3) about it.
+    #[arg(long, value_name = "PRINCIPAL")]
+    pub caller: Option<String>,
+    /// A Google-managed caller's configuration to describe (repeatable), e.g.
+    /// pubsub:projects/P/subscriptions/S.
+    #[arg(long, value_name = "KIND:RESOURCE")]
+    pub caller_config: Vec<String>,
+    /// The bundle directory the commands write.
+    #[arg(long, value_name = "DIR", default_value = "invoker-doctor-bundle")]
+    pub out: std::path::PathBuf,
+    /// Run the commands now (gcloud from PATH) instead of printing them.
+    #[arg(long)]
+    pub run: bool,
 }
 
 #[derive(Debug, Args)]
@@ -227,6 +261,11 @@ pub struct LiveArgs {
     /// answer with the tool's own reading of IAM.
     #[arg(long)]
     pub no_troubleshooter: bool,
+    /// Live mode: the longest the whole run may take, in seconds. A call still unanswered then
+    /// is a gap, and no retry waits past it. The default is a few seconds more than the
+    /// slowest retry schedule of a call that keeps being answered slowly.
+    #[arg(long, value_name = "SECONDS", default_value_t = crate::live::DEFAULT_TIMEOUT_SECS, value_parser = crate::live::parse_timeout)]
+    pub timeout: f64,
 }
 
 #[derive(Debug, Args)]

@@ -51,10 +51,36 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-/// Connects and checks the credentials (a start error when there are none).
+/// `--timeout`'s default: a call's slowest retry schedule when every attempt takes a few
+/// seconds (4 attempts of up to 5 s, 1.75 s of backoff), plus a few seconds for the rest of the
+/// run. Retry-After waits that would pass it are not waited.
+pub const DEFAULT_TIMEOUT_SECS: f64 = 25.0;
+
+pub fn parse_timeout(s: &str) -> std::result::Result<f64, String> {
+    match s.trim().trim_end_matches('s').parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v <= 3600.0 => Ok(v),
+        _ => Err(format!(
+            "`{s}` is not a number of seconds between 0 and 3600 (e.g. 30 or 2.5)"
+        )),
+    }
+}
+
+/// Connects and checks the credentials (a start error when there are none). Every call of the
+/// gatherer ends by `--timeout` from here.
 pub(crate) async fn connect(l: &LiveArgs, env: &Env) -> Result<Gatherer> {
-    let g = Gatherer::connect(&auth_options(l), env, Settings::default())?;
-    g.client().auth().check().await?;
+    let limit = std::time::Duration::from_secs_f64(l.timeout);
+    let retry = ipd_gather::RetryPolicy {
+        deadline: Some(limit),
+        ..ipd_gather::RetryPolicy::default()
+    };
+    let g = Gatherer::connect_with(&auth_options(l), env, Settings::default(), retry)?;
+    match tokio::time::timeout(limit, g.client().auth().check()).await {
+        Ok(r) => r?,
+        Err(_) => anyhow::bail!(
+            "no access token within --timeout ({} s): the credentials' token endpoint did not answer",
+            l.timeout
+        ),
+    }
     Ok(g)
 }
 

@@ -304,6 +304,8 @@ pub struct FakeOptions {
     /// Logging `entries:list` first answers this many pages with no entries and a
     /// `nextPageToken` (the real API does this when a search is slow), then the results.
     pub logging_empty_pages: u32,
+    /// Sources whose answers are spoiled (cut short, a proxy's HTML page, the wrong shape).
+    pub garble: BTreeMap<Source, crate::garble::Garble>,
 }
 
 impl fmt::Debug for FakeOptions {
@@ -316,6 +318,7 @@ impl fmt::Debug for FakeOptions {
             .field("faults", &self.faults)
             .field("retry_after_secs", &self.retry_after_secs)
             .field("logging_empty_pages", &self.logging_empty_pages)
+            .field("garble", &self.garble)
             .finish()
     }
 }
@@ -365,6 +368,12 @@ impl FakeOptions {
     /// Send `Retry-After: secs` with injected 429/503 answers.
     pub fn retry_after(mut self, secs: u32) -> Self {
         self.retry_after_secs = Some(secs);
+        self
+    }
+
+    /// Spoil every answer of `source` (see [`crate::Garble`]).
+    pub fn garble(mut self, source: Source, g: crate::garble::Garble) -> Self {
+        self.garble.insert(source, g);
         self
     }
 

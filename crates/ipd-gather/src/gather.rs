@@ -279,20 +279,28 @@ fn service_requests_filter(
 /// (policy denied), and IAP decisions about the service (Data Access). Every `AND`/`OR` group is
 /// parenthesized: in the Logging query language `OR` binds tighter than `AND`.
 pub fn audit_log_filter(t: &Target, since: Timestamp, until: Option<Timestamp>) -> String {
-    let p = quote(&t.project);
-    let svc = format!("/services/{}", quote(&t.service));
     let mut f = format!(
-        "logName=(\"projects/{p}/logs/{act}\" OR \"projects/{p}/logs/{pol}\" OR \"projects/{p}/logs/{da}\")\n((protoPayload.methodName:\"SetIamPolicy\" AND (protoPayload.resourceName:\"{svc}\" OR protoPayload.serviceName=\"cloudresourcemanager.googleapis.com\")) OR (protoPayload.serviceName=\"run.googleapis.com\" AND protoPayload.resourceName:\"{svc}\" AND (protoPayload.methodName:\"UpdateService\" OR protoPayload.methodName:\"ReplaceService\" OR protoPayload.methodName:\"CreateService\")) OR resource.labels.method=\"{ingress}\" OR (protoPayload.serviceName=\"iap.googleapis.com\" AND protoPayload.resourceName:\"{svc}\"))\ntimestamp>=\"{}\"",
-        rfc3339(since),
-        act = ipd_model::audit::ACTIVITY_LOG,
-        pol = ipd_model::audit::POLICY_LOG,
-        da = ipd_model::audit::DATA_ACCESS_LOG,
-        ingress = ipd_model::audit::HTTP_INGRESS_METHOD,
+        "{}\ntimestamp>=\"{}\"",
+        audit_log_selector(t),
+        rfc3339(since)
     );
     if let Some(u) = until {
         f.push_str(&format!("\ntimestamp<=\"{}\"", rfc3339(u)));
     }
     f
+}
+
+/// The audit entries [`audit_log_filter`] selects, without a time window (two lines, ANDed).
+pub fn audit_log_selector(t: &Target) -> String {
+    let p = quote(&t.project);
+    let svc = format!("/services/{}", quote(&t.service));
+    format!(
+        "logName=(\"projects/{p}/logs/{act}\" OR \"projects/{p}/logs/{pol}\" OR \"projects/{p}/logs/{da}\")\n((protoPayload.methodName:\"SetIamPolicy\" AND (protoPayload.resourceName:\"{svc}\" OR protoPayload.serviceName=\"cloudresourcemanager.googleapis.com\")) OR (protoPayload.serviceName=\"run.googleapis.com\" AND protoPayload.resourceName:\"{svc}\" AND (protoPayload.methodName:\"UpdateService\" OR protoPayload.methodName:\"ReplaceService\" OR protoPayload.methodName:\"CreateService\")) OR resource.labels.method=\"{ingress}\" OR (protoPayload.serviceName=\"iap.googleapis.com\" AND protoPayload.resourceName:\"{svc}\"))",
+        act = ipd_model::audit::ACTIVITY_LOG,
+        pol = ipd_model::audit::POLICY_LOG,
+        da = ipd_model::audit::DATA_ACCESS_LOG,
+        ingress = ipd_model::audit::HTTP_INGRESS_METHOD,
+    )
 }
 
 /// The filter that finds one request by trace ID or `insertId`.
@@ -1130,11 +1138,23 @@ pub(crate) async fn list_entries(
             Err(_) if !entries.is_empty() => break,
             Err(f) => return (Err(f), calls),
         };
-        if let Some(Value::Array(a)) = page.get("entries") {
-            if !a.is_empty() {
-                pages_with_entries += 1;
+        match page.get("entries") {
+            Some(Value::Array(a)) => {
+                if !a.is_empty() {
+                    pages_with_entries += 1;
+                }
+                entries.extend(a.iter().cloned());
             }
-            entries.extend(a.iter().cloned());
+            None if page.is_object() => {}
+            // Valid JSON of another shape is no "no entries": the source failed.
+            _ => {
+                let f = Failure::synthetic(
+                    502,
+                    "INTERNAL",
+                    "the answer is not an entries:list response (`entries` is not a list)",
+                );
+                return (Err(f), calls);
+            }
         }
         let next = page
             .get("nextPageToken")

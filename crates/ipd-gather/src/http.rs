@@ -29,6 +29,22 @@ pub struct RetryPolicy {
     /// Timeout of one attempt (connect, send, read the body).
     pub attempt_timeout: Duration,
     pub connect_timeout: Duration,
+    /// The whole gathering's bound (`--timeout`), from the client's creation: a call still
+    /// unanswered then fails (its source a gap), and no retry waits past it.
+    pub deadline: Option<Duration>,
+}
+
+impl RetryPolicy {
+    /// The longest the retries of one call wait, attempts answering at once: every backoff at
+    /// its full jitter (0.25 + 0.5 + 1 s with the defaults).
+    pub fn slowest_backoff(&self) -> Duration {
+        (1..self.max_attempts.max(1))
+            .map(|retry| {
+                let base = self.initial_backoff.as_secs_f64() * 2f64.powi(retry as i32 - 1);
+                Duration::from_secs_f64(base.min(self.max_backoff.as_secs_f64()))
+            })
+            .sum()
+    }
 }
 
 impl Default for RetryPolicy {
@@ -40,6 +56,7 @@ impl Default for RetryPolicy {
             max_retry_after: Duration::from_secs(30),
             attempt_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
+            deadline: None,
         }
     }
 }
@@ -206,6 +223,16 @@ impl Call {
             service: service.to_string(),
             receive_time,
         })
+    }
+
+    /// The API the call goes to (read off the URL [`Call::request`] builds, so the two agree).
+    pub fn api(&self) -> Api {
+        let (_, url, _, _) = self.request(&Endpoints::default());
+        Api::ALL
+            .iter()
+            .copied()
+            .find(|a| url.starts_with(a.default_root()))
+            .unwrap_or(Api::Run)
     }
 
     /// The method's name, as the fake and the docs call it.
@@ -639,11 +666,15 @@ impl Client {
         endpoints: Endpoints,
         policy: RetryPolicy,
     ) -> Result<Client, ClientError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(policy.connect_timeout)
-            .user_agent(concat!("invoker-doctor/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| ClientError(e.without_url().to_string()))?;
+        let http = crate::endpoints::with_proxies(
+            reqwest::Client::builder()
+                .connect_timeout(policy.connect_timeout)
+                .user_agent(concat!("invoker-doctor/", env!("CARGO_PKG_VERSION"))),
+            endpoints.proxies(),
+        )
+        .map_err(ClientError)?
+        .build()
+        .map_err(|e| ClientError(e.without_url().to_string()))?;
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
@@ -698,52 +729,87 @@ impl Client {
         let start = self.created.elapsed();
         let began = Instant::now();
         let (method, url, query, body) = call.request(&self.endpoints);
+        if let Some(why) = self.endpoints.refusal(call.api()) {
+            // Never dialled: the user pointed the tool at other hosts only.
+            return Err(Failure::synthetic(400, "FAILED_PRECONDITION", why));
+        }
         let mut notes = Vec::new();
         let mut attempts = 0;
-        let result = loop {
-            attempts += 1;
-            let last = attempts >= self.policy.max_attempts.max(1);
-            let outcome = self
-                .attempt(call, &method, &url, &query, body.as_ref())
-                .await;
-            let (failure, retry_after) = match outcome {
-                Attempt::Ok(v) => break Ok(v),
-                Attempt::Final(f) => break Err(f),
-                Attempt::Transient(f, ra) => (f, ra),
-            };
-            if last {
-                notes.push(format!("{}, no attempts left", short(&failure)));
-                break Err(failure);
-            }
-            let wait = match retry_after {
-                Some(ra) if ra > self.policy.max_retry_after => {
+        let deadline = self
+            .policy
+            .deadline
+            .map(|d| tokio::time::Instant::from_std(self.created + d));
+        let retries = async {
+            loop {
+                attempts += 1;
+                let last = attempts >= self.policy.max_attempts.max(1);
+                let outcome = self
+                    .attempt(call, &method, &url, &query, body.as_ref())
+                    .await;
+                let (failure, retry_after) = match outcome {
+                    Attempt::Ok(v) => break Ok(v),
+                    Attempt::Final(f) => break Err(f),
+                    Attempt::Transient(f, ra) => (f, ra),
+                };
+                if last {
+                    notes.push(format!("{}, no attempts left", short(&failure)));
+                    break Err(failure);
+                }
+                let wait = match retry_after {
+                    Some(ra) if ra > self.policy.max_retry_after => {
+                        notes.push(format!(
+                            "{}, Retry-After {} s is longer than the {} s this tool waits",
+                            short(&failure),
+                            ra.as_secs(),
+                            self.policy.max_retry_after.as_secs()
+                        ));
+                        break Err(failure);
+                    }
+                    Some(ra) => {
+                        notes.push(format!(
+                            "{}, waited {:.1} s (Retry-After)",
+                            short(&failure),
+                            ra.as_secs_f64()
+                        ));
+                        ra
+                    }
+                    None => {
+                        let b = self.backoff(attempts);
+                        notes.push(format!(
+                            "{}, retried after {:.2} s (backoff)",
+                            short(&failure),
+                            b.as_secs_f64()
+                        ));
+                        b
+                    }
+                };
+                if let Some(d) = deadline
+                    && tokio::time::Instant::now() + wait >= d
+                {
                     notes.push(format!(
-                        "{}, Retry-After {} s is longer than the {} s this tool waits",
+                        "{}, no retry: waiting {:.1} s would pass --timeout",
                         short(&failure),
-                        ra.as_secs(),
-                        self.policy.max_retry_after.as_secs()
+                        wait.as_secs_f64()
                     ));
                     break Err(failure);
                 }
-                Some(ra) => {
-                    notes.push(format!(
-                        "{}, waited {:.1} s (Retry-After)",
-                        short(&failure),
-                        ra.as_secs_f64()
-                    ));
-                    ra
+                tokio::time::sleep(wait).await;
+            }
+        };
+        let result = match deadline {
+            None => retries.await,
+            Some(d) => match tokio::time::timeout_at(d, retries).await {
+                Ok(r) => r,
+                Err(_) => {
+                    let secs = self.policy.deadline.unwrap_or_default().as_secs_f64();
+                    notes.push(format!("cut off at --timeout ({secs:.0} s)"));
+                    Err(no_answer(
+                        504,
+                        "DEADLINE_EXCEEDED",
+                        format!("no answer within --timeout ({secs:.0} s for the whole run)"),
+                    ))
                 }
-                None => {
-                    let b = self.backoff(attempts);
-                    notes.push(format!(
-                        "{}, retried after {:.2} s (backoff)",
-                        short(&failure),
-                        b.as_secs_f64()
-                    ));
-                    b
-                }
-            };
-            tokio::time::sleep(wait).await;
+            },
         };
         let rec = CallRecord {
             method: call.method_name(),
@@ -872,6 +938,14 @@ impl Client {
                 };
                 Failure::synthetic(status, canonical_status(status), message)
             }
+            _ if html_title(&bytes).is_some() => Failure::synthetic(
+                status,
+                canonical_status(status),
+                format!(
+                    "HTTP {status}: an HTML page (\"{}\"), not the API's answer: a proxy or load balancer between the tool and the API answered",
+                    html_title(&bytes).unwrap_or_default()
+                ),
+            ),
             _ => {
                 let text = String::from_utf8_lossy(&bytes);
                 let snippet: String = text.trim().chars().take(200).collect();
@@ -892,6 +966,24 @@ impl Client {
             Attempt::Final(failure)
         }
     }
+}
+
+/// The `<title>` of an HTML page (a proxy's error page), `Some("")` for HTML without one;
+/// `None` when the body is not HTML.
+fn html_title(bytes: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(4096)]);
+    let lower = text.trim_start().to_ascii_lowercase();
+    if !(lower.starts_with("<html") || lower.starts_with("<!doctype html")) {
+        return None;
+    }
+    let title = lower
+        .find("<title>")
+        .and_then(|i| {
+            let rest = &text.trim_start()[i + "<title>".len()..];
+            rest.find('<').map(|j| rest[..j].trim().to_string())
+        })
+        .unwrap_or_default();
+    Some(title.chars().take(100).collect())
 }
 
 enum Attempt {

@@ -1,7 +1,6 @@
 //! The real binary: exit codes, stdout/stderr separation, errors that name file and position.
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use crate::support::workspace_root;
 
@@ -143,8 +142,8 @@ fn token_flag_reads_file_and_stdin_and_is_never_echoed() {
     ]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(v["token"]["kind"], "access_token");
-    let mut child = bin()
-        .args([
+    let out = crate::support::output_with_stdin(
+        bin().args([
             "diagnose",
             "--bundle",
             "fixtures/missing-binding-user-viewer-only",
@@ -152,19 +151,9 @@ fn token_flag_reads_file_and_stdin_and_is_never_echoed() {
             "-",
             "--status",
             "401",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(tok.as_bytes())
-        .expect("write stdin");
-    let out = child.wait_with_output().expect("wait");
+        ]),
+        &tok,
+    );
     assert_eq!(out.status.code(), Some(1));
     let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
     let body = tok.trim().trim_start_matches("Bearer ").trim();

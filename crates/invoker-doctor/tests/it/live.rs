@@ -36,11 +36,27 @@ use crate::support::{Case, fixtures, run_args, workspace_root};
 /// Fixtures whose evidence live mode cannot reproduce. Empty: every fixture is compared.
 const EXCLUDED: &[(&str, &str)] = &[];
 
-/// A fake with a scratch directory (HOME, gcloud config, the access token file).
+/// A fake with a scratch directory (HOME, gcloud config, the access token file), and a
+/// recording proxy that every child process is pointed at (`HTTPS_PROXY`, `HTTP_PROXY`; the
+/// fake on 127.0.0.1 is in `NO_PROXY`): any connection to a host other than the fake's reaches
+/// the recorder, and the test fails when the `Live` is dropped.
 pub(crate) struct Live {
-    fake: Running,
+    pub(crate) fake: Running,
     home: tempfile::TempDir,
     token: String,
+    pub(crate) stray: crate::support::StrayRecorder,
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        let stray = self.stray.take();
+        if !std::thread::panicking() {
+            assert!(
+                stray.is_empty(),
+                "connections to hosts other than the fake's: {stray:?}"
+            );
+        }
+    }
 }
 
 fn api_token() -> String {
@@ -52,21 +68,26 @@ fn api_token() -> String {
 }
 
 impl Live {
-    fn start(scenario: Scenario, opts: FakeOptions) -> Live {
+    pub(crate) fn start(scenario: Scenario, opts: FakeOptions) -> Live {
         let token = api_token();
         let fake = FakeGcp::start_in_background(scenario, opts.token(token.clone()))
             .expect("start the fake");
         let home = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir_all(home.path().join("gcloud")).expect("gcloud dir");
         std::fs::write(home.path().join("access-token"), format!("{token}\n")).expect("token");
-        Live { fake, home, token }
+        Live {
+            fake,
+            home,
+            token,
+            stray: crate::support::StrayRecorder::start(),
+        }
     }
 
     pub(crate) fn bundle(dir: &Path, opts: FakeOptions) -> Live {
         Live::start(Scenario::from_bundle(dir).expect("scenario"), opts)
     }
 
-    fn cmd(&self) -> Command {
+    pub(crate) fn cmd(&self) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_invoker-doctor"));
         c.current_dir(workspace_root()).env_clear();
         let base = self.fake.base_url();
@@ -92,7 +113,10 @@ impl Live {
                 "CLOUDSDK_AUTH_ACCESS_TOKEN_FILE",
                 self.home.path().join("access-token"),
             )
-            .env("NO_COLOR", "1");
+            .env("NO_COLOR", "1")
+            .env("HTTPS_PROXY", self.stray.url())
+            .env("HTTP_PROXY", self.stray.url())
+            .env("NO_PROXY", "127.0.0.1,localhost");
         c
     }
 
@@ -106,7 +130,7 @@ impl Live {
     }
 
     /// The target flags of the scenario's service.
-    fn target_args(&self) -> Vec<String> {
+    pub(crate) fn target_args(&self) -> Vec<String> {
         let id = &self.fake.scenario().identity;
         vec![
             "--project".into(),
@@ -155,7 +179,7 @@ fn findings(report: &Value) -> Vec<(i64, String, String, String)> {
         .collect()
 }
 
-fn json_of(out: &Output, what: &str) -> Value {
+pub(crate) fn json_of(out: &Output, what: &str) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
             "{what}: stdout is not JSON ({e})\nstdout: {}\nstderr: {}",
@@ -472,7 +496,7 @@ fn every_fixture_diagnoses_the_same_live_as_offline() {
     assert_eq!(compared + excluded.len(), all.len());
 }
 
-fn fixture(slug: &str) -> PathBuf {
+pub(crate) fn fixture(slug: &str) -> PathBuf {
     workspace_root().join("fixtures").join(slug)
 }
 
@@ -485,7 +509,11 @@ fn case_of(slug: &str) -> Case {
 }
 
 /// Runs the live diagnosis of a fixture with extra fake options and extra flags.
-fn run_fixture(slug: &str, extra_opts: FakeOptions, extra_args: &[&str]) -> (Live, Output) {
+pub(crate) fn run_fixture(
+    slug: &str,
+    extra_opts: FakeOptions,
+    extra_args: &[&str],
+) -> (Live, Output) {
     let dir = fixture(slug);
     let case = case_of(slug);
     let m = live_mapping(&dir, &case);
@@ -495,6 +523,8 @@ fn run_fixture(slug: &str, extra_opts: FakeOptions, extra_args: &[&str]) -> (Liv
     }
     opts.retry_after_secs = extra_opts.retry_after_secs.or(opts.retry_after_secs);
     opts.logging_empty_pages = extra_opts.logging_empty_pages;
+    opts.garble.extend(extra_opts.garble);
+    opts.source_latency.extend(extra_opts.source_latency);
     let live = Live::bundle(&dir, opts);
     let mut full = s(&["diagnose"]);
     full.extend(live.target_args());
@@ -1642,7 +1672,7 @@ fn as_me_asks_tokeninfo_whose_the_token_is() {
     live.assert_no_api_token(&out, "as-me error");
 }
 
-fn push_subscription() -> Value {
+pub(crate) fn push_subscription() -> Value {
     serde_json::json!({
         "name": "projects/shop-prod/subscriptions/orders-push",
         "topic": "projects/shop-prod/topics/orders",
@@ -1656,7 +1686,7 @@ fn push_subscription() -> Value {
 }
 
 /// A fixture's fake serving `callers` besides the bundle.
-fn live_with_callers(slug: &str, callers: &[Value], opts: FakeOptions) -> Live {
+pub(crate) fn live_with_callers(slug: &str, callers: &[Value], opts: FakeOptions) -> Live {
     let mut sc = Scenario::from_bundle(fixture(slug)).expect("scenario");
     for c in callers {
         sc = sc.with_caller(c.clone());
@@ -1664,7 +1694,7 @@ fn live_with_callers(slug: &str, callers: &[Value], opts: FakeOptions) -> Live {
     Live::start(sc, opts)
 }
 
-fn caller_config_args(live: &Live, spec: &str) -> Vec<String> {
+pub(crate) fn caller_config_args(live: &Live, spec: &str) -> Vec<String> {
     let mut args = s(&["diagnose", "--caller-config", spec, "--format", "json"]);
     args.extend(live.target_args());
     args

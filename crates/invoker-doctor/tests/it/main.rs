@@ -2,9 +2,13 @@
 
 mod cli;
 mod docs;
+mod faults;
 mod fixtures;
+mod gcloud;
+mod hostile;
 mod incidents;
-mod live;
+pub(crate) mod live;
 mod pastes;
 mod scan;
+mod secrets;
 mod support;
