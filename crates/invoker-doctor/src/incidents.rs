@@ -293,6 +293,8 @@ fn live(
         record: a.record.clone(),
         verbose: a.verbose,
         no_troubleshooter: true,
+        // LiveArgs::default() has no --timeout (0 s); incidents takes live mode's default.
+        timeout: crate::live::DEFAULT_TIMEOUT_SECS,
         ..LiveArgs::default()
     };
     let opts = Options::default();
