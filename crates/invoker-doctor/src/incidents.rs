@@ -309,6 +309,7 @@ fn live(
         record: a.record.clone(),
         verbose: a.verbose,
         no_troubleshooter: true,
+        // LiveArgs::default() has no --timeout (0 s); incidents takes live mode's default.
         timeout: crate::live::DEFAULT_TIMEOUT_SECS,
         ..LiveArgs::default()
     };

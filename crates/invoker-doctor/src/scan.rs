@@ -126,10 +126,7 @@ pub fn run(a: &ScanArgs, env: &Env) -> Result<Output> {
             "{} not read: {}{}",
             g.source,
             g.detail,
-            g.needs_permission
-                .as_deref()
-                .map(|p| format!(" (needs `{p}`)"))
-                .unwrap_or_default()
+            g.needs_note()
         ));
     }
     let stdout = match a.format {

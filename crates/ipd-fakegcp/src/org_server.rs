@@ -27,7 +27,7 @@
 //! permission, for every call or for one project's (`SOURCE@projects/NUMBER`).
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -70,29 +70,13 @@ pub struct RunningOrg {
 impl RunningOrg {
     /// Serves `org` on a thread of its own.
     pub fn start(org: Org, opts: OrgOptions) -> std::io::Result<RunningOrg> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let std_listener = std::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))?;
-        std_listener.set_nonblocking(true)?;
-        let addr = std_listener.local_addr()?;
         let shared = Arc::new(Shared {
             org,
             opts,
             calls: Mutex::new(BTreeMap::new()),
         });
         let app = Router::new().fallback(handle).with_state(shared.clone());
-        let (tx, rx) = watch::channel(false);
-        let thread = std::thread::Builder::new()
-            .name("ipd-fakegcp-org".into())
-            .spawn(move || {
-                rt.block_on(async move {
-                    match tokio::net::TcpListener::from_std(std_listener) {
-                        Ok(listener) => crate::server::serve(listener, app, rx).await,
-                        Err(e) => eprintln!("ipd-fakegcp: cannot serve: {e}"),
-                    }
-                });
-            })?;
+        let (addr, tx, thread) = crate::server::serve_in_background(app)?;
         Ok(RunningOrg {
             addr,
             shared,

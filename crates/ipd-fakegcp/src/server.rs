@@ -299,24 +299,8 @@ impl FakeGcp {
         scenario: Scenario,
         options: FakeOptions,
     ) -> Result<Running, crate::Error> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let std_listener = std::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))?;
-        std_listener.set_nonblocking(true)?;
-        let addr = std_listener.local_addr()?;
         let (shared, app) = build(scenario, options);
-        let (tx, rx) = watch::channel(false);
-        let thread = std::thread::Builder::new()
-            .name("ipd-fakegcp".into())
-            .spawn(move || {
-                rt.block_on(async move {
-                    match tokio::net::TcpListener::from_std(std_listener) {
-                        Ok(listener) => serve(listener, app, rx).await,
-                        Err(e) => eprintln!("ipd-fakegcp: cannot serve: {e}"),
-                    }
-                });
-            })?;
+        let (addr, tx, thread) = serve_in_background(app)?;
         Ok(Running {
             addr,
             shared,
@@ -341,6 +325,31 @@ fn build(scenario: Scenario, options: FakeOptions) -> (Arc<Shared>, Router) {
     });
     let app = Router::new().fallback(handle).with_state(shared.clone());
     (shared, app)
+}
+
+/// Serves `app` on `127.0.0.1:<free port>` on a thread of its own with its own runtime; send
+/// `true` on the sender to stop it, then join the thread.
+pub(crate) fn serve_in_background(
+    app: Router,
+) -> std::io::Result<(SocketAddr, watch::Sender<bool>, std::thread::JoinHandle<()>)> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let std_listener = std::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))?;
+    std_listener.set_nonblocking(true)?;
+    let addr = std_listener.local_addr()?;
+    let (tx, rx) = watch::channel(false);
+    let thread = std::thread::Builder::new()
+        .name("ipd-fakegcp".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                match tokio::net::TcpListener::from_std(std_listener) {
+                    Ok(listener) => serve(listener, app, rx).await,
+                    Err(e) => eprintln!("ipd-fakegcp: cannot serve: {e}"),
+                }
+            });
+        })?;
+    Ok((addr, tx, thread))
 }
 
 pub(crate) async fn serve(

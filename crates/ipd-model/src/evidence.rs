@@ -78,6 +78,16 @@ pub struct Gap {
     pub needs_permission: Option<String>,
 }
 
+impl Gap {
+    /// ` (needs `PERMISSION`)`, or nothing when no permission would help.
+    pub fn needs_note(&self) -> String {
+        self.needs_permission
+            .as_deref()
+            .map(|p| format!(" (needs `{p}`)"))
+            .unwrap_or_default()
+    }
+}
+
 impl Evidence {
     /// The effective state of one org-policy constraint, if the evidence has it.
     pub fn constraint(&self, name: &str) -> Option<Effective> {

@@ -579,16 +579,7 @@ pub fn markdown_with(report: &Report, checklist: bool) -> String {
     if !report.gaps.is_empty() {
         let _ = writeln!(o, "\n### Gaps\n");
         for g in &report.gaps {
-            let _ = writeln!(
-                o,
-                "- `{}`: {}{}",
-                g.source,
-                g.detail,
-                g.needs_permission
-                    .as_deref()
-                    .map(|p| format!(" (needs `{p}`)"))
-                    .unwrap_or_default()
-            );
+            let _ = writeln!(o, "- `{}`: {}{}", g.source, g.detail, g.needs_note());
         }
     }
     o

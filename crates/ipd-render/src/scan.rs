@@ -141,10 +141,7 @@ pub fn text(r: &ScanReport) -> String {
                     .and_then(|v| v.as_str().map(str::to_string))
                     .unwrap_or_default(),
                 g.detail,
-                g.needs_permission
-                    .as_deref()
-                    .map(|p| format!(" (needs `{p}`)"))
-                    .unwrap_or_default()
+                g.needs_note()
             );
         }
     }
@@ -197,10 +194,7 @@ pub fn markdown(r: &ScanReport) -> String {
                 "- `{}`: {}{}",
                 g.source,
                 md_cell(&g.detail),
-                g.needs_permission
-                    .as_deref()
-                    .map(|p| format!(" (needs `{p}`)"))
-                    .unwrap_or_default()
+                g.needs_note()
             );
         }
     }
