@@ -69,3 +69,9 @@ fuzz-seed:
 # entries read, peak memory (/usr/bin/time -v)
 bench-incidents MAX="60000":
     scripts/bench-incidents.sh {{MAX}}
+
+# a scan of 1,000 services and 2,000 callers (fixtures/org-bench) against the fake at 100 ms
+# per call: wall time, calls, pages, peak memory, and the calls a per-service crawl would need
+bench-scan LATENCY_MS="100" ORG="fixtures/org-bench/org.yaml":
+    cargo build --release -p invoker-doctor
+    cargo run --release -q -p invoker-doctor --example bench_scan -- {{ORG}} {{LATENCY_MS}}

@@ -45,9 +45,85 @@ pub enum Command {
     Explain(ExplainArgs),
     /// List every rule, or print one rule's documentation.
     Rules(RulesArgs),
+    /// Print (or, with --run, run) the gcloud commands that make a complete evidence bundle.
+    Collect(CollectArgs),
+    /// Find, through Cloud Asset Inventory, the invoke refusals that services and their
+    /// Google-managed callers are set up to have, across an organization, folder or project.
+    Scan(ScanArgs),
     /// During an outage: which services refuse whom since when, the change that started it,
     /// and the diagnosis of the top groups (live, or --bundle DIR offline).
     Incidents(IncidentsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CollectArgs {
+    /// The project ID.
+    #[arg(long, value_name = "P")]
+    pub project: String,
+    /// The region.
+    #[arg(long, value_name = "R")]
+    pub region: String,
+    /// The service name.
+    #[arg(long, value_name = "S")]
+    pub service: String,
+    /// When the failing request happened (RFC 3339): the logs are read around it.
+    #[arg(long, value_name = "RFC3339", conflicts_with = "freshness")]
+    pub at: Option<String>,
+    /// Without --at: how far back the logs are read (30m, 6h, 1d, 7d; default 1d).
+    #[arg(long, value_name = "DURATION")]
+    pub freshness: Option<String>,
+    /// Who made the request: also ask Policy Troubleshooter (v3) about it.
+    #[arg(long, value_name = "PRINCIPAL")]
+    pub caller: Option<String>,
+    /// A Google-managed caller's configuration to describe (repeatable), e.g.
+    /// pubsub:projects/P/subscriptions/S.
+    #[arg(long, value_name = "KIND:RESOURCE")]
+    pub caller_config: Vec<String>,
+    /// The bundle directory the commands write.
+    #[arg(long, value_name = "DIR", default_value = "invoker-doctor-bundle")]
+    pub out: std::path::PathBuf,
+    /// Run the commands now (gcloud from PATH) instead of printing them.
+    #[arg(long)]
+    pub run: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("scope").required(true).args(["organization", "folder", "project"])))]
+pub struct ScanArgs {
+    /// Scan an organization (its number).
+    #[arg(long, value_name = "O")]
+    pub organization: Option<String>,
+    /// Scan a folder (its number).
+    #[arg(long, value_name = "F")]
+    pub folder: Option<String>,
+    /// Scan a project (its ID or number).
+    #[arg(long, value_name = "P")]
+    pub project: Option<String>,
+    /// How far back the Admin Activity log is read for the owner's intent to make a service
+    /// public (30m, 6h, 1d, 7d, 30d).
+    #[arg(long, value_name = "DURATION", default_value = "30d")]
+    pub since: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Only services whose full resource name (//run.googleapis.com/projects/P/locations/R/services/S)
+    /// matches this regular expression.
+    #[arg(long, value_name = "REGEX")]
+    pub service_filter: Option<String>,
+    /// Cloud Asset Inventory searches per minute at most (its default quota is 400 per
+    /// project).
+    #[arg(long, value_name = "N", default_value_t = 400, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_calls_per_minute: u32,
+    /// Call the APIs with the OAuth access token in FILE (also CLOUDSDK_AUTH_ACCESS_TOKEN_FILE).
+    /// Default: Application Default Credentials.
+    #[arg(long, value_name = "FILE")]
+    pub access_token_file: Option<PathBuf>,
+    /// Call the APIs as this service account (also CLOUDSDK_AUTH_IMPERSONATE_SERVICE_ACCOUNT).
+    #[arg(long, value_name = "EMAIL")]
+    pub impersonate_service_account: Option<String>,
+    /// List every API call on stderr.
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq, Default)]

@@ -280,7 +280,7 @@ fn render(
         text: h.clone(),
     }));
     let summary = match &r.paste {
-        Paste::ErrorPage { .. } | Paste::Unknown => None,
+        Paste::Text | Paste::Unknown => None,
         _ => Some(out.summary.clone()),
     };
     let paste_only = a.bundle.is_none() && !matches!(looked, Looked::Live { .. });
@@ -420,8 +420,7 @@ pub fn describe(p: &Paste, looked: &Looked) -> PasteOut {
                 query.as_deref().unwrap_or("")
             )
         }
-        Paste::ErrorPage { detail, .. } => detail.clone(),
-        Paste::Unknown => "text".into(),
+        Paste::Text | Paste::Unknown => "text".into(),
     };
     if !matches!(
         p,

@@ -31,6 +31,8 @@ pub struct Request<'a> {
     pub token: Option<&'a str>,
     /// `FakeOptions::identity`: the email tokeninfo tells for it.
     pub identity: Option<&'a str>,
+    /// The `Host` header (Cloud Run v1's regional endpoints prefix the region to it).
+    pub host: Option<&'a str>,
 }
 
 impl Request<'_> {
@@ -465,6 +467,10 @@ pub fn answer(sc: &Scenario, target: &Target, req: &Request<'_>) -> Reply {
         Target::Caller { collection, name } => caller_get(sc, *collection, name, req),
         Target::TokenInfo => tokeninfo(req),
         Target::Troubleshoot => troubleshoot(sc, req),
+        Target::KnativeService { namespace, service } => {
+            crate::gcloud::knative_get(sc, namespace, service, req)
+        }
+        Target::KnativeList { namespace } => crate::gcloud::knative_list(sc, namespace, req),
         Target::EffectivePolicy {
             kind,
             id,
@@ -525,7 +531,10 @@ pub fn answer(sc: &Scenario, target: &Target, req: &Request<'_>) -> Reply {
                     .is_some_and(|n| normalize_project(sc, n) == want)
             }) {
                 Some(r) => Reply::ok(r.clone()),
-                None => envelope::not_found(format!("The role named {name} was not found.")),
+                None => match crate::gcloud::predefined_role(name) {
+                    Some(r) => Reply::ok(r),
+                    None => envelope::not_found(format!("The role named {name} was not found.")),
+                },
             }
         }
         Target::DenyList { attachment, kind }
@@ -1117,6 +1126,7 @@ mod ancestry_tests {
             logging_empty_pages: 0,
             token: None,
             identity: None,
+            host: None,
         };
         let r = answer(
             sc,

@@ -141,6 +141,9 @@ pub struct Scenario {
     pub organizations: BTreeMap<String, Organization>,
     /// The identity's service as an Admin API v2 resource; `None` answers 404.
     pub service: Option<Stored>,
+    /// The bundle's service as the v1 (Knative) document it was (gcloud's output), served
+    /// verbatim by Run v1; `None` for a v2 file (Run v1 then answers its translation).
+    pub service_v1: Option<Value>,
     /// More v2 services (their `name` says where they live), for list tests and the other
     /// regions of a multi-region service (`service-REGION.json`).
     pub other_services: Vec<Value>,
@@ -719,6 +722,7 @@ impl Scenario {
         };
         if let Some((svc, raw)) = pending_v1 {
             sc.service = Some(Stored::Value(convert::v1_to_v2(&svc, &raw, &sc.identity)));
+            sc.service_v1 = Some(raw);
         }
 
         // Hierarchy: project → folders (nearest first, by id) → the first organization.

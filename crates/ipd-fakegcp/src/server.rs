@@ -221,6 +221,10 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
                             logging_empty_pages: shared.options.logging_empty_pages,
                             token: shared.options.token.as_deref(),
                             identity: shared.options.identity.as_deref(),
+                            host: parts
+                                .headers
+                                .get(header::HOST)
+                                .and_then(|h| h.to_str().ok()),
                         };
                         handlers::answer(sc, target, &req)
                     }
@@ -339,7 +343,11 @@ fn build(scenario: Scenario, options: FakeOptions) -> (Arc<Shared>, Router) {
     (shared, app)
 }
 
-async fn serve(listener: tokio::net::TcpListener, app: Router, stop: watch::Receiver<bool>) {
+pub(crate) async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    stop: watch::Receiver<bool>,
+) {
     let mut graceful_rx = stop.clone();
     let mut deadline_rx = stop;
     let graceful = async move {

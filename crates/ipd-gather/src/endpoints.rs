@@ -38,6 +38,8 @@ pub enum Api {
     IamCredentials,
     /// Policy Troubleshooter v3 (`iam:troubleshoot`, the cross-check of the caller's access).
     PolicyTroubleshooter,
+    /// Cloud Asset Inventory v1 (`scan`: `searchAllResources`, `searchAllIamPolicies`).
+    CloudAsset,
 }
 
 impl Api {
@@ -55,6 +57,7 @@ impl Api {
         Api::Workflows,
         Api::IamCredentials,
         Api::PolicyTroubleshooter,
+        Api::CloudAsset,
     ];
 
     /// gcloud's name of the API (the suffix of the override variable, lowercased).
@@ -73,6 +76,7 @@ impl Api {
             Api::Workflows => "workflows",
             Api::IamCredentials => "iamcredentials",
             Api::PolicyTroubleshooter => "policytroubleshooter",
+            Api::CloudAsset => "cloudasset",
         }
     }
 
@@ -92,6 +96,7 @@ impl Api {
             Api::Workflows => "https://workflows.googleapis.com/",
             Api::IamCredentials => "https://iamcredentials.googleapis.com/",
             Api::PolicyTroubleshooter => "https://policytroubleshooter.googleapis.com/",
+            Api::CloudAsset => "https://cloudasset.googleapis.com/",
         }
     }
 

@@ -279,20 +279,28 @@ fn service_requests_filter(
 /// (policy denied), and IAP decisions about the service (Data Access). Every `AND`/`OR` group is
 /// parenthesized: in the Logging query language `OR` binds tighter than `AND`.
 pub fn audit_log_filter(t: &Target, since: Timestamp, until: Option<Timestamp>) -> String {
-    let p = quote(&t.project);
-    let svc = format!("/services/{}", quote(&t.service));
     let mut f = format!(
-        "logName=(\"projects/{p}/logs/{act}\" OR \"projects/{p}/logs/{pol}\" OR \"projects/{p}/logs/{da}\")\n((protoPayload.methodName:\"SetIamPolicy\" AND (protoPayload.resourceName:\"{svc}\" OR protoPayload.serviceName=\"cloudresourcemanager.googleapis.com\")) OR (protoPayload.serviceName=\"run.googleapis.com\" AND protoPayload.resourceName:\"{svc}\" AND (protoPayload.methodName:\"UpdateService\" OR protoPayload.methodName:\"ReplaceService\" OR protoPayload.methodName:\"CreateService\")) OR resource.labels.method=\"{ingress}\" OR (protoPayload.serviceName=\"iap.googleapis.com\" AND protoPayload.resourceName:\"{svc}\"))\ntimestamp>=\"{}\"",
-        rfc3339(since),
-        act = ipd_model::audit::ACTIVITY_LOG,
-        pol = ipd_model::audit::POLICY_LOG,
-        da = ipd_model::audit::DATA_ACCESS_LOG,
-        ingress = ipd_model::audit::HTTP_INGRESS_METHOD,
+        "{}\ntimestamp>=\"{}\"",
+        audit_log_selector(t),
+        rfc3339(since)
     );
     if let Some(u) = until {
         f.push_str(&format!("\ntimestamp<=\"{}\"", rfc3339(u)));
     }
     f
+}
+
+/// The audit entries [`audit_log_filter`] selects, without a time window (two lines, ANDed).
+pub fn audit_log_selector(t: &Target) -> String {
+    let p = quote(&t.project);
+    let svc = format!("/services/{}", quote(&t.service));
+    format!(
+        "logName=(\"projects/{p}/logs/{act}\" OR \"projects/{p}/logs/{pol}\" OR \"projects/{p}/logs/{da}\")\n((protoPayload.methodName:\"SetIamPolicy\" AND (protoPayload.resourceName:\"{svc}\" OR protoPayload.serviceName=\"cloudresourcemanager.googleapis.com\")) OR (protoPayload.serviceName=\"run.googleapis.com\" AND protoPayload.resourceName:\"{svc}\" AND (protoPayload.methodName:\"UpdateService\" OR protoPayload.methodName:\"ReplaceService\" OR protoPayload.methodName:\"CreateService\")) OR resource.labels.method=\"{ingress}\" OR (protoPayload.serviceName=\"iap.googleapis.com\" AND protoPayload.resourceName:\"{svc}\"))",
+        act = ipd_model::audit::ACTIVITY_LOG,
+        pol = ipd_model::audit::POLICY_LOG,
+        da = ipd_model::audit::DATA_ACCESS_LOG,
+        ingress = ipd_model::audit::HTTP_INGRESS_METHOD,
+    )
 }
 
 /// The filter that finds one request by trace ID or `insertId`.
@@ -357,7 +365,7 @@ struct Done {
 /// Gathers evidence over a shared client.
 #[derive(Clone)]
 pub struct Gatherer {
-    client: Arc<Client>,
+    pub(crate) client: Arc<Client>,
     settings: Settings,
 }
 
@@ -1198,7 +1206,7 @@ fn role_file_name(name: &str, rec: &Recording) -> String {
 /// else the envelope of the failure (a refusal first), so the source is a gap rather than a
 /// partial answer that would read as "nothing set". A constraint the API does not know
 /// (400/404) counts as not set.
-fn org_policies(
+pub(crate) fn org_policies(
     answers: BTreeMap<String, Result<Value, Failure>>,
     notes: &mut Vec<String>,
 ) -> Result<Value, Failure> {

@@ -179,7 +179,28 @@ pub enum Call {
         service: String,
         receive_time: Option<Timestamp>,
     },
+    /// Cloud Asset Inventory v1 `searchAllResources`: `GET v1/{scope}:searchAllResources` with
+    /// `assetTypes` (repeated), the read mask that returns the resource data
+    /// (`versionedResources`), `pageSize=500`, `pageToken`.
+    SearchAllResources {
+        scope: String,
+        asset_types: Vec<String>,
+        page_token: Option<String>,
+    },
+    /// Cloud Asset Inventory v1 `searchAllIamPolicies`: `GET v1/{scope}:searchAllIamPolicies`
+    /// with `query`, `pageSize=500`, `pageToken`.
+    SearchAllIamPolicies {
+        scope: String,
+        query: String,
+        page_token: Option<String>,
+    },
 }
+
+/// The fields `searchAllResources` returns: the defaults a scan uses, and the resource data.
+pub const RESOURCE_READ_MASK: &str =
+    "name,assetType,project,folders,organization,location,additionalAttributes,versionedResources";
+/// The largest page both searches allow.
+pub const SEARCH_PAGE_SIZE: u32 = 500;
 
 impl Call {
     /// Asks Policy Troubleshooter about `principal` (a bare email) and the service `service`
@@ -241,6 +262,8 @@ impl Call {
             Call::TokenInfo { .. } => "oauth2.tokeninfo",
             Call::CallerConfigGet { api, name, .. } => caller_get_method(*api, name),
             Call::Troubleshoot { .. } => "policytroubleshooter.iam.troubleshoot",
+            Call::SearchAllResources { .. } => "cloudasset.searchAllResources",
+            Call::SearchAllIamPolicies { .. } => "cloudasset.searchAllIamPolicies",
         }
     }
 
@@ -274,6 +297,8 @@ impl Call {
             // The troubleshooter reads the policies that apply (iam.roles.get, the ancestors'
             // getIamPolicy, ...); the first is the service's own.
             Call::Troubleshoot { .. } => "run.services.getIamPolicy",
+            Call::SearchAllResources { .. } => "cloudasset.assets.searchAllResources",
+            Call::SearchAllIamPolicies { .. } => "cloudasset.assets.searchAllIamPolicies",
         }
     }
 
@@ -324,6 +349,31 @@ impl Call {
             Call::Troubleshoot {
                 principal, service, ..
             } => format!("{INVOKE_PERMISSION} of {principal} on {service}"),
+            Call::SearchAllResources {
+                scope,
+                asset_types,
+                page_token,
+            } => format!(
+                "{scope} {}{}",
+                asset_types.join(","),
+                if page_token.is_some() {
+                    " (next page)"
+                } else {
+                    ""
+                }
+            ),
+            Call::SearchAllIamPolicies {
+                scope,
+                query,
+                page_token,
+            } => format!(
+                "{scope} {query}{}",
+                if page_token.is_some() {
+                    " (next page)"
+                } else {
+                    ""
+                }
+            ),
         }
     }
 
@@ -456,6 +506,46 @@ impl Call {
                     ep.url(Api::PolicyTroubleshooter, "v3/iam:troubleshoot"),
                     vec![],
                     Some(json!({ "accessTuple": tuple })),
+                )
+            }
+            Call::SearchAllResources {
+                scope,
+                asset_types,
+                page_token,
+            } => {
+                let mut q: Vec<(&'static str, String)> = asset_types
+                    .iter()
+                    .map(|t| ("assetTypes", t.clone()))
+                    .collect();
+                q.push(("readMask", RESOURCE_READ_MASK.to_string()));
+                q.push(("pageSize", SEARCH_PAGE_SIZE.to_string()));
+                if let Some(t) = page_token {
+                    q.push(("pageToken", t.clone()));
+                }
+                (
+                    Method::GET,
+                    ep.url(Api::CloudAsset, &format!("v1/{scope}:searchAllResources")),
+                    q,
+                    None,
+                )
+            }
+            Call::SearchAllIamPolicies {
+                scope,
+                query,
+                page_token,
+            } => {
+                let mut q = vec![
+                    ("query", query.clone()),
+                    ("pageSize", SEARCH_PAGE_SIZE.to_string()),
+                ];
+                if let Some(t) = page_token {
+                    q.push(("pageToken", t.clone()));
+                }
+                (
+                    Method::GET,
+                    ep.url(Api::CloudAsset, &format!("v1/{scope}:searchAllIamPolicies")),
+                    q,
+                    None,
                 )
             }
         }

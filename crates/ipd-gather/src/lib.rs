@@ -45,6 +45,7 @@
 //! answer (`UNKNOWN_INFO`), not necessarily a refusal. The API must be enabled in the project of the
 //! credentials (else 403 `SERVICE_DISABLED`, and the cross-check says `unavailable`).
 
+pub mod asset;
 pub mod auth;
 pub mod endpoints;
 pub mod env;

@@ -65,15 +65,7 @@ pub fn parse_run_url(url: &str) -> Option<(String, String, String)> {
 
 /// The lowercased host of an `https://` (or `http://`) URL.
 pub fn url_host(url: &str) -> Option<String> {
-    let u = url.trim();
-    let lower = u.to_ascii_lowercase();
-    let rest = lower
-        .strip_prefix("https://")
-        .or_else(|| lower.strip_prefix("http://"))?;
-    let host = rest.split(['/', '?', '#']).next()?;
-    let host = host.rsplit('@').next()?;
-    let host = host.split(':').next()?.trim_end_matches('.');
-    (!host.is_empty()).then(|| host.to_string())
+    ipd_model::inventory::url_host(url)
 }
 
 /// Why `--url` did not lead to a service.

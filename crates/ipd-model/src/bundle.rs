@@ -387,10 +387,21 @@ fn read_file(
             .map(DenyPoliciesFile::into_vec)
         }
         "troubleshoot.json" => {
-            ev.troubleshoot = Some(gathered(
+            let g = gathered(
                 doc::parse::<Troubleshoot>(path, text)?,
                 "run.services.getIamPolicy",
-            ))
+            );
+            let refused = match (&g, doc::parse::<serde_json::Value>(path, text)?) {
+                (Gathered::Present(_), Doc::Value(raw)) => crate::troubleshoot::unusable(&raw),
+                _ => None,
+            };
+            ev.troubleshoot = Some(match refused {
+                Some(why) => {
+                    warnings.push(why.clone());
+                    Gathered::Missing { why }
+                }
+                None => g,
+            });
         }
         "context.json" => match doc::parse::<Context>(path, text)? {
             Doc::Value(c) => ev.context = Some(c),
@@ -614,7 +625,8 @@ fn gathered<T>(d: Doc<T>, permission: &str) -> Gathered<T> {
     }
 }
 
-fn denied_or_failed<T>(e: ApiError, permission: &str) -> Gathered<T> {
+/// An API error read as a gap: a refusal names the permission (the error's, else `permission`).
+pub fn denied_or_failed<T>(e: ApiError, permission: &str) -> Gathered<T> {
     if e.is_permission_denied() {
         Gathered::Denied {
             permission: Some(
@@ -658,6 +670,33 @@ mod tests {
             e.to_string().starts_with("b/service-iam-policy.json:1:"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_v2alpha1_troubleshooter_answer_is_refused_not_misread() {
+        let v2alpha1 = r#"{"access": "GRANTED", "explainedPolicies": [{"access": "GRANTED", "fullResourceName": "//cloudresourcemanager.googleapis.com/projects/p"}]}"#;
+        let l = from_files([("troubleshoot.json", "b/troubleshoot.json", v2alpha1)]).unwrap();
+        match &l.evidence.troubleshoot {
+            Some(Gathered::Missing { why }) => {
+                assert!(
+                    why.contains("v2alpha1") && why.contains("policy-intelligence"),
+                    "{why}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            l.warnings.iter().any(|w| w.contains("v2alpha1")),
+            "{:?}",
+            l.warnings
+        );
+        // A v3 answer is read.
+        let v3 = r#"{"overallAccessState": "CANNOT_ACCESS"}"#;
+        let l = from_files([("troubleshoot.json", "b/troubleshoot.json", v3)]).unwrap();
+        assert!(matches!(
+            l.evidence.troubleshoot,
+            Some(Gathered::Present(_))
+        ));
     }
 
     #[test]

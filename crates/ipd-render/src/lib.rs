@@ -5,6 +5,7 @@
 //! `NO_COLOR`, `--color`). Everything reads the same without colour.
 
 pub mod incidents;
+pub mod scan;
 
 use std::fmt::Write;
 
@@ -21,7 +22,7 @@ pub fn json(report: &Report) -> String {
         .unwrap_or_else(|e| format!("{{\"error\": \"cannot serialize report: {e}\"}}"))
 }
 
-fn verdict_label(v: Verdict) -> String {
+pub(crate) fn verdict_label(v: Verdict) -> String {
     let s = v.as_str();
     match v {
         Verdict::Confirmed => s.red().bold().to_string(),

@@ -15,6 +15,7 @@ pub mod registry;
 pub mod report;
 pub mod rule;
 pub mod rules;
+pub mod scan;
 #[cfg(test)]
 pub(crate) mod testkit;
 

@@ -42,7 +42,7 @@ impl PasteObject {
     }
 }
 
-use crate::logs::{EMPTY_AUTHORIZATION, GATE_401, GATE_403, LogEntry};
+use crate::logs::LogEntry;
 use crate::token::{Token, TokenKind};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -63,12 +63,10 @@ pub enum Paste {
         project: Option<String>,
         query: Option<String>,
     },
-    /// An error page or message a client received.
-    ErrorPage {
-        status: Option<i64>,
-        origin: Origin,
-        detail: String,
-    },
+    /// Any other text (an error page, a message, a transcript): [`recognise`] says what it
+    /// shows.
+    Text,
+    /// Nothing (an empty paste).
     Unknown,
 }
 
@@ -81,7 +79,7 @@ impl Paste {
             Paste::TraceContext { .. } => "trace_context",
             Paste::InsertId(_) => "insert_id",
             Paste::LogsExplorerUrl { .. } => "logs_explorer_url",
-            Paste::ErrorPage { .. } => "error_page",
+            Paste::Text => "text",
             Paste::Unknown => "unknown",
         }
     }
@@ -164,95 +162,7 @@ pub fn classify(input: &str) -> Paste {
     {
         return Paste::InsertId(s.to_string());
     }
-    error_page(s).unwrap_or(Paste::Unknown)
-}
-
-fn error_page(s: &str) -> Option<Paste> {
-    let l = s.to_ascii_lowercase();
-    if l.contains("invalid iap credentials")
-        || l.contains("x-goog-iap-generated-response")
-        || l.contains("you don't have access")
-    {
-        let status = if l.contains("invalid iap credentials") && !l.contains("empty token") {
-            Some(401)
-        } else if l.contains("you don't have access") {
-            Some(403)
-        } else {
-            None
-        };
-        return Some(Paste::ErrorPage {
-            status,
-            origin: Origin::Iap,
-            detail: "the page comes from Identity-Aware Proxy".into(),
-        });
-    }
-    if s.contains(EMPTY_AUTHORIZATION) {
-        return Some(Paste::ErrorPage {
-            status: Some(403),
-            origin: Origin::CloudRunGate,
-            detail: "Cloud Run's gate: the request had an empty Authorization header".into(),
-        });
-    }
-    if s.contains(GATE_403) {
-        return Some(Paste::ErrorPage {
-            status: Some(403),
-            origin: Origin::CloudRunGate,
-            detail: "Cloud Run's gate: 403 \"not authenticated\"".into(),
-        });
-    }
-    if s.contains(GATE_401) {
-        return Some(Paste::ErrorPage {
-            status: Some(401),
-            origin: Origin::CloudRunGate,
-            detail: "Cloud Run's gate: 401 \"not authorized to invoke\"".into(),
-        });
-    }
-    let gfe = l.contains("your client does not have permission");
-    if l.contains("403 forbidden") || l.contains("error: forbidden") {
-        return Some(Paste::ErrorPage {
-            status: Some(403),
-            origin: if gfe {
-                Origin::CloudRunGate
-            } else {
-                Origin::Unknown
-            },
-            detail: if gfe {
-                "Google's 403 page, as Cloud Run's gate serves it".into()
-            } else {
-                "a 403 page".into()
-            },
-        });
-    }
-    if l.contains("401 unauthorized") || l.contains("error: unauthorized") {
-        return Some(Paste::ErrorPage {
-            status: Some(401),
-            origin: if gfe {
-                Origin::CloudRunGate
-            } else {
-                Origin::Unknown
-            },
-            detail: if gfe {
-                "Google's 401 page, as Cloud Run's gate serves it".into()
-            } else {
-                "a 401 page".into()
-            },
-        });
-    }
-    if l.contains("404") && (l.contains("not found") || l.contains("error: not found")) {
-        return Some(Paste::ErrorPage {
-            status: Some(404),
-            origin: Origin::Unknown,
-            detail: "a 404 page".into(),
-        });
-    }
-    if l.contains("invalid_token") || l.contains("could not be verified") {
-        return Some(Paste::ErrorPage {
-            status: Some(401),
-            origin: Origin::CloudRunGate,
-            detail: "a rejected token (`WWW-Authenticate: Bearer error=\"invalid_token\"`)".into(),
-        });
-    }
-    None
+    Paste::Text
 }
 
 fn logs_url(s: &str) -> Paste {
@@ -336,23 +246,14 @@ mod tests {
         let p = classify(e);
         assert_eq!(p.kind(), "log_entry");
         assert_eq!(p.request_ref().as_deref(), Some("68f714bb000325e525216f18"));
+        // Pages and messages are text: `recognise` reads them (and the corpus tests it).
         let html = "<html><head><title>403 Forbidden</title></head><body><h1>Error: Forbidden</h1><h2>Your client does not have permission to get URL <code>/</code> from this server.</h2></body></html>";
-        assert_eq!(
-            classify(html),
-            Paste::ErrorPage {
-                status: Some(403),
-                origin: Origin::CloudRunGate,
-                detail: "Google's 403 page, as Cloud Run's gate serves it".into()
-            }
-        );
-        assert!(matches!(
-            classify("Invalid IAP credentials: Unable to parse JWT"),
-            Paste::ErrorPage {
-                origin: Origin::Iap,
-                status: Some(401),
-                ..
-            }
-        ));
+        assert_eq!(classify(html), Paste::Text);
+        let r = recognise(html);
+        assert_eq!((r.origin, r.status), (Origin::Unknown, Some(403)));
+        let r = recognise("Invalid IAP credentials: Unable to parse JWT");
+        assert_eq!((r.origin, r.status), (Origin::Iap, Some(401)));
+        assert_eq!(classify("  \n"), Paste::Unknown);
     }
 
     #[test]

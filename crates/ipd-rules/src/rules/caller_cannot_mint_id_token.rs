@@ -154,15 +154,17 @@ impl RuleImpl for CallerCannotMintIdToken {
         let mut evidence = Vec::new();
         if let Some(e) = &cx.facts.entry {
             evidence.push(e.summary().to_string());
+            if let Some(t) = &e.text_payload {
+                // The gate text ends with links; the sentences before them say what happened.
+                let cut = t.find(" Read more at").unwrap_or(t.len());
+                evidence.push(format!("log text: \"{}\"", &t[..cut]));
+            }
         }
         let (title, explanation) = match &s.why {
             Why::Federated { principal } => {
                 evidence.push(format!(
                     "caller: `{principal}` (a workload identity federation principal)"
                 ));
-                if cx.gate() == Gate::EmptyAuthorization {
-                    evidence.push("log text: \"Empty Authorization header value.\"".into());
-                }
                 (
                     format!("the federated caller cannot mint a Google ID token for `{svc}`"),
                     "The caller is a workload identity federation principal. Its external-account credentials do not produce a Google ID token by themselves (`gcloud auth print-identity-token` answers \"No identity token can be obtained from the current credentials\", and several client libraries refuse external-account credentials for ID tokens), so the request reached Cloud Run without one and the gate refused it. The documented path is to impersonate a service account and mint the ID token as that account.".to_string(),
