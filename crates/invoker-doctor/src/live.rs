@@ -68,7 +68,13 @@ pub fn parse_timeout(s: &str) -> std::result::Result<f64, String> {
 /// Connects and checks the credentials (a start error when there are none). Every call of the
 /// gatherer ends by `--timeout` from here.
 pub(crate) async fn connect(l: &LiveArgs, env: &Env) -> Result<Gatherer> {
-    let limit = std::time::Duration::from_secs_f64(l.timeout);
+    // 0: not given (a `LiveArgs::default()` built by another command), the default bound.
+    let secs = if l.timeout > 0.0 {
+        l.timeout
+    } else {
+        DEFAULT_TIMEOUT_SECS
+    };
+    let limit = std::time::Duration::from_secs_f64(secs);
     let retry = ipd_gather::RetryPolicy {
         deadline: Some(limit),
         ..ipd_gather::RetryPolicy::default()
@@ -77,8 +83,7 @@ pub(crate) async fn connect(l: &LiveArgs, env: &Env) -> Result<Gatherer> {
     match tokio::time::timeout(limit, g.client().auth().check()).await {
         Ok(r) => r?,
         Err(_) => anyhow::bail!(
-            "no access token within --timeout ({} s): the credentials' token endpoint did not answer",
-            l.timeout
+            "no access token within --timeout ({secs} s): the credentials' token endpoint did not answer"
         ),
     }
     Ok(g)

@@ -243,10 +243,11 @@ fn every_fault_on_every_source_is_a_gap_and_the_diagnosis_completes() {
     );
 }
 
-/// How many calls of the source one diagnosis makes (logs: request logs and audit logs).
+/// How many calls of the source one diagnosis makes (logs: request logs, audit logs and the
+/// policy-change entries).
 fn per_run_calls(source: Source) -> usize {
     match source {
-        Source::LoggingEntriesList => 2,
+        Source::LoggingEntriesList => 3,
         Source::OrgPolicyGetEffectivePolicy => 8,
         Source::IamRolesGet => 2,
         _ => 1,
