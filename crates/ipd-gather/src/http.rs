@@ -119,6 +119,10 @@ pub enum Call {
     ServicesGetIamPolicy { resource: String },
     /// Resource Manager v3 `projects.get`.
     ProjectsGet { name: String },
+    /// Resource Manager v1 `projects.getAncestry`: `POST v1/projects/{project}:getAncestry`
+    /// with `{}`. The project, its folders and its organization in one answer; needs only
+    /// `resourcemanager.projects.get`.
+    ProjectsGetAncestry { project: String },
     /// Resource Manager v3 `folders.get`.
     FoldersGet { name: String },
     /// Resource Manager v3 `organizations.get`.
@@ -191,6 +195,7 @@ impl Call {
             Call::ServicesList { .. } => "run.services.list",
             Call::ServicesGetIamPolicy { .. } => "run.services.getIamPolicy",
             Call::ProjectsGet { .. } => "projects.get",
+            Call::ProjectsGetAncestry { .. } => "projects.getAncestry",
             Call::FoldersGet { .. } => "folders.get",
             Call::OrganizationsGet { .. } => "organizations.get",
             Call::CrmGetIamPolicy { resource } => {
@@ -219,7 +224,9 @@ impl Call {
             Call::ServicesGet { .. } => "run.services.get",
             Call::ServicesList { .. } => "run.services.list",
             Call::ServicesGetIamPolicy { .. } => "run.services.getIamPolicy",
-            Call::ProjectsGet { .. } => "resourcemanager.projects.get",
+            Call::ProjectsGet { .. } | Call::ProjectsGetAncestry { .. } => {
+                "resourcemanager.projects.get"
+            }
             Call::FoldersGet { .. } => "resourcemanager.folders.get",
             Call::OrganizationsGet { .. } => "resourcemanager.organizations.get",
             Call::CrmGetIamPolicy { resource } => {
@@ -288,6 +295,7 @@ impl Call {
                 }
             }
             Call::TokenInfo { .. } => "the credentials in use".into(),
+            Call::ProjectsGetAncestry { project } => format!("projects/{project}"),
             Call::Troubleshoot {
                 principal, service, ..
             } => format!("{INVOKE_PERMISSION} of {principal} on {service}"),
@@ -330,6 +338,15 @@ impl Call {
                 ep.url(Api::CloudResourceManager, &format!("v3/{name}")),
                 vec![],
                 None,
+            ),
+            Call::ProjectsGetAncestry { project } => (
+                Method::POST,
+                ep.url(
+                    Api::CloudResourceManager,
+                    &format!("v1/projects/{project}:getAncestry"),
+                ),
+                vec![],
+                Some(json!({})),
             ),
             Call::CrmGetIamPolicy { resource } => (
                 Method::POST,
