@@ -21,6 +21,18 @@ use crate::troubleshoot::Troubleshoot;
 /// Largest file read from a bundle; evidence files are small, a huge one is a mistake.
 pub const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
 
+/// Largest `logs.json`: a busy service's day of refusals is hundreds of megabytes, and it is
+/// read in one pass at hundreds of MB/s. Above this, that one source is a `failed` gap.
+pub const MAX_LOGS_BYTES: u64 = 2 * 1024 * 1024 * 1024;
+
+/// The size limit of one bundle file, by its name.
+pub fn max_file_bytes(name: &str) -> u64 {
+    match name {
+        "logs.json" => MAX_LOGS_BYTES,
+        _ => MAX_FILE_BYTES,
+    }
+}
+
 /// A loaded bundle and the warnings (unknown files) to print on stderr.
 #[derive(Debug)]
 pub struct Loaded {
@@ -43,14 +55,18 @@ pub fn load(dir: &Path, inputs: Inputs) -> Result<Loaded, ParseError> {
     }
     names.sort();
     let mut files = Vec::new();
+    let mut oversized_logs = None;
     for name in names {
         let path = dir.join(&name);
         let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-        if len > MAX_FILE_BYTES {
-            return Err(ParseError::new(
-                &path.display().to_string(),
-                format!("file is {len} bytes; evidence files are at most {MAX_FILE_BYTES}"),
-            ));
+        let max = max_file_bytes(&name);
+        if len > max {
+            let msg = format!("file is {len} bytes; this file is read up to {max} bytes");
+            if name == "logs.json" {
+                oversized_logs = Some(format!("{}: {msg}", path.display()));
+                continue;
+            }
+            return Err(ParseError::new(&path.display().to_string(), msg));
         }
         let bytes = std::fs::read(&path).map_err(|e| {
             ParseError::new(&path.display().to_string(), format!("cannot read: {e}"))
@@ -72,6 +88,10 @@ pub fn load(dir: &Path, inputs: Inputs) -> Result<Loaded, ParseError> {
             .map(|(n, p, t)| (n.as_str(), p.as_str(), t.as_str())),
     )?;
     loaded.evidence.inputs = inputs;
+    if let Some(error) = oversized_logs {
+        loaded.warnings.push(format!("{error}; the logs are a gap"));
+        loaded.evidence.logs = Gathered::Failed { error };
+    }
     Ok(loaded)
 }
 
@@ -111,7 +131,7 @@ pub fn from_files<'a>(
             }
             "logs.json" => {
                 ev.logs = gathered(
-                    doc::parse::<LogsFile>(path, text)?,
+                    crate::logs::parse_logs(path, text)?,
                     "logging.logEntries.list",
                 )
                 .map(LogsFile::into_entries)
@@ -290,6 +310,31 @@ fn denied_or_failed<T>(e: ApiError, permission: &str) -> Gathered<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_oversized_logs_file_is_a_failed_gap_and_the_rest_is_read() {
+        let dir = std::env::temp_dir().join(format!("ipd-model-big-logs-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        // Sparse: no disk is used for the bytes past the limit.
+        let f = std::fs::File::create(dir.join("logs.json")).unwrap();
+        f.set_len(MAX_LOGS_BYTES + 1).unwrap();
+        std::fs::write(dir.join("project-iam-policy.json"), r#"{"bindings": []}"#).unwrap();
+        let l = load(&dir, Inputs::default()).unwrap();
+        assert!(
+            matches!(&l.evidence.logs, Gathered::Failed { error } if error.contains("logs.json"))
+        );
+        assert!(l.evidence.project_policy.is_present());
+        assert!(
+            l.warnings.iter().any(|w| w.contains("logs.json")),
+            "{:?}",
+            l.warnings
+        );
+        // Far above the 64 MiB of other files, and another file's limit is unchanged.
+        assert!(max_file_bytes("logs.json") >= 1 << 30);
+        assert_eq!(max_file_bytes("service.json"), MAX_FILE_BYTES);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn unknown_files_warn_and_errors_name_the_file() {

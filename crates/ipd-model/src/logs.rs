@@ -2,6 +2,9 @@
 
 use std::collections::BTreeMap;
 
+use std::fmt;
+
+use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
@@ -26,12 +29,68 @@ pub struct LogEntry {
     pub insert_id: Option<String>,
     pub http_request: Option<HttpRequest>,
     pub text_payload: Option<String>,
-    pub json_payload: Option<Value>,
+    /// Only what the rules read of an application's structured log (`message`).
+    pub json_payload: Option<JsonPayload>,
+    /// An audit entry's `AuditLog` (read by [`crate::audit`]); request logs have none.
     pub proto_payload: Option<Value>,
     pub trace: Option<String>,
     pub span_id: Option<String>,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+}
+
+/// `jsonPayload`, of which only `message` is kept (a string; anything else is dropped).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+pub struct JsonPayload {
+    #[serde(default, deserialize_with = "string_or_none")]
+    pub message: Option<String>,
+}
+
+/// A string, or `None` for any other JSON value (skipped without building it).
+fn string_or_none<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(v.to_string()))
+        }
+        fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+            Ok(Some(v))
+        }
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(V)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
+            while a.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
+            while a.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+    }
+    d.deserialize_any(V)
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
@@ -56,14 +115,51 @@ pub struct HttpRequest {
     pub protocol: Option<String>,
 }
 
-/// proto3 JSON writes int32 as a number, but some tools quote it; accept both.
+/// proto3 JSON writes int32 as a number, but some tools quote it; accept both (anything else
+/// is `None`), without building an intermediate value.
 fn lenient_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
-    let v = Option::<Value>::deserialize(d)?;
-    Ok(match v {
-        Some(Value::Number(n)) => n.as_i64(),
-        Some(Value::String(s)) => s.trim().parse().ok(),
-        _ => None,
-    })
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = Option<i64>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an integer or a string holding one")
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            Ok(Some(v))
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(i64::try_from(v).ok())
+        }
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+            // `Value::as_i64` of a float is None: keep that.
+            let _ = v;
+            Ok(None)
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(v.trim().parse().ok())
+        }
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(V)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
+            while a.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
+            while a.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+    }
+    d.deserialize_any(V)
 }
 
 /// What the gate said about a request, read from a request-log entry.
@@ -136,8 +232,7 @@ impl LogEntry {
         self.text_payload.as_deref().or_else(|| {
             self.json_payload
                 .as_ref()
-                .and_then(|j| j.get("message"))
-                .and_then(Value::as_str)
+                .and_then(|j| j.message.as_deref())
         })
     }
 
@@ -181,14 +276,84 @@ impl LogEntry {
 }
 
 /// `logs.json`: an array of entries, or an `entries:list` response.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+///
+/// Read in one pass straight into [`LogEntry`] values: no `serde_json::Value` of the file or
+/// of an entry (only an audit entry's `protoPayload` is one), and no buffering of the whole
+/// document as an untagged enum would. Members of a response other than `entries` are
+/// skipped unread; an `error` member makes it Google's error envelope ([`LogsFile::Error`]).
+#[derive(Debug)]
 pub enum LogsFile {
     List(Vec<LogEntry>),
     Response {
-        #[serde(default)]
         entries: Vec<LogEntry>,
     },
+    /// `{"error": {...}}`: the API's error envelope in place of the entries.
+    Error(Value),
+}
+
+impl<'de> Deserialize<'de> for LogsFile {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = LogsFile;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON array of LogEntry or an entries:list response object")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<LogsFile, A::Error> {
+                let mut v = Vec::with_capacity(a.size_hint().unwrap_or(0).min(1 << 16));
+                while let Some(e) = a.next_element::<LogEntry>()? {
+                    v.push(e);
+                }
+                Ok(LogsFile::List(v))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<LogsFile, A::Error> {
+                let mut entries: Option<Vec<LogEntry>> = None;
+                let mut error: Option<Value> = None;
+                while let Some(k) = a.next_key::<std::borrow::Cow<'de, str>>()? {
+                    match k.as_ref() {
+                        "entries" => {
+                            entries =
+                                Some(a.next_value::<Option<Vec<LogEntry>>>()?.unwrap_or_default())
+                        }
+                        "error" => error = Some(a.next_value::<Value>()?),
+                        _ => {
+                            a.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(match (entries, error) {
+                    (None, Some(e)) => LogsFile::Error(serde_json::json!({ "error": e })),
+                    (entries, _) => LogsFile::Response {
+                        entries: entries.unwrap_or_default(),
+                    },
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Parses `logs.json` (`file` names it in errors) in one pass: JSON straight into entries, or
+/// the API's error envelope; YAML through the generic reader.
+pub fn parse_logs(
+    file: &str,
+    text: &str,
+) -> Result<crate::doc::Doc<LogsFile>, crate::doc::ParseError> {
+    use crate::doc::{ApiError, Doc, ParseError};
+    let body = text.trim_start_matches('\u{feff}');
+    if !body.trim_start().starts_with(['[', '{']) {
+        return crate::doc::parse::<LogsFile>(file, text);
+    }
+    match serde_json::from_str::<LogsFile>(body) {
+        Ok(LogsFile::Error(v)) => match ApiError::from_envelope(&v) {
+            Some(e) => Ok(Doc::Error(e)),
+            None => Ok(Doc::Value(LogsFile::Response {
+                entries: Vec::new(),
+            })),
+        },
+        Ok(f) => Ok(Doc::Value(f)),
+        Err(e) => Err(ParseError::from_json(file, &e)),
+    }
 }
 
 impl LogsFile {
@@ -196,6 +361,7 @@ impl LogsFile {
         match self {
             LogsFile::List(v) => v,
             LogsFile::Response { entries } => entries,
+            LogsFile::Error(_) => Vec::new(),
         }
     }
 }
@@ -227,6 +393,72 @@ mod tests {
         .unwrap();
         assert_eq!(e.gate_message(), GateMessage::None);
         assert!(e.latency_secs().unwrap() > 60.0);
+    }
+
+    fn entries(text: &str) -> Vec<LogEntry> {
+        match parse_logs("logs.json", text).unwrap() {
+            crate::doc::Doc::Value(f) => f.into_entries(),
+            crate::doc::Doc::Error(e) => panic!("an envelope: {e:?}"),
+        }
+    }
+
+    #[test]
+    fn one_pass_reader_keeps_what_the_rules_read() {
+        let real = include_str!("../testdata/cloud-run-request-log-403-unauthenticated.json");
+        let list = entries(&format!("[{real}, {real}]"));
+        assert_eq!(list.len(), 2);
+        let one: LogEntry = serde_json::from_str(real).unwrap();
+        assert_eq!(list[0], one);
+        // An entries:list response: other members are skipped, `entries: null` is none.
+        let resp = entries(&format!(
+            r#"{{"nextPageToken": "t", "entries": [{real}], "extra": {{"deep": [1, {{"x": null}}]}}}}"#
+        ));
+        assert_eq!(resp, vec![one]);
+        assert!(entries(r#"{"entries": null}"#).is_empty());
+        assert!(entries("{}").is_empty());
+        assert!(entries("\u{feff}[]").is_empty());
+        // jsonPayload: only a string `message` is kept; status as a number or a quoted number.
+        let e = &entries(
+            r#"[{"jsonPayload": {"message": "boom", "stack": ["a", {"b": 1}]}, "httpRequest": {"status": "403"}},
+                {"jsonPayload": {"message": {"not": "text"}}, "httpRequest": {"status": 4.5}},
+                {"protoPayload": {"methodName": "SetIamPolicy"}, "httpRequest": {"status": null}}]"#,
+        );
+        assert_eq!(e[0].message(), Some("boom"));
+        assert_eq!(e[0].status(), Some(403));
+        assert_eq!(e[1].message(), None);
+        assert_eq!(e[1].status(), None);
+        assert_eq!(e[2].status(), None);
+        assert_eq!(
+            e[2].proto_payload
+                .as_ref()
+                .and_then(|p| p.get("methodName")),
+            Some(&serde_json::json!("SetIamPolicy"))
+        );
+    }
+
+    #[test]
+    fn envelope_and_errors_with_positions() {
+        let env = r#"{"error": {"code": 403, "message": "Permission 'logging.logEntries.list' denied on resource 'projects/p' (or it may not exist).", "status": "PERMISSION_DENIED"}}"#;
+        match parse_logs("logs.json", env).unwrap() {
+            crate::doc::Doc::Error(e) => {
+                assert!(e.is_permission_denied());
+                assert_eq!(e.permission.as_deref(), Some("logging.logEntries.list"));
+            }
+            crate::doc::Doc::Value(_) => panic!("the envelope was not recognised"),
+        }
+        // An `error` that is no envelope, next to no entries: an empty response, as before.
+        assert!(entries(r#"{"error": "x"}"#).is_empty());
+        let bad = parse_logs(
+            "b/logs.json",
+            "[\n  {\"insertId\": \"a\"},\n  {\"insertId\": 7}\n]",
+        )
+        .unwrap_err();
+        assert_eq!(bad.file, "b/logs.json");
+        assert_eq!(bad.line, Some(3));
+        let bad = parse_logs("logs.json", "[{\"insertId\": \"a\"}").unwrap_err();
+        assert!(bad.line.is_some(), "{bad:?}");
+        assert!(parse_logs("logs.json", "42").is_err());
+        assert!(parse_logs("logs.json", "[1]").is_err());
     }
 
     #[test]
