@@ -18,13 +18,14 @@ pub const GATE_403: &str = "The request was not authenticated";
 pub const GATE_401: &str = "not authorized to invoke this service";
 pub const EMPTY_AUTHORIZATION: &str = "Empty Authorization header value";
 
+/// The members of a LogEntry the rules read; the others (`receiveTimestamp`, `spanId`,
+/// `httpRequest.remoteIp`, ...) are skipped unread.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LogEntry {
     pub log_name: Option<String>,
     pub resource: Option<MonitoredResource>,
     pub timestamp: Option<String>,
-    pub receive_timestamp: Option<String>,
     pub severity: Option<String>,
     pub insert_id: Option<String>,
     pub http_request: Option<HttpRequest>,
@@ -34,7 +35,6 @@ pub struct LogEntry {
     /// An audit entry's `AuditLog` (read by [`crate::audit`]); request logs have none.
     pub proto_payload: Option<Value>,
     pub trace: Option<String>,
-    pub span_id: Option<String>,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
 }
@@ -109,10 +109,7 @@ pub struct HttpRequest {
     #[serde(default, deserialize_with = "lenient_i64")]
     pub status: Option<i64>,
     pub user_agent: Option<String>,
-    pub remote_ip: Option<String>,
-    pub referer: Option<String>,
     pub latency: Option<String>,
-    pub protocol: Option<String>,
 }
 
 /// proto3 JSON writes int32 as a number, but some tools quote it; accept both (anything else
