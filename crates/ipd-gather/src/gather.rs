@@ -561,6 +561,8 @@ impl Gatherer {
             && !st.waits_logs
             && !st.waits_caller_config
         {
+            // Let the reads above go out first: deriving the question takes a moment.
+            tokio::task::yield_now().await;
             self.ask_early(&mut set, &rec, ask, st, t, 0);
         }
 
