@@ -56,6 +56,7 @@ pub fn load(dir: &Path, inputs: Inputs) -> Result<Loaded, ParseError> {
     names.sort();
     let mut files = Vec::new();
     let mut oversized_logs = None;
+    let mut streamed_logs = None;
     for name in names {
         let path = dir.join(&name);
         let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
@@ -67,6 +68,14 @@ pub fn load(dir: &Path, inputs: Inputs) -> Result<Loaded, ParseError> {
                 continue;
             }
             return Err(ParseError::new(&path.display().to_string(), msg));
+        }
+        if name == "logs.json" {
+            // Streamed from disk: the file's text is never held whole.
+            streamed_logs = Some(crate::logs::read_logs_file(
+                &path,
+                &path.display().to_string(),
+            )?);
+            continue;
         }
         let bytes = std::fs::read(&path).map_err(|e| {
             ParseError::new(&path.display().to_string(), format!("cannot read: {e}"))
@@ -88,6 +97,9 @@ pub fn load(dir: &Path, inputs: Inputs) -> Result<Loaded, ParseError> {
             .map(|(n, p, t)| (n.as_str(), p.as_str(), t.as_str())),
     )?;
     loaded.evidence.inputs = inputs;
+    if let Some(d) = streamed_logs {
+        loaded.evidence.logs = gathered(d, "logging.logEntries.list").map(LogsFile::into_entries);
+    }
     if let Some(error) = oversized_logs {
         loaded.warnings.push(format!("{error}; the logs are a gap"));
         loaded.evidence.logs = Gathered::Failed { error };

@@ -36,7 +36,82 @@ pub struct LogEntry {
     pub proto_payload: Option<Value>,
     pub trace: Option<String>,
     #[serde(default)]
-    pub labels: BTreeMap<String, String>,
+    pub labels: Labels,
+}
+
+/// A LogEntry's or a resource's `labels`: a few string pairs, kept as a small vector (a
+/// `BTreeMap` node per entry would be most of an entry's memory on a large file).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Labels(Vec<(Box<str>, Box<str>)>);
+
+impl Labels {
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k.as_ref() == key)
+            .map(|(_, v)| v.as_ref())
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_ref(), v.as_ref()))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl FromIterator<(String, String)> for Labels {
+    fn from_iter<I: IntoIterator<Item = (String, String)>>(it: I) -> Self {
+        let m: BTreeMap<String, String> = it.into_iter().collect();
+        Labels(
+            m.into_iter()
+                .map(|(k, v)| (k.into_boxed_str(), v.into_boxed_str()))
+                .collect(),
+        )
+    }
+}
+
+impl Serialize for Labels {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for Labels {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Labels;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a map of string labels")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Labels, E> {
+                Ok(Labels::default())
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Labels, A::Error> {
+                let mut v: Vec<(Box<str>, Box<str>)> =
+                    Vec::with_capacity(a.size_hint().unwrap_or(4));
+                while let Some((k, val)) =
+                    a.next_entry::<std::borrow::Cow<'de, str>, std::borrow::Cow<'de, str>>()?
+                {
+                    let (k, val): (Box<str>, Box<str>) = (k.into(), val.into());
+                    // A repeated key: the last one wins, as in a map.
+                    match v.iter_mut().find(|(x, _)| *x == k) {
+                        Some(slot) => slot.1 = val,
+                        None => v.push((k, val)),
+                    }
+                }
+                v.sort();
+                Ok(Labels(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// `jsonPayload`, of which only `message` is kept (a string; anything else is dropped).
@@ -98,7 +173,7 @@ pub struct MonitoredResource {
     #[serde(rename = "type")]
     pub kind: Option<String>,
     #[serde(default)]
-    pub labels: BTreeMap<String, String>,
+    pub labels: Labels,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
@@ -218,10 +293,7 @@ impl LogEntry {
     }
 
     pub fn resource_label(&self, k: &str) -> Option<&str> {
-        self.resource
-            .as_ref()
-            .and_then(|r| r.labels.get(k))
-            .map(String::as_str)
+        self.resource.as_ref().and_then(|r| r.labels.get(k))
     }
 
     /// The text a reader would search: `textPayload`, or `jsonPayload.message`.
@@ -468,5 +540,413 @@ mod tests {
         assert_eq!(b.into_entries().len(), 1);
         let c: LogsFile = serde_json::from_str("{}").unwrap();
         assert!(c.into_entries().is_empty());
+    }
+}
+
+/// Bytes read from a `logs.json` at a time by [`read_logs_file`].
+const CHUNK: usize = 4 << 20;
+
+/// Reads a bundle's `logs.json` from disk as a stream: a JSON array (what `gcloud logging
+/// read --format=json` prints) is split into its elements by a byte scanner and each element
+/// is parsed straight into a [`LogEntry`], so memory holds the entries plus one chunk of the
+/// file, never the whole text. Any other shape (an `entries:list` response, an error
+/// envelope, YAML) is read whole and goes through [`parse_logs`]. Errors name `shown` and the
+/// line and column in the file.
+pub fn read_logs_file(
+    path: &std::path::Path,
+    shown: &str,
+) -> Result<crate::doc::Doc<LogsFile>, crate::doc::ParseError> {
+    read_logs_chunked(path, shown, CHUNK)
+}
+
+fn read_logs_chunked(
+    path: &std::path::Path,
+    shown: &str,
+    chunk: usize,
+) -> Result<crate::doc::Doc<LogsFile>, crate::doc::ParseError> {
+    use std::io::Read;
+
+    use crate::doc::{Doc, ParseError};
+    let io = |e: std::io::Error| ParseError::new(shown, format!("cannot read: {e}"));
+    let mut f = std::fs::File::open(path).map_err(io)?;
+    let mut buf: Vec<u8> = Vec::with_capacity(chunk);
+    let fill = |f: &mut std::fs::File, buf: &mut Vec<u8>| -> Result<usize, ParseError> {
+        let old = buf.len();
+        buf.resize(old + chunk, 0);
+        let n = loop {
+            match f.read(&mut buf[old..]) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(io(e)),
+            }
+        };
+        buf.truncate(old + n);
+        Ok(n)
+    };
+    fill(&mut f, &mut buf)?;
+    let bom = if buf.starts_with("\u{feff}".as_bytes()) {
+        3
+    } else {
+        0
+    };
+    let first = buf[bom..].iter().position(|b| !b.is_ascii_whitespace());
+    if first.map(|i| buf[bom + i]) != Some(b'[') {
+        // Not an array: read the rest and parse the text whole.
+        f.read_to_end(&mut buf).map_err(io)?;
+        let text = String::from_utf8(buf).map_err(|e| {
+            ParseError::new(
+                shown,
+                format!(
+                    "not UTF-8 text (invalid byte at offset {})",
+                    e.utf8_error().valid_up_to()
+                ),
+            )
+        })?;
+        return parse_logs(shown, &text);
+    }
+    let mut s = Splitter {
+        consumed_lines: 0,
+        consumed_col: 0,
+        pos: bom + first.unwrap_or(0) + 1,
+        state: State::BeforeElement(true),
+    };
+    let mut entries = Vec::new();
+    let mut eof = false;
+    loop {
+        match s.next(&buf, eof) {
+            Step::Element(a, b) => match serde_json::from_slice::<LogEntry>(&buf[a..b]) {
+                Ok(e) => entries.push(e),
+                Err(e) => return Err(s.error_at(&buf, a, &e, shown)),
+            },
+            Step::Done => break,
+            Step::Need => {
+                if eof {
+                    let (line, column) = s.position(&buf, buf.len());
+                    return Err(ParseError {
+                        file: shown.to_string(),
+                        line: Some(line),
+                        column: Some(column),
+                        message: "EOF while parsing a list".into(),
+                    });
+                }
+                // Keep the element in progress, drop what is done, read more.
+                let keep = s.keep_from();
+                s.consume(&buf[..keep]);
+                buf.drain(..keep);
+                eof = fill(&mut f, &mut buf)? == 0;
+            }
+            Step::Bad(at, msg) => {
+                let (line, column) = s.position(&buf, at);
+                return Err(ParseError {
+                    file: shown.to_string(),
+                    line: Some(line),
+                    column: Some(column),
+                    message: msg.into(),
+                });
+            }
+        }
+    }
+    Ok(Doc::Value(LogsFile::List(entries)))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum State {
+    /// After `[` (true) or `,`: whitespace, then an element (or `]` right after `[`).
+    BeforeElement(bool),
+    /// Inside an element that started at `start`.
+    InElement {
+        start: usize,
+        depth: u32,
+        in_string: bool,
+        escaped: bool,
+    },
+    /// After an element: `,` or `]`.
+    AfterElement,
+    /// After the closing `]`: only whitespace.
+    Trailing,
+}
+
+enum Step {
+    Element(usize, usize),
+    Need,
+    Done,
+    Bad(usize, &'static str),
+}
+
+/// Finds the elements of a top-level JSON array in a buffer that grows at the end and is
+/// drained at the front; tracks lines and columns of what was drained, for error positions.
+struct Splitter {
+    consumed_lines: u64,
+    /// Bytes since the last newline, at the end of what was drained.
+    consumed_col: u64,
+    pos: usize,
+    state: State,
+}
+
+impl Splitter {
+    fn next(&mut self, buf: &[u8], eof: bool) -> Step {
+        loop {
+            match self.state {
+                State::BeforeElement(first) => {
+                    while self.pos < buf.len() && buf[self.pos].is_ascii_whitespace() {
+                        self.pos += 1;
+                    }
+                    let Some(&c) = buf.get(self.pos) else {
+                        return Step::Need;
+                    };
+                    if c == b']' && first {
+                        self.pos += 1;
+                        self.state = State::Trailing;
+                        continue;
+                    }
+                    if c == b']' || c == b',' {
+                        return Step::Bad(self.pos, "expected a log entry");
+                    }
+                    self.state = State::InElement {
+                        start: self.pos,
+                        depth: 0,
+                        in_string: false,
+                        escaped: false,
+                    };
+                }
+                State::InElement {
+                    start,
+                    mut depth,
+                    mut in_string,
+                    mut escaped,
+                } => {
+                    let mut i = self.pos;
+                    let mut end = None;
+                    while i < buf.len() {
+                        let c = buf[i];
+                        if in_string {
+                            if escaped {
+                                escaped = false;
+                            } else if c == b'\\' {
+                                escaped = true;
+                            } else if c == b'"' {
+                                in_string = false;
+                            }
+                        } else {
+                            match c {
+                                b'"' => in_string = true,
+                                b'{' | b'[' => depth += 1,
+                                b'}' | b']' if depth > 0 => {
+                                    depth -= 1;
+                                    if depth == 0 {
+                                        end = Some(i + 1);
+                                        break;
+                                    }
+                                }
+                                // A scalar element ends before `,`, `]` or whitespace.
+                                b',' | b']' if depth == 0 => {
+                                    end = Some(i);
+                                    break;
+                                }
+                                c if depth == 0 && c.is_ascii_whitespace() => {
+                                    end = Some(i);
+                                    break;
+                                }
+                                _ => {}
+                            }
+                        }
+                        i += 1;
+                    }
+                    match end {
+                        Some(e) => {
+                            self.pos = e;
+                            self.state = State::AfterElement;
+                            return Step::Element(start, e);
+                        }
+                        None if eof && depth == 0 && !in_string && i > start => {
+                            self.pos = i;
+                            self.state = State::AfterElement;
+                            return Step::Element(start, i);
+                        }
+                        None => {
+                            self.pos = i;
+                            self.state = State::InElement {
+                                start,
+                                depth,
+                                in_string,
+                                escaped,
+                            };
+                            return Step::Need;
+                        }
+                    }
+                }
+                State::AfterElement => {
+                    while self.pos < buf.len() && buf[self.pos].is_ascii_whitespace() {
+                        self.pos += 1;
+                    }
+                    match buf.get(self.pos) {
+                        None => return Step::Need,
+                        Some(b',') => {
+                            self.pos += 1;
+                            self.state = State::BeforeElement(false);
+                        }
+                        Some(b']') => {
+                            self.pos += 1;
+                            self.state = State::Trailing;
+                        }
+                        Some(_) => return Step::Bad(self.pos, "expected `,` or `]`"),
+                    }
+                }
+                State::Trailing => {
+                    while self.pos < buf.len() && buf[self.pos].is_ascii_whitespace() {
+                        self.pos += 1;
+                    }
+                    if self.pos < buf.len() {
+                        return Step::Bad(self.pos, "trailing characters after the list");
+                    }
+                    return if eof { Step::Done } else { Step::Need };
+                }
+            }
+        }
+    }
+
+    /// Where the buffer may be drained up to (the start of the element in progress).
+    fn keep_from(&self) -> usize {
+        match self.state {
+            State::InElement { start, .. } => start,
+            _ => self.pos,
+        }
+    }
+
+    /// Accounts for `drained` leaving the front of the buffer.
+    fn consume(&mut self, drained: &[u8]) {
+        let n = drained.len();
+        match drained.iter().rposition(|&b| b == b'\n') {
+            Some(last) => {
+                self.consumed_lines += drained.iter().filter(|&&b| b == b'\n').count() as u64;
+                self.consumed_col = (n - last - 1) as u64;
+            }
+            None => self.consumed_col += n as u64,
+        }
+        self.pos -= n;
+        if let State::InElement { start, .. } = &mut self.state {
+            *start -= n;
+        }
+    }
+
+    /// 1-based line and column of buffer offset `at`.
+    fn position(&self, buf: &[u8], at: usize) -> (u64, u64) {
+        let before = &buf[..at.min(buf.len())];
+        match before.iter().rposition(|&b| b == b'\n') {
+            Some(last) => (
+                self.consumed_lines + before.iter().filter(|&&b| b == b'\n').count() as u64 + 1,
+                (at - last) as u64,
+            ),
+            None => (self.consumed_lines + 1, self.consumed_col + at as u64 + 1),
+        }
+    }
+
+    fn error_at(
+        &self,
+        buf: &[u8],
+        start: usize,
+        e: &serde_json::Error,
+        shown: &str,
+    ) -> crate::doc::ParseError {
+        let (l0, c0) = self.position(buf, start);
+        let (line, column) = match (e.line() as u64, e.column() as u64) {
+            (0, _) => (l0, c0),
+            (1, c) => (l0, c0 + c.saturating_sub(1)),
+            (l, c) => (l0 + l - 1, c),
+        };
+        let mut pe = crate::doc::ParseError::from_json(shown, e);
+        pe.line = Some(line);
+        pe.column = Some(column);
+        pe
+    }
+}
+
+#[cfg(test)]
+mod stream_tests {
+    use super::*;
+    use crate::doc::Doc;
+
+    fn via_file(text: &str, chunk: usize) -> Result<Vec<LogEntry>, (Option<u64>, Option<u64>)> {
+        let dir = std::env::temp_dir().join(format!(
+            "ipd-model-stream-{}-{}",
+            std::process::id(),
+            std::thread::current()
+                .name()
+                .unwrap_or("t")
+                .replace(':', "_")
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("logs.json");
+        std::fs::write(&f, text).unwrap();
+        let r = read_logs_chunked(&f, "logs.json", chunk);
+        let _ = std::fs::remove_dir_all(&dir);
+        match r {
+            Ok(Doc::Value(v)) => Ok(v.into_entries()),
+            Ok(Doc::Error(_)) => Err((None, None)),
+            Err(e) => Err((e.line, e.column)),
+        }
+    }
+
+    fn via_text(text: &str) -> Result<Vec<LogEntry>, (Option<u64>, Option<u64>)> {
+        match parse_logs("logs.json", text) {
+            Ok(Doc::Value(v)) => Ok(v.into_entries()),
+            Ok(Doc::Error(_)) => Err((None, None)),
+            Err(e) => Err((e.line, e.column)),
+        }
+    }
+
+    #[test]
+    fn the_stream_reads_what_the_whole_text_reads_at_every_chunk_size() {
+        let real = include_str!("../testdata/cloud-run-request-log-403-unauthenticated.json");
+        let tricky = r#"{"insertId": "q\"}]{[,", "textPayload": "a ] } [ { , \\", "labels": {"k": "v\u00e9"}}"#;
+        let cases = [
+            format!("[{real},\n{tricky}, {real}]\n"),
+            "[]".to_string(),
+            " \n [ ] \n".to_string(),
+            format!("{}[{tricky}]", "\u{feff}"),
+            format!("[\n  {tricky},\n  {{\"insertId\": 7}}\n]"),
+            format!("[{real}, ]"),
+            format!("[{real} {real}]"),
+            format!("[{real}] x"),
+            "[{\"insertId\": \"a\"}".to_string(),
+            "[1]".to_string(),
+            "[,]".to_string(),
+            format!("{{\"entries\": [{real}]}}"),
+        ];
+        for c in &cases {
+            let want = via_text(c);
+            for chunk in [1, 2, 3, 7, 64, 1 << 20] {
+                let got = via_file(c, chunk);
+                match (&want, &got) {
+                    (Ok(a), Ok(b)) => assert_eq!(a, b, "chunk {chunk}: {c}"),
+                    (Err(_), Err((l, col))) => {
+                        assert!(
+                            l.is_some() && col.is_some(),
+                            "chunk {chunk}: {c}: no position"
+                        );
+                    }
+                    _ => panic!("chunk {chunk}: {c}: {want:?} vs {got:?}"),
+                }
+            }
+        }
+        // Where the whole-text parser and the stream both name a position, it is the same.
+        let bad = "[\n  {\"insertId\": \"a\"},\n  {\"insertId\": 7}\n]";
+        for chunk in [1, 5, 1 << 20] {
+            assert_eq!(
+                via_file(bad, chunk).unwrap_err(),
+                via_text(bad).unwrap_err()
+            );
+        }
+        assert_eq!(via_file(bad, 3).unwrap_err().0, Some(3));
+    }
+
+    #[test]
+    fn the_stream_keeps_one_chunk_not_the_file() {
+        // 2,000 entries through a 4 KiB window: every element crosses a chunk edge at some size.
+        let real = include_str!("../testdata/cloud-run-request-log-403-unauthenticated.json");
+        let text = format!("[{}]", vec![real; 2000].join(",\n"));
+        let got = via_file(&text, 4096).unwrap();
+        assert_eq!(got.len(), 2000);
+        assert!(got.iter().all(|e| e.status() == Some(403)));
     }
 }
