@@ -103,10 +103,10 @@ pub fn inputs(c: &CaseArgs) -> Result<Inputs> {
         None => None,
     };
     let status = match &c.status {
-        Some(s) => Some(
-            s.parse::<i64>()
-                .with_context(|| format!("--status: `{s}`"))?,
-        ),
+        Some(s) => match s.trim().parse::<i64>() {
+            Ok(n) if (100..=599).contains(&n) => Some(n),
+            _ => bail!("--status: `{s}` is not an HTTP status (a number from 100 to 599)"),
+        },
         None => None,
     };
     if let Some(p) = &c.caller

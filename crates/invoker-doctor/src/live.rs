@@ -165,6 +165,9 @@ pub fn diagnose(d: &DiagnoseArgs, stdin: &mut dyn Read, env: &Env) -> Result<Out
     let request_url = d.url.clone().filter(|u| names_a_request(u));
     let mut g = Gathered::new(rec, target, inputs, token, trace, wall, notes)?;
     g.set_request_url(request_url);
+    if !d.live.no_troubleshooter {
+        g.mark_unaskable_caller();
+    }
     let report = ipd_rules::diagnose(&g.ev);
     let warnings = g.epilogue(&d.case, &d.live)?;
     Ok(Output {
@@ -201,6 +204,24 @@ pub(crate) struct Gathered {
 }
 
 impl Gathered {
+    /// When the caller is a principal type Policy Troubleshooter takes no question about (a
+    /// group, a federated or agent identity, a principal set), nothing was asked; the
+    /// cross-check says so rather than staying silent.
+    pub(crate) fn mark_unaskable_caller(&mut self) {
+        if self.ev.troubleshoot.is_some() {
+            return;
+        }
+        let facts = ipd_model::facts::Facts::derive(&self.ev);
+        if let Some(c) = facts.caller.filter(|c| !c.public)
+            && c.principal.troubleshooter_email().is_none()
+        {
+            self.ev.troubleshoot = Some(ipd_model::Gathered::Missing {
+                why: "not asked: Policy Troubleshooter cannot be asked about this principal type"
+                    .into(),
+            });
+        }
+    }
+
     pub(crate) fn new(
         rec: Recording,
         target: Target,
@@ -502,7 +523,10 @@ pub(crate) fn explain(
             since: ipd_model::time::fmt(&since),
         }),
         Ok(Some((rec, target, inputs, found_entry, trace, wall))) => {
-            let gathered = Gathered::new(rec, target, inputs, token, trace, wall, notes)?;
+            let mut gathered = Gathered::new(rec, target, inputs, token, trace, wall, notes)?;
+            if !a.live.no_troubleshooter {
+                gathered.mark_unaskable_caller();
+            }
             Ok(Lookup::Found {
                 project,
                 found_entry,

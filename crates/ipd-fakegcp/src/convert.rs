@@ -163,6 +163,13 @@ pub fn v1_to_v2(svc: &Service, raw: &Value, id: &Identity) -> Value {
     if !svc.custom_audiences.is_empty() {
         out.insert("customAudiences".into(), json!(svc.custom_audiences));
     }
+    // v1 `run.googleapis.com/regions` is v2 `multiRegionSettings.regions`.
+    if !svc.regions.is_empty() {
+        out.insert(
+            "multiRegionSettings".into(),
+            json!({"regions": svc.regions}),
+        );
+    }
     let mut template = Map::new();
     if let Some(sa) = &svc.runtime_service_account {
         template.insert("serviceAccount".into(), json!(sa));

@@ -350,8 +350,13 @@ pub fn answer(sc: &Scenario, target: &Target, req: &Request<'_>) -> Reply {
                 ));
             }
             let main = location == &sc.identity.region && service == &sc.identity.service;
-            match (&sc.service_policy, main) {
-                (Some(s), true) => stored_reply(s, |v| convert::policy_for_version(v, version)),
+            let regional = (service == &sc.identity.service)
+                .then(|| sc.regional_policies.get(location.as_str()))
+                .flatten();
+            match (&sc.service_policy, main, regional) {
+                (Some(s), true, _) | (_, false, Some(s)) => {
+                    stored_reply(s, |v| convert::policy_for_version(v, version))
+                }
                 _ => Reply::ok(empty_policy()),
             }
         }

@@ -141,8 +141,12 @@ pub struct Scenario {
     pub organizations: BTreeMap<String, Organization>,
     /// The identity's service as an Admin API v2 resource; `None` answers 404.
     pub service: Option<Stored>,
-    /// More v2 services (their `name` says where they live), for list tests.
+    /// More v2 services (their `name` says where they live), for list tests and the other
+    /// regions of a multi-region service (`service-REGION.json`).
     pub other_services: Vec<Value>,
+    /// The IAM policies of a multi-region service's other regions
+    /// (`service-iam-policy-REGION.json`), by region.
+    pub regional_policies: BTreeMap<String, Stored>,
     /// `None` answers the empty policy `{"etag": "ACAB"}`.
     pub service_policy: Option<Stored>,
     /// `None` answers the empty policy `{"etag": "ACAB"}`.
@@ -593,6 +597,24 @@ impl Scenario {
                             "{path}: not a caller configuration with a resource name (projects/P/subscriptions/S, projects/P/locations/L/{{jobs|queues|triggers|workflows}}/X, .../queues/Q/tasks/T); not served"
                         )),
                     }
+                }
+                _ if ipd_model::regions::service_file_region(name).is_some() => {
+                    let v = read_value(path, text)?;
+                    match service::parse(path, text)? {
+                        Doc::Value(svc) if svc.format == ServiceFormat::AdminV2 => {
+                            sc.other_services.push(v)
+                        }
+                        _ => sc.warnings.push(format!(
+                            "{path}: only an Admin API v2 service is served for another region; not served"
+                        )),
+                    }
+                }
+                _ if ipd_model::regions::policy_file_region(name).is_some() => {
+                    let region = ipd_model::regions::policy_file_region(name)
+                        .unwrap_or_default()
+                        .to_string();
+                    sc.regional_policies
+                        .insert(region, Stored::from_value(read_value(path, text)?));
                 }
                 _ => sc.warnings.push(format!("ignoring unknown file {path}")),
             }

@@ -185,6 +185,9 @@ pub struct Query {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub log_page_size: u32,
+    /// Successful requests read at most (one page), when no status is stated: they tell "no
+    /// denial in the evidence" from "unknown". 0 turns the read off.
+    pub successes_sample: u32,
     /// Pages with entries read at most (the newest come first).
     pub max_log_pages: u32,
     /// `entries:list` requests at most, empty "keep paging" pages included.
@@ -216,6 +219,7 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             log_page_size: 100,
+            successes_sample: 50,
             max_log_pages: 5,
             max_log_requests: 12,
             at_margin: ChronoDuration::hours(1),
@@ -239,11 +243,32 @@ pub fn request_log_filter(
     until: Option<Timestamp>,
 ) -> String {
     let statuses = match status {
-        Some(s) => s.to_string(),
-        None => "401 OR 403 OR 404".into(),
+        Some(s) => format!("httpRequest.status=({s})"),
+        None => "httpRequest.status=(401 OR 403 OR 404)".into(),
     };
+    service_requests_filter(t, &statuses, since, until)
+}
+
+/// The log filter for the service's requests that were not refused, newest first: read (one
+/// small page) when no status is stated, so that a service whose logs hold only successes
+/// shows "no denial in the evidence" live as it does from a bundle.
+pub fn successes_log_filter(t: &Target, since: Timestamp, until: Option<Timestamp>) -> String {
+    service_requests_filter(
+        t,
+        "NOT httpRequest.status=(401 OR 403 OR 404)",
+        since,
+        until,
+    )
+}
+
+fn service_requests_filter(
+    t: &Target,
+    statuses: &str,
+    since: Timestamp,
+    until: Option<Timestamp>,
+) -> String {
     let mut f = format!(
-        "resource.type=\"cloud_run_revision\"\nresource.labels.service_name=\"{}\"\nresource.labels.location=\"{}\"\nlogName=\"projects/{}{}\"\nhttpRequest.status=({statuses})\ntimestamp>=\"{}\"",
+        "resource.type=\"cloud_run_revision\"\nresource.labels.service_name=\"{}\"\nresource.labels.location=\"{}\"\nlogName=\"projects/{}{}\"\n{statuses}\ntimestamp>=\"{}\"",
         quote(&t.service),
         quote(&t.region),
         quote(&t.project),
@@ -316,6 +341,7 @@ enum Job {
     OrganizationGet(String),
     OrganizationPolicy(String),
     Logs,
+    SuccessLogs,
     AuditLogs,
     DenyList(String),
     /// The attachment point and the policy's name.
@@ -324,6 +350,10 @@ enum Job {
     Role(String),
     CallerConfig(CallerConfigRef),
     Troubleshoot(TsQuestion),
+    /// Another region of a multi-region service: its service, IAM policy, request logs.
+    RegionalService(String),
+    RegionalPolicy(String),
+    RegionalLogs(String),
 }
 
 struct Done {
@@ -369,13 +399,18 @@ impl Gatherer {
     }
 
     fn spawn_entries(&self, set: &mut JoinSet<Done>, job: Job, body: Value) {
+        self.spawn_entries_at(set, job, body, 0)
+    }
+
+    /// [`Gatherer::spawn_entries`] after a chain of `chain` calls.
+    fn spawn_entries_at(&self, set: &mut JoinSet<Done>, job: Job, body: Value, chain: u32) {
         let client = self.client.clone();
         let settings = self.settings.clone();
         set.spawn(async move {
-            let (result, calls) = list_entries(&client, body, &settings, 0).await;
+            let (result, calls) = list_entries(&client, body, &settings, chain).await;
             Done {
                 job,
-                chain: calls,
+                chain: chain + calls,
                 result,
             }
         });
@@ -427,6 +462,51 @@ impl Gatherer {
                 result,
             }
         });
+    }
+
+    /// A multi-region service: reads the service, its IAM policy and its request logs in every
+    /// other region, concurrently with the rest (each region has its own policy, and the
+    /// request-log filter names one region).
+    fn spawn_other_regions(
+        &self,
+        set: &mut JoinSet<Done>,
+        t: &Target,
+        status: Option<i64>,
+        (since, until): (Timestamp, Option<Timestamp>),
+        service: &Value,
+        chain: u32,
+    ) -> usize {
+        let mut logs = 0;
+        for r in other_regions(t, service) {
+            let rt = Target {
+                region: r.clone(),
+                ..t.clone()
+            };
+            let Ok(name) = rt.resource_name() else {
+                continue;
+            };
+            self.spawn(
+                set,
+                Job::RegionalService(r.clone()),
+                Call::ServicesGet { name: name.clone() },
+                chain,
+            );
+            self.spawn(
+                set,
+                Job::RegionalPolicy(r.clone()),
+                Call::ServicesGetIamPolicy { resource: name },
+                chain,
+            );
+            let body = json!({
+                "resourceNames": [format!("projects/{}", t.project)],
+                "filter": request_log_filter(&rt, status, since, until),
+                "orderBy": "timestamp desc",
+                "pageSize": self.settings.log_page_size,
+            });
+            self.spawn_entries_at(set, Job::RegionalLogs(r), body, chain);
+            logs += 1;
+        }
+        logs
     }
 
     /// Reads every source of `t`. Refusals and failures become error envelopes in the
@@ -519,7 +599,7 @@ impl Gatherer {
                 0,
             );
         }
-        {
+        let window = {
             let (since, until) = match q.at {
                 Some(at) => (
                     at - self.settings.at_margin,
@@ -538,6 +618,27 @@ impl Gatherer {
                 "pageSize": self.settings.log_page_size,
             });
             self.spawn_entries(&mut set, Job::Logs, body);
+            if q.status.is_none() && self.settings.successes_sample > 0 {
+                let body = json!({
+                    "resourceNames": [project.clone()],
+                    "filter": successes_log_filter(t, since, until),
+                    "orderBy": "timestamp desc",
+                    "pageSize": self.settings.successes_sample,
+                });
+                let one_page = Settings {
+                    max_log_pages: 1,
+                    ..self.settings.clone()
+                };
+                let client = self.client.clone();
+                set.spawn(async move {
+                    let (result, calls) = list_entries(&client, body, &one_page, 0).await;
+                    Done {
+                        job: Job::SuccessLogs,
+                        chain: calls,
+                        result,
+                    }
+                });
+            }
             if self.settings.audit_logs {
                 let body = json!({
                     "resourceNames": [project.clone()],
@@ -547,7 +648,8 @@ impl Gatherer {
                 });
                 self.spawn_entries(&mut set, Job::AuditLogs, body);
             }
-        }
+            (since, until)
+        };
         if self.settings.deny_policies {
             self.spawn_deny_list(&mut set, format!("{CRM}/{project}"), 0);
         }
@@ -580,6 +682,13 @@ impl Gatherer {
         // Answers about ancestors, recorded once the ancestry confirms them.
         let mut ancestor_files: Vec<(String, String, Result<Value, Failure>)> = Vec::new();
         let mut troubleshoot_answer: Option<(Result<Value, Failure>, TsQuestion)> = None;
+        let mut success_logs: Option<Result<Value, Failure>> = None;
+        let mut regional_logs: Vec<(String, Result<Value, Failure>)> = Vec::new();
+        // Log queries not answered yet (the other regions' start when the service arrives).
+        let mut service_arrived = false;
+        let mut pending_logs = 1
+            + usize::from(q.status.is_none() && self.settings.successes_sample > 0)
+            + usize::from(self.settings.audit_logs);
 
         while let Some(joined) = set.join_next().await {
             let Done { job, chain, result } = match joined {
@@ -630,7 +739,18 @@ impl Gatherer {
                             f.summary()
                         ));
                     }
+                    if let Ok(v) = &result {
+                        pending_logs +=
+                            self.spawn_other_regions(&mut set, t, q.status, window, v, chain);
+                    }
+                    service_arrived = true;
                     rec.put("service.json", result)
+                }
+                Job::RegionalService(r) => rec.put(&ipd_model::regions::service_file(&r), result),
+                Job::RegionalPolicy(r) => rec.put(&ipd_model::regions::policy_file(&r), result),
+                Job::RegionalLogs(r) => {
+                    pending_logs = pending_logs.saturating_sub(1);
+                    regional_logs.push((r, result))
                 }
                 Job::ServicePolicy => rec.put("service-iam-policy.json", result),
                 Job::ProjectPolicy => rec.put("project-iam-policy.json", result),
@@ -714,8 +834,18 @@ impl Gatherer {
                         ));
                     }
                 }
-                Job::Logs => request_logs = Some(result),
-                Job::AuditLogs => audit_logs = Some(result),
+                Job::Logs => {
+                    pending_logs = pending_logs.saturating_sub(1);
+                    request_logs = Some(result)
+                }
+                Job::AuditLogs => {
+                    pending_logs = pending_logs.saturating_sub(1);
+                    audit_logs = Some(result)
+                }
+                Job::SuccessLogs => {
+                    pending_logs = pending_logs.saturating_sub(1);
+                    success_logs = Some(result)
+                }
                 Job::DenyList(attachment) => match result {
                     Ok(Value::Array(names)) => {
                         for n in names.iter().filter_map(Value::as_str) {
@@ -839,12 +969,18 @@ impl Gatherer {
             }
             // Both log queries answered: the logs are evidence from now on.
             if !logs_recorded
-                && request_logs.is_some()
-                && (audit_logs.is_some() || !self.settings.audit_logs)
+                && service_arrived
+                && pending_logs == 0
                 && let Some(r) = request_logs.take()
             {
-                let merged = merge_logs(r, audit_logs.take(), &mut rec.warnings)
-                    .map(|v| merge_known_entry(v, q.known_entry.as_ref()));
+                let merged = all_logs(
+                    r,
+                    std::mem::take(&mut regional_logs),
+                    success_logs.take(),
+                    audit_logs.take(),
+                    q.known_entry.as_ref(),
+                    &mut rec.warnings,
+                );
                 rec.put("logs.json", merged);
                 logs_recorded = true;
                 if let Some(st) = &mut ts {
@@ -918,8 +1054,14 @@ impl Gatherer {
         let org = org_policies(constraints, &mut rec.notes);
         rec.put("org-policies.json", org);
         if !logs_recorded && let Some(r) = request_logs {
-            let merged = merge_logs(r, audit_logs, &mut rec.warnings)
-                .map(|v| merge_known_entry(v, q.known_entry.as_ref()));
+            let merged = all_logs(
+                r,
+                std::mem::take(&mut regional_logs),
+                success_logs.take(),
+                audit_logs.take(),
+                q.known_entry.as_ref(),
+                &mut rec.warnings,
+            );
             rec.put("logs.json", merged);
         }
         if self.settings.deny_policies {
@@ -1068,6 +1210,34 @@ impl Gatherer {
             .or_else(|| entries.first())
             .cloned())
     }
+}
+
+/// The request logs with the other regions', the sample of successes, the audit entries and
+/// a known entry, as one `logs.json`.
+fn all_logs(
+    r: Result<Value, Failure>,
+    regional: Vec<(String, Result<Value, Failure>)>,
+    successes: Option<Result<Value, Failure>>,
+    audit: Option<Result<Value, Failure>>,
+    known: Option<&Value>,
+    warnings: &mut Vec<String>,
+) -> Result<Value, Failure> {
+    let r = merge_regional_logs(r, regional, warnings);
+    let r = r.map(|v| match (v, successes) {
+        (Value::Array(mut a), Some(Ok(Value::Array(ok)))) => {
+            a.extend(ok);
+            Value::Array(a)
+        }
+        (v, Some(Err(f))) => {
+            warnings.push(format!(
+                "the service's successful requests could not be read ({}): whether nothing was denied cannot be told from the logs",
+                f.summary()
+            ));
+            v
+        }
+        (v, _) => v,
+    });
+    merge_logs(r, audit, warnings).map(|v| merge_known_entry(v, known))
 }
 
 /// Policy Troubleshooter's question: the caller and the request's time.
@@ -1220,7 +1390,7 @@ fn troubleshoot_call(
 ) -> Result<Call, String> {
     let Some(email) = troubleshooter_email(caller) else {
         return Err(format!(
-            "Policy Troubleshooter not asked: it takes a user's or a service account's email, and the caller is `{caller}`"
+            "Policy Troubleshooter not asked: it cannot be asked about this principal type (it takes a user's or a service account's email, and the caller is `{caller}`)"
         ));
     };
     t.resource_name()
@@ -1251,10 +1421,56 @@ pub const TROUBLESHOOT_FILE: &str = "troubleshoot.json";
 /// (`alice@example.com`). Groups, domains, `allUsers`, deleted and federated principals cannot
 /// be asked.
 pub fn troubleshooter_email(p: &Principal) -> Option<&str> {
-    match p {
-        Principal::User(e) | Principal::ServiceAccount(e) => Some(e),
-        _ => None,
+    p.troubleshooter_email()
+}
+
+/// The regions of a multi-region service (v2 `multiRegionSettings.regions`) other than
+/// `t`'s, at most [`MAX_REGIONS`], each a well-formed region name.
+pub fn other_regions(t: &Target, service: &Value) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for r in service
+        .pointer("/multiRegionSettings/regions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+    {
+        if r != t.region
+            && ipd_model::service::is_region_name(r)
+            && !out.iter().any(|x| x == r)
+            && out.len() < MAX_REGIONS
+        {
+            out.push(r.to_string());
+        }
     }
+    out
+}
+
+/// At most this many other regions of a multi-region service are read.
+pub const MAX_REGIONS: usize = 10;
+
+/// The request logs of the other regions join the named region's (an entry names its region
+/// in `resource.labels.location`); a region whose logs could not be read is a warning.
+fn merge_regional_logs(
+    main: Result<Value, Failure>,
+    regional: Vec<(String, Result<Value, Failure>)>,
+    warnings: &mut Vec<String>,
+) -> Result<Value, Failure> {
+    let mut list = match main? {
+        Value::Array(a) => a,
+        _ => Vec::new(),
+    };
+    for (r, res) in regional {
+        match res {
+            Ok(Value::Array(a)) => list.extend(a),
+            Ok(_) => {}
+            Err(f) => warnings.push(format!(
+                "the request logs of region {r} could not be read ({}); a refusal there is not seen",
+                f.summary()
+            )),
+        }
+    }
+    Ok(Value::Array(list))
 }
 
 /// Reads `entries:list` pages: keeps paging through empty pages with a `nextPageToken` (the
@@ -1477,6 +1693,12 @@ mod tests {
         let f = request_log_filter(&t(), Some(401), since, Some(since));
         assert!(f.contains("httpRequest.status=(401)"));
         assert!(f.contains("timestamp<=\"2026-11-20T10:00:00Z\""));
+        let ok = successes_log_filter(&t(), since, None);
+        assert!(
+            ok.contains("\nNOT httpRequest.status=(401 OR 403 OR 404)\n"),
+            "{ok}"
+        );
+        assert!(ok.contains("resource.labels.service_name="), "{ok}");
         let l = lookup_filter("p", "6d1e82a184914a699a4638b5fed5ab90", since);
         assert!(
             l.contains("trace=\"projects/p/traces/6d1e82a184914a699a4638b5fed5ab90\" OR insertId=")
@@ -1589,5 +1811,17 @@ mod tests {
         assert_eq!(m[0]["insertId"], "a");
         let again = merge_known_entry(m.clone(), Some(&k));
         assert_eq!(again.as_array().map(Vec::len), Some(2));
+    }
+
+    #[test]
+    fn other_regions_of_a_multi_region_service() {
+        let t = Target {
+            project: "shop-prod".into(),
+            region: "europe-west1".into(),
+            service: "orders-api".into(),
+        };
+        let v = json!({"multiRegionSettings": {"regions": ["europe-west1", "us-central1", "us-central1", "bad/region", "asia-east1"]}});
+        assert_eq!(other_regions(&t, &v), vec!["us-central1", "asia-east1"]);
+        assert!(other_regions(&t, &json!({"name": "x"})).is_empty());
     }
 }

@@ -48,10 +48,11 @@ pub fn binding_changes(logs: &[LogEntry]) -> Vec<BindingChange> {
     for e in logs.iter().filter(|e| log_is(e, ACTIVITY_LOG)) {
         let Some(p) = &e.proto_payload else { continue };
         let method = s(p, &["methodName"]);
-        if !method
-            .as_deref()
-            .is_some_and(|m| m.to_ascii_lowercase().ends_with("setiampolicy"))
-        {
+        if !method.as_deref().is_some_and(is_set_iam_policy) {
+            continue;
+        }
+        // A refused call changed nothing (its request still holds the policy it wanted).
+        if AuditStatus::of(p).is_some_and(|st| !st.ok()) {
             continue;
         }
         let base = |action: String, role: String, member: String| BindingChange {
@@ -110,35 +111,391 @@ pub struct InvokerCheckChange {
     pub disabled: bool,
     pub method: Option<String>,
     pub actor: Option<String>,
+    pub insert_id: Option<String>,
+    pub resource: Option<String>,
+    /// The call's outcome; `None` when the entry has no `status` (it succeeded).
+    pub status: Option<AuditStatus>,
+}
+
+/// The invoker-check switch in a create/update/replace request: v2 `invokerIamDisabled` in
+/// the request's service (or the request itself), or the v1 annotation.
+fn invoker_switch(req: &Value) -> Option<bool> {
+    let svc = req.get("service").unwrap_or(req);
+    let v2 = svc.get("invokerIamDisabled").and_then(Value::as_bool);
+    let v1 = svc
+        .get("metadata")
+        .and_then(|m| m.get("annotations"))
+        .and_then(|a| a.get("run.googleapis.com/invoker-iam-disabled"))
+        .and_then(|v| match v {
+            Value::String(s) => Some(s.eq_ignore_ascii_case("true")),
+            Value::Bool(b) => Some(*b),
+            _ => None,
+        });
+    v2.or(v1)
 }
 
 /// Invoker-check changes in Admin Activity audit logs (v2 `invokerIamDisabled` in the request's
-/// service, or the v1 annotation).
+/// service, or the v1 annotation) that took effect; refused attempts are in
+/// [`invoker_check_attempts`].
 pub fn invoker_check_changes(logs: &[LogEntry]) -> Vec<InvokerCheckChange> {
+    invoker_check_attempts(logs)
+        .into_iter()
+        .filter(|c| c.status.as_ref().is_none_or(AuditStatus::ok))
+        .collect()
+}
+
+/// Every attempt to flip the invoker-check switch, applied or refused.
+pub fn invoker_check_attempts(logs: &[LogEntry]) -> Vec<InvokerCheckChange> {
     let mut out = Vec::new();
     for e in logs.iter().filter(|e| log_is(e, ACTIVITY_LOG)) {
         let Some(p) = &e.proto_payload else { continue };
         let Some(req) = p.get("request") else {
             continue;
         };
-        let svc = req.get("service").unwrap_or(req);
-        let v2 = svc.get("invokerIamDisabled").and_then(Value::as_bool);
-        let v1 = svc
-            .get("metadata")
-            .and_then(|m| m.get("annotations"))
-            .and_then(|a| a.get("run.googleapis.com/invoker-iam-disabled"))
-            .and_then(Value::as_str)
-            .map(|v| v.eq_ignore_ascii_case("true"));
-        if let Some(disabled) = v2.or(v1) {
+        if let Some(disabled) = invoker_switch(req) {
             out.push(InvokerCheckChange {
                 time: e.time(),
                 disabled,
                 method: s(p, &["methodName"]),
                 actor: s(p, &["authenticationInfo", "principalEmail"]),
+                insert_id: e.insert_id.clone(),
+                resource: s(p, &["resourceName"]),
+                status: AuditStatus::of(p),
             });
         }
     }
     out
+}
+
+fn is_set_iam_policy(method: &str) -> bool {
+    method.to_ascii_lowercase().ends_with("setiampolicy")
+}
+
+/// `protoPayload.status` of an audit entry: a `google.rpc.Status`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AuditStatus {
+    /// The gRPC code (0 OK, 7 PERMISSION_DENIED, 9 FAILED_PRECONDITION, ...).
+    pub code: i64,
+    pub message: Option<String>,
+    /// `details[]` of type `google.rpc.PreconditionFailure`: `violations[]`.
+    pub violations: Vec<Violation>,
+}
+
+/// One `PreconditionFailure.violations[]` item.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Violation {
+    /// E.g. `constraints/iam.allowedPolicyMemberDomains`.
+    pub kind: Option<String>,
+    pub subject: Option<String>,
+    pub description: Option<String>,
+}
+
+pub const PERMISSION_DENIED: i64 = 7;
+pub const FAILED_PRECONDITION: i64 = 9;
+/// The prefix of a custom org-policy constraint's refusal (facts §8.1).
+pub const CUSTOM_ORG_POLICY_DENIAL: &str = "Operation denied by custom org policies";
+/// Domain restricted sharing's refusal text (facts §4.1).
+pub const DRS_DENIAL: &str = "do not belong to a permitted customer";
+
+impl AuditStatus {
+    /// Reads `status` from an audit entry's `protoPayload`; `None` when there is none.
+    pub fn of(payload: &Value) -> Option<AuditStatus> {
+        let st = payload.get("status")?;
+        if !st.is_object() {
+            return None;
+        }
+        let code = st.get("code").and_then(Value::as_i64).unwrap_or(0);
+        let mut violations = Vec::new();
+        for d in st
+            .get("details")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let is_precondition = d
+                .get("@type")
+                .and_then(Value::as_str)
+                .is_some_and(|t| t.ends_with("google.rpc.PreconditionFailure"));
+            if !is_precondition {
+                continue;
+            }
+            for v in d
+                .get("violations")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                violations.push(Violation {
+                    kind: s(v, &["type"]),
+                    subject: s(v, &["subject"]),
+                    description: s(v, &["description"]),
+                });
+            }
+        }
+        Some(AuditStatus {
+            code,
+            message: s(st, &["message"]),
+            violations,
+        })
+    }
+
+    pub fn ok(&self) -> bool {
+        self.code == 0
+    }
+
+    /// The custom constraints named in an "Operation denied by custom org policies" message
+    /// (`["customConstraints/custom.NAME": "..."]`), without the `customConstraints/` prefix.
+    pub fn custom_constraints(&self) -> Vec<String> {
+        let Some(m) = self.message.as_deref() else {
+            return Vec::new();
+        };
+        if !m.contains(CUSTOM_ORG_POLICY_DENIAL) {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        let mut rest = m;
+        while let Some(i) = rest.find("custom.") {
+            let tail = &rest[i..];
+            let end = tail
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '.' || c == '_'))
+                .unwrap_or(tail.len());
+            let name = tail[..end].trim_end_matches('.').to_string();
+            if name.len() > "custom.".len() && !out.contains(&name) {
+                out.push(name);
+            }
+            rest = &tail[end..];
+        }
+        out
+    }
+
+    /// The org-policy constraint a refusal names: `PreconditionFailure.violations[].type`
+    /// when present, else one recognisable in the message.
+    pub fn named_constraint(&self) -> Option<String> {
+        if let Some(k) = self.violations.iter().find_map(|v| v.kind.clone()) {
+            return Some(k);
+        }
+        let m = self.message.as_deref()?;
+        [
+            "iam.managed.allowedPolicyMembers",
+            "iam.allowedPolicyMemberDomains",
+            "run.managed.requireInvokerIam",
+        ]
+        .iter()
+        .find(|c| m.contains(*c))
+        .map(|c| format!("constraints/{c}"))
+    }
+
+    /// One line for evidence: `code 9 (FAILED_PRECONDITION): message`.
+    pub fn describe(&self) -> String {
+        let name = match self.code {
+            0 => "OK",
+            3 => "INVALID_ARGUMENT",
+            5 => "NOT_FOUND",
+            7 => "PERMISSION_DENIED",
+            9 => "FAILED_PRECONDITION",
+            16 => "UNAUTHENTICATED",
+            _ => "error",
+        };
+        match &self.message {
+            Some(m) => format!("status code {} ({name}): \"{m}\"", self.code),
+            None => format!("status code {} ({name})", self.code),
+        }
+    }
+}
+
+/// What an owner tried in order to make the service public.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PublicAttemptKind {
+    /// A `SetIamPolicy` granting an invoke role to `member` (`allUsers` /
+    /// `allAuthenticatedUsers` when it makes the service public).
+    Grant { role: String, member: String },
+    /// A create/update/replace of the service disabling the invoker check.
+    DisableInvokerCheck,
+}
+
+/// One Admin Activity entry showing the owner's intent to make the service public, applied
+/// or refused.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PublicAttempt {
+    #[serde(flatten)]
+    pub kind: PublicAttemptKind,
+    pub time: Option<Timestamp>,
+    pub insert_id: Option<String>,
+    /// Who made the attempt (`authenticationInfo.principalEmail`).
+    pub principal: Option<String>,
+    pub method: Option<String>,
+    pub resource: Option<String>,
+    /// `None` or code 0: applied.
+    pub status: Option<AuditStatus>,
+}
+
+impl PublicAttempt {
+    pub fn refused(&self) -> bool {
+        self.status.as_ref().is_some_and(|s| !s.ok())
+    }
+
+    /// "grant `roles/run.invoker` to `allUsers`" / "disable the invoker IAM check".
+    pub fn what(&self) -> String {
+        match &self.kind {
+            PublicAttemptKind::Grant { role, member } => {
+                format!("grant `{role}` to `{member}`")
+            }
+            PublicAttemptKind::DisableInvokerCheck => "disable the invoker IAM check".into(),
+        }
+    }
+
+    /// One evidence line naming the entry, its time, principal and outcome.
+    pub fn describe(&self) -> String {
+        let when = self
+            .time
+            .map(|t| format!(" at {}", crate::time::fmt(&t)))
+            .unwrap_or_default();
+        let who = self
+            .principal
+            .as_deref()
+            .map(|p| format!(" by `{p}`"))
+            .unwrap_or_default();
+        let outcome = match &self.status {
+            Some(st) if !st.ok() => format!(", refused with {}", st.describe()),
+            _ => ", applied".into(),
+        };
+        format!(
+            "Admin Activity audit entry `{}`{when}: `{}`{who} tried to {}{outcome}",
+            self.insert_id.as_deref().unwrap_or("?"),
+            self.method.as_deref().unwrap_or("?"),
+            self.what()
+        )
+    }
+}
+
+fn is_public_member(m: &str) -> bool {
+    m == "allUsers" || m == "allAuthenticatedUsers"
+}
+
+fn about_service(resource: Option<&str>, service: Option<&str>) -> bool {
+    match (resource, service) {
+        (Some(r), Some(svc)) => r.ends_with(&format!("/services/{svc}")),
+        // Without the service's name, only entries about some Cloud Run service count.
+        (Some(r), None) => r.contains("/services/"),
+        (None, _) => false,
+    }
+}
+
+impl PublicAttempt {
+    /// Does this attempt make the service public (a grant to `allUsers` /
+    /// `allAuthenticatedUsers`, or disabling the invoker check)?
+    pub fn is_public(&self) -> bool {
+        match &self.kind {
+            PublicAttemptKind::Grant { member, .. } => is_public_member(member),
+            PublicAttemptKind::DisableInvokerCheck => true,
+        }
+    }
+}
+
+/// Every attempt, applied or refused, to make `service` public found in the Admin Activity
+/// log, oldest first. Pure; used by `diagnose`, and meant for `incidents` and `scan` too.
+pub fn public_attempts(logs: &[LogEntry], service: Option<&str>) -> Vec<PublicAttempt> {
+    access_attempts(logs, service)
+        .into_iter()
+        .filter(PublicAttempt::is_public)
+        .collect()
+}
+
+/// Every attempt, applied or refused, to grant an invoke role on `service` (to anyone) or to
+/// disable its invoker check, oldest first.
+pub fn access_attempts(logs: &[LogEntry], service: Option<&str>) -> Vec<PublicAttempt> {
+    let mut out = Vec::new();
+    for e in logs.iter().filter(|e| log_is(e, ACTIVITY_LOG)) {
+        let Some(p) = &e.proto_payload else { continue };
+        let resource = s(p, &["resourceName"]);
+        if !about_service(resource.as_deref(), service) {
+            continue;
+        }
+        let method = s(p, &["methodName"]);
+        let status = AuditStatus::of(p);
+        let base = |kind: PublicAttemptKind| PublicAttempt {
+            kind,
+            time: e.time(),
+            insert_id: e.insert_id.clone(),
+            principal: s(p, &["authenticationInfo", "principalEmail"]),
+            method: method.clone(),
+            resource: resource.clone(),
+            status: status.clone(),
+        };
+        if method.as_deref().is_some_and(is_set_iam_policy) {
+            // What was asked for: the delta when logged, else the request's whole policy.
+            let deltas = p
+                .get("serviceData")
+                .and_then(|d| d.get("policyDelta"))
+                .and_then(|d| d.get("bindingDeltas"))
+                .and_then(Value::as_array);
+            let mut grants: Vec<(String, String)> = Vec::new();
+            if let Some(deltas) = deltas {
+                for d in deltas {
+                    if let (Some("ADD"), Some(r), Some(m)) = (
+                        s(d, &["action"]).as_deref(),
+                        s(d, &["role"]),
+                        s(d, &["member"]),
+                    ) {
+                        grants.push((r, m));
+                    }
+                }
+            } else {
+                for b in p
+                    .get("request")
+                    .and_then(|r| r.get("policy"))
+                    .and_then(|p| p.get("bindings"))
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    let Some(role) = s(b, &["role"]) else {
+                        continue;
+                    };
+                    for m in b
+                        .get("members")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_str)
+                    {
+                        grants.push((role.clone(), m.to_string()));
+                    }
+                }
+            }
+            for (role, member) in grants {
+                if crate::roles::grants_invoke(&role, &[]) != crate::roles::Grants::No {
+                    out.push(base(PublicAttemptKind::Grant { role, member }));
+                }
+            }
+        } else if let Some(true) = p.get("request").and_then(invoker_switch) {
+            out.push(base(PublicAttemptKind::DisableInvokerCheck));
+        }
+    }
+    out.sort_by_key(|a| a.time);
+    out
+}
+
+/// The owner's standing intent to make `service` public, from the audit log: the newest
+/// attempt ([`public_attempts`]), unless an applied withdrawal (an `allUsers` /
+/// `allAuthenticatedUsers` binding removed, or the invoker check turned back on) came after it.
+pub fn public_intent(logs: &[LogEntry], service: Option<&str>) -> Option<PublicAttempt> {
+    let newest = public_attempts(logs, service).into_iter().last()?;
+    let withdrawn_after = |t: Option<Timestamp>| match (t, newest.time) {
+        (Some(t), Some(n)) => t > n,
+        _ => false,
+    };
+    let removed = binding_changes(logs).into_iter().any(|c| {
+        c.action == "REMOVE"
+            && is_public_member(&c.member)
+            && about_service(c.resource.as_deref(), service)
+            && withdrawn_after(c.time)
+    });
+    let re_enabled = invoker_check_changes(logs).into_iter().any(|c| {
+        !c.disabled && about_service(c.resource.as_deref(), service) && withdrawn_after(c.time)
+    });
+    (!removed && !re_enabled).then_some(newest)
 }
 
 /// A request refused by a VPC Service Controls perimeter.
@@ -244,6 +601,121 @@ mod tests {
         assert_eq!(c.len(), 1);
         assert_eq!(c[0].action, "ADD");
         assert_eq!(c[0].actor.as_deref(), Some("ops@example.com"));
+    }
+
+    fn set_iam(
+        ts: &str,
+        status: Option<Value>,
+        delta: Option<Value>,
+        members: &[&str],
+    ) -> LogEntry {
+        let mut p = json!({"@type": "type.googleapis.com/google.cloud.audit.AuditLog",
+            "methodName": "google.cloud.run.v1.Services.SetIamPolicy",
+            "resourceName": "projects/p/locations/r/services/s",
+            "authenticationInfo": {"principalEmail": "deployer@p.iam.gserviceaccount.com"},
+            "request": {"policy": {"bindings": [{"role": "roles/run.invoker", "members": members}]}}});
+        if let Some(st) = status {
+            p["status"] = st;
+        }
+        if let Some(d) = delta {
+            p["serviceData"] = json!({"policyDelta": {"bindingDeltas": d}});
+        }
+        entry(
+            json!({"logName": "projects/p/logs/cloudaudit.googleapis.com%2Factivity",
+            "insertId": format!("id-{ts}"), "timestamp": ts, "protoPayload": p}),
+        )
+    }
+
+    #[test]
+    fn refused_attempts_show_intent_but_change_nothing() {
+        let refused = set_iam(
+            "2026-11-20T10:00:00Z",
+            Some(
+                json!({"code": 9, "message": "One or more users named in the policy do not belong to a permitted customer,  perhaps due to an organization policy.",
+                "details": [{"@type": "type.googleapis.com/google.rpc.PreconditionFailure",
+                    "violations": [{"type": "constraints/iam.allowedPolicyMemberDomains", "description": "User allUsers is not in permitted organization."}]}]}),
+            ),
+            None,
+            &["allUsers"],
+        );
+        let logs = [refused];
+        assert!(binding_changes(&logs).is_empty());
+        let i = public_intent(&logs, Some("s")).expect("intent");
+        assert!(i.refused());
+        assert_eq!(
+            i.principal.as_deref(),
+            Some("deployer@p.iam.gserviceaccount.com")
+        );
+        let st = i.status.as_ref().expect("status");
+        assert_eq!(
+            st.named_constraint().as_deref(),
+            Some("constraints/iam.allowedPolicyMemberDomains")
+        );
+        assert!(st.custom_constraints().is_empty());
+        // Another service's entry says nothing about this one.
+        assert!(public_intent(&logs, Some("other")).is_none());
+    }
+
+    #[test]
+    fn custom_constraints_are_named_from_the_message() {
+        let st = AuditStatus {
+            code: 9,
+            message: Some("Operation denied by custom org policies: [\"customConstraints/custom.noPublic\": \"no\", \"customConstraints/custom.domainOnly\": \"x.\"]".into()),
+            violations: vec![],
+        };
+        assert_eq!(
+            st.custom_constraints(),
+            vec!["custom.noPublic", "custom.domainOnly"]
+        );
+    }
+
+    #[test]
+    fn a_later_removal_withdraws_the_intent() {
+        let add = set_iam(
+            "2026-11-20T06:00:00Z",
+            None,
+            Some(json!([{"action": "ADD", "role": "roles/run.invoker", "member": "allUsers"}])),
+            &["allUsers"],
+        );
+        let remove = set_iam(
+            "2026-11-20T06:45:00Z",
+            None,
+            Some(json!([{"action": "REMOVE", "role": "roles/run.invoker", "member": "allUsers"}])),
+            &[],
+        );
+        assert!(public_intent(std::slice::from_ref(&add), Some("s")).is_some());
+        assert!(public_intent(&[remove, add], Some("s")).is_none());
+    }
+
+    #[test]
+    fn invoker_check_attempts_v2_and_v1() {
+        let v2 = entry(
+            json!({"logName": "projects/p/logs/cloudaudit.googleapis.com%2Factivity",
+            "timestamp": "2026-11-20T10:00:00Z",
+            "protoPayload": {"methodName": "google.cloud.run.v2.Services.UpdateService",
+                "resourceName": "projects/p/locations/r/services/s",
+                "status": {"code": 7, "message": "Changes to invoker_iam_disabled require run.services.setIamPolicy permissions"},
+                "request": {"service": {"invokerIamDisabled": true}}}}),
+        );
+        let v1 = entry(
+            json!({"logName": "projects/p/logs/cloudaudit.googleapis.com%2Factivity",
+            "timestamp": "2026-11-20T11:00:00Z",
+            "protoPayload": {"methodName": "google.cloud.run.v1.Services.ReplaceService",
+                "resourceName": "namespaces/p/services/s",
+                "request": {"service": {"metadata": {"annotations": {"run.googleapis.com/invoker-iam-disabled": "true"}}}}}}),
+        );
+        let logs = [v2, v1];
+        assert_eq!(invoker_check_attempts(&logs).len(), 2);
+        // The refused v2 attempt did not change anything; the v1 replace did.
+        let changes = invoker_check_changes(&logs);
+        assert_eq!(changes.len(), 1);
+        assert_eq!(
+            changes[0].method.as_deref(),
+            Some("google.cloud.run.v1.Services.ReplaceService")
+        );
+        let a = public_attempts(&logs, Some("s"));
+        assert_eq!(a.len(), 2);
+        assert!(a[0].refused() && !a[1].refused());
     }
 
     #[test]

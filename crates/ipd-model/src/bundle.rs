@@ -172,6 +172,19 @@ pub fn from_files<'a>(
             },
             "token.txt" => ev.token = Some(Token::analyze(text)),
             "case.toml" => {} // fixture metadata of this repository's tests, not evidence
+            _ if crate::regions::service_file_region(name).is_some() => {
+                let region = crate::regions::service_file_region(name).unwrap_or_default();
+                let g = gathered(service::parse(path, text)?, "run.services.get");
+                regional(&mut ev, region).service = g;
+            }
+            _ if crate::regions::policy_file_region(name).is_some() => {
+                let region = crate::regions::policy_file_region(name).unwrap_or_default();
+                let g = gathered(
+                    doc::parse::<Policy>(path, text)?,
+                    "run.services.getIamPolicy",
+                );
+                regional(&mut ev, region).policy = g;
+            }
             _ if is_policy_file(name, "folder-") => {
                 let id = &name["folder-".len()..name.len() - "-iam-policy.json".len()];
                 let g = gathered(
@@ -189,6 +202,23 @@ pub fn from_files<'a>(
                 );
                 ev.ancestor_policies
                     .push((Level::Organization(id.to_string()), g));
+            }
+            _ if name.starts_with("org-policy-custom-") && name.ends_with(".json") => {
+                match doc::parse::<crate::orgpolicy::CustomConstraint>(path, text)? {
+                    Doc::Value(c) if c.name.contains("customConstraints/") => {
+                        ev.custom_constraints.push(c)
+                    }
+                    Doc::Value(_) => {
+                        return Err(ParseError::new(
+                            path,
+                            "not a custom constraint (no `name` of the form organizations/O/customConstraints/custom.NAME)",
+                        ));
+                    }
+                    Doc::Error(e) => warnings.push(format!(
+                        "{path}: holds an API error ({}); custom constraint definition unknown",
+                        e.message
+                    )),
+                }
             }
             _ if name == "org-policies.json"
                 || (name.starts_with("org-policy-") && name.ends_with(".json")) =>
@@ -287,6 +317,18 @@ fn is_policy_file(name: &str, prefix: &str) -> bool {
     name.starts_with(prefix)
         && name.ends_with("-iam-policy.json")
         && name.len() > prefix.len() + "-iam-policy.json".len()
+}
+
+/// The entry of `region` among the other regions of a multi-region service.
+fn regional<'e>(ev: &'e mut Evidence, region: &str) -> &'e mut crate::regions::Regional {
+    let i = match ev.regional.iter().position(|r| r.region == region) {
+        Some(i) => i,
+        None => {
+            ev.regional.push(crate::regions::Regional::new(region));
+            ev.regional.len() - 1
+        }
+    };
+    &mut ev.regional[i]
 }
 
 fn gathered<T>(d: Doc<T>, permission: &str) -> Gathered<T> {

@@ -47,8 +47,13 @@ pub struct Evidence {
     pub org_policies: Gathered<Vec<OrgPolicy>>,
     pub logs: Gathered<Vec<LogEntry>>,
     pub custom_roles: Vec<Role>,
+    /// Custom org-policy constraint definitions (`org-policy-custom-*.json`).
+    pub custom_constraints: Vec<crate::orgpolicy::CustomConstraint>,
     pub deny_policies: Gathered<Vec<DenyPolicy>>,
     pub caller_configs: Vec<CallerConfig>,
+    /// The other regions of a multi-region service (`service-REGION.json`,
+    /// `service-iam-policy-REGION.json`).
+    pub regional: Vec<crate::regions::Regional>,
     /// `caller-*.json` files that held an API error instead of a caller's configuration
     /// (denied, not found, ...): reported as gaps `caller_config:NAME`.
     pub caller_config_gaps: Vec<Gap>,
@@ -116,6 +121,30 @@ impl Evidence {
             .iter()
             .filter(|e| e.is_request_log())
             .find_map(|e| e.resource_label(k).map(str::to_string))
+    }
+
+    /// What the evidence knows of the service's project and its ancestors, for matching
+    /// "every service account under a resource" principal sets.
+    pub fn hierarchy(&self) -> crate::principal::Hierarchy {
+        let is_number = |p: &String| p.chars().all(|c| c.is_ascii_digit());
+        let project = self.project();
+        let mut h = crate::principal::Hierarchy {
+            project_id: project.clone().filter(|p| !is_number(p)),
+            project_number: self
+                .service
+                .present()
+                .and_then(|s| s.project_number.clone())
+                .or(project.filter(is_number)),
+            ..Default::default()
+        };
+        for (level, _) in &self.ancestor_policies {
+            match level {
+                Level::Folder(f) => h.folders.push(f.clone()),
+                Level::Organization(o) => h.organization = Some(o.clone()),
+                _ => {}
+            }
+        }
+        h
     }
 
     /// Every policy that applies to the service, service first, then up the hierarchy.
@@ -216,6 +245,27 @@ impl Evidence {
                 "iam.denypolicies.list",
                 denied_perm(&self.deny_policies),
             );
+        }
+        // The other regions of a multi-region service: only a refused or failed read is a gap.
+        for r in &self.regional {
+            if !matches!(r.service, Gathered::Missing { .. }) {
+                push(
+                    &format!("service:{}", r.region),
+                    r.service.gap_state(),
+                    r.service.absence(),
+                    "run.services.get",
+                    denied_perm(&r.service),
+                );
+            }
+            if !matches!(r.policy, Gathered::Missing { .. }) {
+                push(
+                    &format!("service_iam_policy:{}", r.region),
+                    r.policy.gap_state(),
+                    r.policy.absence(),
+                    "run.services.getIamPolicy",
+                    denied_perm(&r.policy),
+                );
+            }
         }
         out.extend(self.caller_config_gaps.iter().cloned());
         out

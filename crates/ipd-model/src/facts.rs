@@ -3,6 +3,8 @@
 
 use serde::Serialize;
 
+use crate::audit::{self, PublicAttempt, PublicAttemptKind};
+use crate::denial::{self, Denial, StatusSource};
 use crate::evidence::Evidence;
 use crate::logs::{GateMessage, LogEntry};
 use crate::principal::Principal;
@@ -20,6 +22,18 @@ pub enum CallerSource {
     Bundle,
     Adc,
     CallerConfig,
+    /// The owner's attempt to make the service public, in the Admin Activity audit log.
+    AuditLog,
+}
+
+/// The owner wants the service public: who says so, and the audit entry when it is there.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Intent {
+    /// `flag` (--expect-public), `bundle` (context.json) or `audit_log`.
+    pub source: CallerSource,
+    /// The newest attempt to make the service public in the audit log (applied or refused),
+    /// whatever the source of the intent.
+    pub attempt: Option<PublicAttempt>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -71,12 +85,21 @@ pub struct Facts {
     /// A caller named on the flag that differs from the token's identity.
     pub token_principal: Option<Principal>,
     pub expect_public: bool,
+    /// Why the owner is taken to want the service public (None: no sign of it).
+    pub intent: Option<Intent>,
+    /// Was anything denied at all (the contract's `denial`)?
+    pub denial: Denial,
 }
 
 impl Facts {
     pub fn derive(ev: &Evidence) -> Facts {
         let ctx_req = ev.context.as_ref().and_then(|c| c.request.as_ref());
-        let status_hint = ev.inputs.status.or_else(|| ctx_req.and_then(|r| r.status));
+        let stated = match (ev.inputs.status, ctx_req.and_then(|r| r.status)) {
+            (Some(s), _) => Some((s, StatusSource::Flag)),
+            (None, Some(s)) => Some((s, StatusSource::Context)),
+            (None, None) => None,
+        };
+        let status_hint = stated.map(|(s, _)| s);
         let time_hint = ev.inputs.at.or_else(|| {
             ctx_req
                 .and_then(|r| r.time.as_deref())
@@ -118,12 +141,22 @@ impl Facts {
             log_insert_id: entry.as_ref().and_then(|e| e.insert_id.clone()),
         };
         let token_principal = ev.token.as_ref().and_then(|t| t.principal());
-        let expect_public = ev.inputs.expect_public
-            || ev
-                .context
-                .as_ref()
-                .and_then(|c| c.expect_public)
-                .unwrap_or(false);
+        let service = ev.service_name();
+        let attempt = ev
+            .logs
+            .present()
+            .and_then(|logs| audit::public_intent(logs, service.as_deref()));
+        let intent_source = if ev.inputs.expect_public {
+            Some(CallerSource::Flag)
+        } else if ev.context.as_ref().and_then(|c| c.expect_public) == Some(true) {
+            Some(CallerSource::Bundle)
+        } else if attempt.is_some() {
+            Some(CallerSource::AuditLog)
+        } else {
+            None
+        };
+        let intent = intent_source.map(|source| Intent { source, attempt });
+        let expect_public = intent.is_some();
         let caller = if let Some(c) = &ev.inputs.caller {
             Some(Caller {
                 principal: Principal::parse(c),
@@ -148,22 +181,34 @@ impl Facts {
                 source: CallerSource::CallerConfig,
                 public: false,
             })
-        } else if expect_public {
+        } else if let Some(i) = &intent {
+            let principal = match i.attempt.as_ref().map(|a| &a.kind) {
+                Some(PublicAttemptKind::Grant { member, .. }) => Principal::parse(member),
+                _ => Principal::AllUsers,
+            };
             Some(Caller {
-                principal: Principal::AllUsers,
-                source: CallerSource::Flag,
+                principal,
+                source: i.source,
                 public: true,
             })
         } else {
             None
         };
+        let denial = denial::derive(
+            stated,
+            entry.as_ref(),
+            ev.logs.present().map(Vec::as_slice),
+            service.as_deref(),
+        );
         Facts {
+            denial,
             request,
             entry,
             gate,
             caller,
             token_principal,
             expect_public,
+            intent,
         }
     }
 

@@ -225,3 +225,68 @@ mod tests {
         assert!(!Effective::from_policy(&p).unwrap().enforced);
     }
 }
+
+/// The resource type of IAM allow policies, which custom constraints can govern (facts §8.1).
+pub const ALLOW_POLICY_RESOURCE: &str = "iam.googleapis.com/AllowPolicy";
+
+/// A custom constraint's definition (`org-policy-custom-*.json`: `gcloud org-policies
+/// describe-custom-constraint custom.NAME --organization=O --format=json`, the Org Policy v2
+/// `CustomConstraint`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomConstraint {
+    /// `organizations/O/customConstraints/custom.NAME`.
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub resource_types: Vec<String>,
+    #[serde(default)]
+    pub method_types: Vec<String>,
+    pub condition: Option<String>,
+    /// `ALLOW` or `DENY`.
+    pub action_type: Option<String>,
+    pub display_name: Option<String>,
+    pub description: Option<String>,
+}
+
+impl CustomConstraint {
+    /// `custom.NAME`.
+    pub fn short_name(&self) -> &str {
+        self.name.rsplit('/').next().unwrap_or(&self.name)
+    }
+
+    /// Does it govern IAM allow policies (the bindings a `SetIamPolicy` adds)?
+    pub fn governs_allow_policies(&self) -> bool {
+        self.resource_types
+            .iter()
+            .any(|t| t == ALLOW_POLICY_RESOURCE)
+    }
+
+    /// Does it refuse a grant to `allUsers` / `allAuthenticatedUsers`, as far as its CEL can
+    /// be read without evaluating it: a `DENY` whose condition names the public principals
+    /// (or their member type), or an `ALLOW` whose condition lists allowed members and never
+    /// the public ones. `None` when the condition cannot be read that way.
+    pub fn refuses_public_grant(&self) -> Option<bool> {
+        if !self.governs_allow_policies() {
+            return Some(false);
+        }
+        let c = self.condition.as_deref()?;
+        let names_public = ["allUsers", "allAuthenticatedUsers", PUBLIC_PRINCIPAL_SET]
+            .iter()
+            .any(|p| c.contains(p));
+        let lists_members = [
+            "MemberSubjectMatches",
+            "MemberInPrincipalSet",
+            "MemberTypeMatches",
+        ]
+        .iter()
+        .any(|f| c.contains(f));
+        match self.action_type.as_deref() {
+            Some("DENY") if names_public => Some(true),
+            Some("DENY") => None,
+            Some("ALLOW") if lists_members && !names_public => Some(true),
+            Some("ALLOW") if names_public => None,
+            _ => None,
+        }
+    }
+}

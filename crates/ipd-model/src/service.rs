@@ -84,6 +84,10 @@ pub struct Service {
     pub runtime_service_account: Option<String>,
     pub labels: BTreeMap<String, String>,
     pub format: ServiceFormat,
+    /// Every region of a multi-region service (v2 `multiRegionSettings.regions`, v1
+    /// annotation `run.googleapis.com/regions`), primary included; empty for a one-region
+    /// service.
+    pub regions: Vec<String>,
 }
 
 impl Service {
@@ -93,6 +97,11 @@ impl Service {
             .get("goog-managed-by")
             .is_some_and(|v| v == "cloudfunctions")
             || self.urls.iter().any(|u| u.contains(".cloudfunctions.net"))
+    }
+
+    /// Whether the service is deployed in more than one region.
+    pub fn is_multi_region(&self) -> bool {
+        self.regions.len() > 1
     }
 
     /// Every URL accepted as an audience, read or derived.
@@ -139,6 +148,16 @@ pub struct RawService {
     pub template: Option<V2Template>,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    pub multi_region_settings: Option<MultiRegionSettings>,
+}
+
+/// v2 `GoogleCloudRunV2MultiRegionSettings`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MultiRegionSettings {
+    #[serde(default)]
+    pub regions: Vec<String>,
+    pub multi_region_id: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -236,6 +255,12 @@ fn from_v1(file: &str, raw: RawService) -> Result<Service, ParseError> {
         .unwrap_or(Ingress::Unspecified);
     let project = meta.namespace.clone();
     let region = meta.labels.get("cloud.googleapis.com/location").cloned();
+    // gcloud writes the regions as a comma-separated list (`SetRegionsAnnotationChange`).
+    let regions = ann
+        .get("run.googleapis.com/regions")
+        .map(|v| region_list(file, v))
+        .transpose()?
+        .unwrap_or_default();
     let mut svc = Service {
         name,
         project_number: project
@@ -261,6 +286,7 @@ fn from_v1(file: &str, raw: RawService) -> Result<Service, ParseError> {
             .and_then(|s| s.service_account_name),
         labels: meta.labels,
         format: ServiceFormat::KnativeV1,
+        regions,
     };
     finish(&mut svc);
     Ok(svc)
@@ -308,6 +334,16 @@ fn from_v2(file: &str, raw: RawService) -> Result<Service, ParseError> {
         runtime_service_account: raw.template.and_then(|t| t.service_account),
         labels: raw.labels,
         format: ServiceFormat::AdminV2,
+        regions: raw
+            .multi_region_settings
+            .map(|m| {
+                let mut v = Vec::new();
+                for r in &m.regions {
+                    push_unique(&mut v, r);
+                }
+                v
+            })
+            .unwrap_or_default(),
     };
     finish(&mut svc);
     Ok(svc)
@@ -334,6 +370,55 @@ fn finish(svc: &mut Service) {
             svc.derived_urls.push(det);
         }
     }
+    // A multi-region service answers in every region, each on its own deterministic URL.
+    if let Some(num) = &svc.project_number {
+        for r in svc.regions.clone() {
+            let det = format!("https://{}-{}.{}.run.app", svc.name, num, r);
+            if !svc.urls.contains(&det) && !svc.derived_urls.contains(&det) {
+                svc.derived_urls.push(det);
+            }
+        }
+    }
+}
+
+/// `run.googleapis.com/regions`: `europe-west1,us-central1` (gcloud's form), or a JSON array.
+fn region_list(file: &str, v: &str) -> Result<Vec<String>, ParseError> {
+    let items = if v.trim_start().starts_with('[') {
+        json_string_list(file, "run.googleapis.com/regions", v)?
+    } else {
+        v.split(',').map(str::to_string).collect()
+    };
+    let mut out = Vec::new();
+    for r in items {
+        let r = r.trim();
+        if r.is_empty() {
+            continue;
+        }
+        if !is_region_name(r) {
+            return Err(ParseError::new(
+                file,
+                format!(
+                    "annotation `run.googleapis.com/regions` names `{r}`, which is not a region (like `europe-west1`): {v:?}"
+                ),
+            ));
+        }
+        push_unique(&mut out, r);
+    }
+    Ok(out)
+}
+
+/// A Google Cloud region name: `AREA-LOCATIONn`, like `europe-west1` or
+/// `northamerica-northeast2`.
+pub fn is_region_name(s: &str) -> bool {
+    let Some((area, loc)) = s.split_once('-') else {
+        return false;
+    };
+    let letters = loc.trim_end_matches(|c: char| c.is_ascii_digit());
+    !area.is_empty()
+        && area.chars().all(|c| c.is_ascii_lowercase())
+        && !letters.is_empty()
+        && letters.len() < loc.len()
+        && letters.chars().all(|c| c.is_ascii_lowercase())
 }
 
 /// `https://SERVICE-NUMBER.REGION.run.app` → (NUMBER, REGION).
@@ -430,5 +515,70 @@ mod tests {
             deterministic_parts("https://orders-api-x7k-ew.a.run.app", "orders-api"),
             None
         );
+    }
+
+    #[test]
+    fn multi_region_v2_settings_and_every_regions_url() {
+        let j = r#"{"name": "projects/shop-prod/locations/europe-west1/services/orders-api",
+            "uri": "https://orders-api-123456789012.europe-west1.run.app",
+            "multiRegionSettings": {"regions": ["europe-west1", "us-central1"], "multiRegionId": "3f9c1a27"}}"#;
+        let s = ok("service.json", j);
+        assert!(s.is_multi_region());
+        assert_eq!(s.regions, vec!["europe-west1", "us-central1"]);
+        assert!(
+            s.all_urls()
+                .any(|u| u == "https://orders-api-123456789012.us-central1.run.app"),
+            "{:?}",
+            s.derived_urls
+        );
+        let one = ok(
+            "service.json",
+            r#"{"name": "projects/p/locations/europe-west1/services/a"}"#,
+        );
+        assert!(!one.is_multi_region() && one.regions.is_empty());
+    }
+
+    #[test]
+    fn multi_region_v1_annotation_in_json_and_export_yaml() {
+        // gcloud writes the annotation as a comma-separated list.
+        let y = "apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata:\n  annotations:\n    run.googleapis.com/regions: europe-west1,us-central1\n  labels:\n    cloud.googleapis.com/location: europe-west1\n  name: api\n  namespace: '123456789012'\n";
+        let s = ok("service.yaml", y);
+        assert_eq!(s.regions, vec!["europe-west1", "us-central1"]);
+        assert!(
+            s.derived_urls
+                .contains(&"https://api-123456789012.us-central1.run.app".to_string())
+        );
+        let j = r#"{"apiVersion": "serving.knative.dev/v1", "kind": "Service",
+            "metadata": {"name": "api", "namespace": "123456789012",
+              "annotations": {"run.googleapis.com/regions": "us-central1, asia-east1"}}}"#;
+        assert_eq!(
+            ok("service.json", j).regions,
+            vec!["us-central1", "asia-east1"]
+        );
+        let bad = "apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata:\n  name: api\n  annotations:\n    run.googleapis.com/regions: 'europe-west1;us-central1'\n";
+        let e = parse("service.yaml", bad).unwrap_err();
+        assert!(e.message.contains("run.googleapis.com/regions"), "{e}");
+    }
+
+    #[test]
+    fn region_names() {
+        for r in [
+            "europe-west1",
+            "us-central1",
+            "northamerica-northeast2",
+            "me-central2",
+        ] {
+            assert!(is_region_name(r), "{r}");
+        }
+        for r in [
+            "iam-policy-us-central1",
+            "europe",
+            "west1",
+            "Europe-west1",
+            "us-central",
+            "-",
+        ] {
+            assert!(!is_region_name(r), "{r}");
+        }
     }
 }

@@ -7,6 +7,7 @@
 use std::fmt::Write;
 
 use colored::Colorize;
+use ipd_model::denial::WHAT_WOULD_CHANGE_IT;
 use ipd_model::facts::Gate;
 use ipd_rules::crosscheck::{Agreement, ToolIam};
 use ipd_rules::report::{CheckState, Finding, FixOut, Report};
@@ -60,6 +61,7 @@ fn agreement_label(a: Agreement) -> &'static str {
         Agreement::Settles => "settles what the evidence could not",
         Agreement::Inconclusive => "inconclusive",
         Agreement::Unavailable => "unavailable",
+        Agreement::CannotAsk => "cannot be asked about this principal type",
     }
 }
 
@@ -82,12 +84,27 @@ fn indent(text: &str, by: &str) -> String {
 /// checklist and the gaps.
 pub fn text(report: &Report) -> String {
     let mut o = String::new();
+    let no_denial = report.denial.none_in_evidence();
+    if no_denial {
+        let _ = writeln!(
+            o,
+            "{}: {}",
+            "NO DENIAL IN THE EVIDENCE".green().bold(),
+            report.denial.detail
+        );
+        let _ = writeln!(o, "{}", wrap(WHAT_WOULD_CHANGE_IT, 96));
+    }
     match report.root_cause() {
         Some(f) => {
             let _ = writeln!(
                 o,
                 "{} ({}) {} {}: {}",
-                "ROOT CAUSE".bold(),
+                if no_denial {
+                    "WORTH A LOOK"
+                } else {
+                    "ROOT CAUSE"
+                }
+                .bold(),
                 verdict_label(f.verdict),
                 f.code,
                 f.cause,
@@ -104,6 +121,7 @@ pub fn text(report: &Report) -> String {
                 let _ = writeln!(o, "{}", indent(&fix.text, "  "));
             }
         }
+        None if no_denial => {}
         None => {
             let _ = writeln!(
                 o,
@@ -172,6 +190,7 @@ pub fn text(report: &Report) -> String {
             Agreement::Settles => "settles what the evidence could not".to_string(),
             Agreement::Inconclusive => "inconclusive".yellow().to_string(),
             Agreement::Unavailable => "unavailable".yellow().to_string(),
+            Agreement::CannotAsk => "cannot be asked about this principal type".to_string(),
         };
         let _ = writeln!(
             o,
@@ -215,6 +234,14 @@ pub fn text(report: &Report) -> String {
 }
 
 fn context(o: &mut String, r: &Report) {
+    if !r.denial.none_in_evidence() {
+        let _ = writeln!(
+            o,
+            "denial: {} · {}",
+            r.denial.state.as_str().replace('_', " "),
+            r.denial.detail
+        );
+    }
     let t = &r.target;
     let _ = writeln!(
         o,
@@ -276,6 +303,34 @@ fn context(o: &mut String, r: &Report) {
             _ => "unknown".into(),
         }
     );
+    if let Some(i) = &r.caller.intent {
+        let source = serde_json::to_value(i.source)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let mut line = format!("public on purpose? the owner wants it public (from {source})");
+        if let Some(what) = &i.attempted {
+            let _ = write!(
+                line,
+                "; audit entry `{}`{}{}: tried to {what}, {}",
+                i.insert_id.as_deref().unwrap_or("?"),
+                i.time
+                    .as_deref()
+                    .map(|t| format!(" at {t}"))
+                    .unwrap_or_default(),
+                i.principal
+                    .as_deref()
+                    .map(|p| format!(" by {p}"))
+                    .unwrap_or_default(),
+                if i.refused == Some(true) {
+                    "refused"
+                } else {
+                    "applied"
+                }
+            );
+        }
+        let _ = writeln!(o, "{line}");
+    }
     if let Some(tok) = &r.token {
         let kind = serde_json::to_value(&tok.kind)
             .ok()
@@ -367,11 +422,31 @@ pub fn markdown(report: &Report) -> String {
         t.project.as_deref().unwrap_or("unknown"),
         t.region.as_deref().unwrap_or("unknown")
     );
+    let no_denial = report.denial.none_in_evidence();
+    if no_denial {
+        let _ = writeln!(
+            o,
+            "**No denial in the evidence:** {}. {}\n",
+            report.denial.detail, WHAT_WOULD_CHANGE_IT
+        );
+    } else {
+        let _ = writeln!(
+            o,
+            "**Denial:** {} ({})\n",
+            report.denial.state.as_str().replace('_', " "),
+            report.denial.detail
+        );
+    }
     match report.root_cause() {
         Some(f) => {
             let _ = writeln!(
                 o,
-                "**Root cause ({}):** {} `{}` — {}\n",
+                "**{} ({}):** {} `{}` — {}\n",
+                if no_denial {
+                    "Worth a look"
+                } else {
+                    "Root cause"
+                },
                 f.verdict.as_str(),
                 f.code,
                 f.cause,
@@ -387,6 +462,7 @@ pub fn markdown(report: &Report) -> String {
             }
             fixes_md(&mut o, &f.fixes);
         }
+        None if no_denial => {}
         None => {
             let _ = writeln!(
                 o,

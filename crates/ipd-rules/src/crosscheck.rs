@@ -38,6 +38,10 @@ pub enum Agreement {
     Inconclusive,
     /// The troubleshooter's answer is not available (refused or failed).
     Unavailable,
+    /// The caller is a principal type the troubleshooter takes no question about (a group,
+    /// a federated or agent identity, a principal set, `allUsers`): not asked, or its answer
+    /// (about someone else) set aside.
+    CannotAsk,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -71,6 +75,28 @@ pub fn cross_check(cx: &Cx, findings: &[Finding]) -> Option<CrossCheck> {
         granted_by: Vec::new(),
         denied_by: Vec::new(),
     };
+    if let Some(c) = cx.facts.caller.as_ref()
+        && c.principal.troubleshooter_email().is_none()
+    {
+        let kind =
+            c.principal
+                .uri_kind()
+                .map(|k| k.describe())
+                .unwrap_or(match &c.principal {
+                    ipd_model::Principal::Group(_) => "a group",
+                    ipd_model::Principal::Domain(_) => "a domain",
+                    ipd_model::Principal::Deleted { .. } => "a deleted principal",
+                    ipd_model::Principal::AllUsers
+                    | ipd_model::Principal::AllAuthenticatedUsers => "everyone",
+                    _ => "this principal type",
+                });
+        let mut out = unavailable(format!(
+            "Policy Troubleshooter cannot be asked about this principal type: the caller `{}` is {kind}, and the troubleshooter takes only a Google account's or a service account's email; the tool's own view of IAM stands alone",
+            c.principal
+        ));
+        out.agreement = Agreement::CannotAsk;
+        return Some(out);
+    }
     let t = match g {
         Gathered::Present(t) => t,
         Gathered::Denied { permission, detail } => {
@@ -359,6 +385,36 @@ mod tests {
             x.detail.contains("invoker IAM check is disabled"),
             "{}",
             x.detail
+        );
+    }
+
+    #[test]
+    fn principal_types_it_cannot_be_asked_about() {
+        let who = "principal://iam.googleapis.com/locations/global/workforcePools/partners/subject/bob@partner.example";
+        for caller in [
+            who.to_string(),
+            "principal://agents.global.org-778899001122.system.id.goog/resources/run/projects/123456789012/locations/europe-west1/services/support-agent".into(),
+            "group:team@shop.example.com".into(),
+        ] {
+            // An answer about someone else in the bundle is set aside, not compared.
+            let mut ev = case(json!({"etag": "ACAB"}), Some(answer("CAN_ACCESS", SA)));
+            ev.token = None;
+            ev.inputs.caller = Some(caller.clone());
+            let x = diagnose(&ev).cross_check.expect("a cross-check");
+            assert_eq!(x.agreement, Agreement::CannotAsk, "{caller}");
+            assert!(
+                x.detail
+                    .contains("Policy Troubleshooter cannot be asked about this principal type"),
+                "{}",
+                x.detail
+            );
+            assert_eq!(x.state, None);
+        }
+        // A service account still gets compared.
+        let ev = case(json!({"etag": "ACAB"}), Some(answer("CANNOT_ACCESS", SA)));
+        assert_eq!(
+            diagnose(&ev).cross_check.unwrap().agreement,
+            Agreement::Agrees
         );
     }
 }

@@ -10,7 +10,7 @@ use ipd_model::token::{Token, TokenKind};
 use ipd_model::{Evidence, Principal};
 
 use crate::fix::Arg;
-use crate::rule::Verdict;
+use crate::rule::{Outcome, RuleMeta, Verdict};
 
 /// One binding that matters for the caller.
 #[derive(Debug, Clone, PartialEq)]
@@ -90,6 +90,34 @@ impl<'a> Cx<'a> {
 
     pub fn gate(&self) -> Gate {
         self.facts.gate
+    }
+
+    /// The engine's denial policy, applied to every rule by `diagnose`: with no denial in the
+    /// evidence, a rule whose cause presupposes a refusal is `not applicable` (it is not run),
+    /// and any other finding is capped at `possible`.
+    pub fn denial_policy(&self, meta: &RuleMeta, run: impl FnOnce() -> Outcome) -> Outcome {
+        let d = &self.facts.denial;
+        if !d.none_in_evidence() {
+            return run();
+        }
+        if meta.needs_refusal {
+            return Outcome::NotApplicable(
+                "no denial in the evidence (see `denial`): this cause only explains a refused request".into(),
+            );
+        }
+        match run() {
+            Outcome::Fired(mut body, fixes) => {
+                if body.verdict > Verdict::Possible {
+                    body.verdict = Verdict::Possible;
+                    body.explanation.push_str(&format!(
+                        " No request was refused in the evidence ({}), so this stays possible until a refused request is shown.",
+                        d.detail
+                    ));
+                }
+                Outcome::Fired(body, fixes)
+            }
+            other => other,
+        }
     }
 
     pub fn invoker_check_disabled(&self) -> bool {
@@ -181,6 +209,55 @@ impl<'a> Cx<'a> {
         self.service().and_then(|s| s.all_urls().next().cloned())
     }
 
+    /// The service account that should mint the caller's ID token, when the evidence names
+    /// one: the caller (`--caller`, the token, `context.json`) when it is a service account,
+    /// else the service account a caller configuration mints for.
+    pub fn invoker_sa(&self) -> Option<String> {
+        match self.caller().map(|c| &c.principal) {
+            Some(Principal::ServiceAccount(e)) => Some(e.clone()),
+            _ => self
+                .ev
+                .caller_configs
+                .iter()
+                .find_map(|c| c.service_account().map(str::to_string)),
+        }
+    }
+
+    /// `FLAG=INVOKER_SA` with the service account the evidence names, else a placeholder.
+    pub fn invoker_sa_flag(&self, flag: &'static str) -> Arg {
+        match self.invoker_sa() {
+            Some(e) => Arg::lit(format!("{flag}={e}")),
+            None => Arg::FlagPlaceholder(flag, "INVOKER_SA_EMAIL"),
+        }
+    }
+
+    /// `gcloud auth print-identity-token` for the caller and `audience`: impersonating the
+    /// caller's service account (`--audiences`, `--include-email`); for a user, that user's
+    /// own token (gcloud refuses `--audiences` for user accounts, and Cloud Run accepts the
+    /// user token's gcloud client-ID audience); placeholders only where the evidence names
+    /// neither.
+    pub fn mint_token_argv(&self, audience: Option<&str>) -> Vec<Arg> {
+        let mut v: Vec<Arg> = vec![
+            "gcloud".into(),
+            "auth".into(),
+            "print-identity-token".into(),
+        ];
+        if let Some(Principal::User(e)) = self.caller().filter(|c| !c.public).map(|c| &c.principal)
+        {
+            v.push(Arg::lit(e.clone()));
+            return v;
+        }
+        v.push(self.invoker_sa_flag("--impersonate-service-account"));
+        v.push(match audience {
+            Some(u) => Arg::lit(format!("--audiences={u}")),
+            None => Arg::FlagPlaceholder("--audiences", "SERVICE_URL"),
+        });
+        if self.invoker_sa().is_some() {
+            v.push("--include-email".into());
+        }
+        v
+    }
+
     /// `gcloud run services add-iam-policy-binding SERVICE --member=M --role=R`.
     pub fn grant_argv(&self, member: &str, role: &str) -> Vec<Arg> {
         vec![
@@ -256,9 +333,12 @@ impl<'a> Cx<'a> {
         use ipd_model::facts::CallerSource;
         let c = self.caller()?;
         if c.public {
-            return Some(
-                "caller: anyone (`allUsers`), because the owner wants the service public".into(),
-            );
+            return Some(format!(
+                "caller: anyone (`{}`), because the owner wants the service public ({})",
+                c.principal,
+                self.intent_origin()
+                    .unwrap_or_else(|| "--expect-public".into())
+            ));
         }
         let from = match c.source {
             CallerSource::Token => "the token's `email` claim",
@@ -266,6 +346,7 @@ impl<'a> Cx<'a> {
             CallerSource::Bundle => "context.json",
             CallerSource::Adc => "the credentials in use",
             CallerSource::CallerConfig => "the caller configuration",
+            CallerSource::AuditLog => "the audit log",
         };
         let mut line = format!("caller `{}` (from {from})", c.principal);
         if let Some(tp) = &self.facts.token_principal
@@ -274,6 +355,29 @@ impl<'a> Cx<'a> {
             line.push_str(&format!("; the token speaks for `{tp}`"));
         }
         Some(line)
+    }
+
+    /// Where the owner's wish for a public service comes from, for evidence lines.
+    pub fn intent_origin(&self) -> Option<String> {
+        use ipd_model::facts::CallerSource;
+        let i = self.facts.intent.as_ref()?;
+        Some(match (i.source, &i.attempt) {
+            (CallerSource::Flag, _) => "--expect-public".into(),
+            (CallerSource::Bundle, _) => "`expect_public` in context.json".into(),
+            (_, Some(a)) => format!(
+                "audit entry `{}`: `{}` tried to {}",
+                a.insert_id.as_deref().unwrap_or("?"),
+                a.principal.as_deref().unwrap_or("?"),
+                a.what()
+            ),
+            (_, None) => "the audit log".into(),
+        })
+    }
+
+    /// Is the service public on purpose: an unconditional `allUsers` invoke binding, or the
+    /// invoker check disabled?
+    pub fn public_on_purpose(&self) -> bool {
+        self.invoker_check_disabled() || public_binding(self.ev).is_some()
     }
 
     /// Evidence lines naming which policies were read and which were not.
@@ -311,6 +415,7 @@ fn levels_only(ev: &Evidence) -> IamView {
 /// Evaluates every allow policy for `caller`.
 pub fn evaluate_iam(ev: &Evidence, caller: &Principal) -> IamView {
     let mut view = levels_only(ev);
+    let hierarchy = ev.hierarchy();
     for (level, g) in ev.policies() {
         let Some(policy) = g.present() else { continue };
         for b in &policy.bindings {
@@ -326,15 +431,18 @@ pub fn evaluate_iam(ev: &Evidence, caller: &Principal) -> IamView {
                     why_maybe: why,
                 };
                 if let Principal::Deleted { inner, .. } = &p {
-                    if inner.email().is_some()
-                        && inner.email() == caller.email()
-                        && grants == Grants::Yes
-                    {
+                    let same = match (inner.as_ref(), caller) {
+                        // `deleted:principal://…/workforcePools/POOL/subject/S`.
+                        (Principal::Uri(a), Principal::Uri(b)) => a == b,
+                        _ => inner.email().is_some() && inner.email() == caller.email(),
+                    };
+                    if same && grants == Grants::Yes {
                         view.deleted.push(gref(None));
                     }
                     continue;
                 }
-                let cov = p.covers(caller);
+                let matched = p.covers_in(caller, &hierarchy);
+                let cov = matched.coverage;
                 if cov == Coverage::No {
                     continue;
                 }
@@ -344,9 +452,11 @@ pub fn evaluate_iam(ev: &Evidence, caller: &Principal) -> IamView {
                 match (grants, cov) {
                     (Grants::Yes, Coverage::Yes) if condition.is_some() => view.conditional.push(gref(None)),
                     (Grants::Yes, Coverage::Yes) => view.definite.push(gref(None)),
-                    (Grants::Yes, Coverage::Maybe) => view.maybe.push(gref(Some(format!(
-                        "the caller may be a member of `{m}`; group membership is not in the evidence"
-                    )))),
+                    (Grants::Yes, Coverage::Maybe) => view.maybe.push(gref(Some(
+                        matched.why.clone().unwrap_or_else(|| format!(
+                            "the caller may be a member of `{m}`; membership is not in the evidence"
+                        )),
+                    ))),
                     (Grants::Unknown, _) if b.is_withcond() => view.maybe.push(gref(Some(
                         "the policy was read at version 1, which hides conditional bindings (`_withcond_` role): re-read it with `--format=json` at policy version 3".into(),
                     ))),

@@ -25,7 +25,9 @@ pub const RULES: &[&dyn Rule] = &[
     &iam_condition_not_met::IamConditionNotMet,
     &missing_invoker_binding::MissingInvokerBinding,
     &iam_propagation_delay::IamPropagationDelay,
+    &public_grant_not_applied::PublicGrantNotApplied,
     &public_access_blocked_by_domain_restriction::PublicAccessBlockedByDomainRestriction,
+    &public_access_blocked_by_custom_constraint::PublicAccessBlockedByCustomConstraint,
     &invoker_check_required_by_org_policy::InvokerCheckRequiredByOrgPolicy,
     &application_denied::ApplicationDenied,
 ];
@@ -109,7 +111,7 @@ mod tests {
 
     #[test]
     fn causes_are_the_contract_vocabulary() {
-        const CONTRACT: [&str; 18] = [
+        const CONTRACT: [&str; 21] = [
             "application_denied",
             "invoker_check_disabled",
             "no_token",
@@ -128,6 +130,9 @@ mod tests {
             "iam_propagation_delay",
             "vpc_service_controls",
             "iap_denied",
+            "public_grant_not_applied",
+            "public_access_blocked_by_custom_constraint",
+            "caller_cannot_mint_id_token",
         ];
         for r in RULES {
             assert!(

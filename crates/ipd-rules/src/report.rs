@@ -3,6 +3,7 @@
 use serde::Serialize;
 
 use ipd_model::Evidence;
+use ipd_model::denial::Denial;
 use ipd_model::evidence::Gap;
 use ipd_model::facts::Gate;
 use ipd_model::time;
@@ -19,6 +20,8 @@ pub const SCHEMA_VERSION: u32 = 1;
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub schema_version: u32,
+    /// Was anything denied at all? Derived once, before any rule (the contract's `denial`).
+    pub denial: Denial,
     pub target: Target,
     pub request: RequestOut,
     pub caller: CallerOut,
@@ -57,6 +60,25 @@ pub struct RequestOut {
 pub struct CallerOut {
     pub principal: Option<String>,
     pub source: Option<ipd_model::facts::CallerSource>,
+    /// Why the owner is taken to want the service public (not in contract v1's list; extra):
+    /// null when nothing says so.
+    pub intent: Option<IntentOut>,
+}
+
+/// The owner's intent to make the service public, and the audit entry showing it.
+#[derive(Debug, Clone, Serialize)]
+pub struct IntentOut {
+    /// `flag`, `bundle` or `audit_log`.
+    pub source: ipd_model::facts::CallerSource,
+    pub insert_id: Option<String>,
+    pub time: Option<String>,
+    /// Who made the attempt.
+    pub principal: Option<String>,
+    pub method: Option<String>,
+    /// What was attempted ("grant `roles/run.invoker` to `allUsers`").
+    pub attempted: Option<String>,
+    /// Whether the attempt was refused (its status code is not 0).
+    pub refused: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -134,12 +156,23 @@ impl Report {
 
 /// Runs every rule of the registry over the evidence and ranks what fired.
 pub fn diagnose(ev: &Evidence) -> Report {
+    // A multi-region service: read the region the request reached.
+    let focused = ipd_model::regions::focus_on_request_region(ev);
+    let ev = focused.as_ref().unwrap_or(ev);
     let cx = Cx::new(ev);
+    let region_line = ipd_model::regions::region_line(ev, &cx.facts);
+    // A finding about a multi-region service names its region in the title too.
+    let in_region = ev
+        .service
+        .present()
+        .filter(|s| s.is_multi_region())
+        .and_then(|s| s.region.clone())
+        .map(|r| format!(" in region `{r}`"));
     let mut fired = Vec::new();
     let mut checks = Vec::new();
     for (pos, rule) in RULES.iter().enumerate() {
         let meta = rule.meta();
-        let (outcome, reason) = match rule.run(&cx) {
+        let (outcome, reason) = match cx.denial_policy(meta, || rule.run(&cx)) {
             Outcome::Fired(body, fixes) => {
                 let reason = body.title.clone();
                 fired.push((pos, meta, body, fixes));
@@ -179,15 +212,20 @@ pub fn diagnose(ev: &Evidence) -> Report {
                 pos + 1,
                 RULES.len()
             ),
-            title: body.title,
+            title: format!("{}{}", body.title, in_region.as_deref().unwrap_or("")),
             explanation: body.explanation,
-            evidence: body.evidence,
+            evidence: body
+                .evidence
+                .into_iter()
+                .chain(region_line.clone())
+                .collect(),
             fixes: fixes.iter().map(FixOut::from).collect(),
         })
         .collect();
     let f = &cx.facts;
     Report {
         schema_version: SCHEMA_VERSION,
+        denial: f.denial.clone(),
         target: Target {
             project: ev.project(),
             region: ev.region(),
@@ -210,6 +248,18 @@ pub fn diagnose(ev: &Evidence) -> Report {
         caller: CallerOut {
             principal: f.caller.as_ref().map(|c| c.principal.to_string()),
             source: f.caller.as_ref().map(|c| c.source),
+            intent: f.intent.as_ref().map(|i| {
+                let a = i.attempt.as_ref();
+                IntentOut {
+                    source: i.source,
+                    insert_id: a.and_then(|a| a.insert_id.clone()),
+                    time: a.and_then(|a| a.time.as_ref().map(time::fmt)),
+                    principal: a.and_then(|a| a.principal.clone()),
+                    method: a.and_then(|a| a.method.clone()),
+                    attempted: a.map(|a| a.what()),
+                    refused: a.map(|a| a.refused()),
+                }
+            }),
         },
         token: ev.token.as_ref().map(|t| TokenOut {
             kind: t.kind.clone(),
@@ -222,5 +272,81 @@ pub fn diagnose(ev: &Evidence) -> Report {
         findings,
         checks,
         gaps: ev.gaps(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::*;
+    use ipd_model::Gathered;
+    use ipd_model::denial::DenialState;
+    use serde_json::json;
+
+    /// A caller bound nowhere, with the invoker check on: `missing_invoker_binding` material.
+    fn unbound(logs: Vec<ipd_model::logs::LogEntry>) -> Evidence {
+        let mut ev = base();
+        ev.service_policy = policy(json!({"etag": "ACAB"}));
+        ev.project_policy = policy(json!({"etag": "ACAB"}));
+        ev.inputs.caller = Some(format!("serviceAccount:{SA}"));
+        ev.logs = Gathered::Present(logs);
+        ev
+    }
+
+    #[test]
+    fn a_refusal_in_the_logs_lets_rules_confirm() {
+        let r = diagnose(&unbound(vec![entry(403, Some(TEXT_403), "0s", "GET")]));
+        assert_eq!(r.denial.state, DenialState::Seen);
+        assert_eq!(r.findings[0].cause, "missing_invoker_binding");
+        assert!(r.has_actionable());
+    }
+
+    #[test]
+    fn no_denial_makes_refusal_rules_not_applicable_and_caps_the_rest() {
+        let r = diagnose(&unbound(vec![entry(200, None, "0.02s", "GET")]));
+        assert_eq!(r.denial.state, DenialState::NoneInEvidence);
+        assert!(r.findings.is_empty(), "{:?}", r.findings);
+        assert!(!r.has_actionable());
+        let mib = r
+            .checks
+            .iter()
+            .find(|c| c.cause == "missing_invoker_binding")
+            .expect("check");
+        assert_eq!(mib.outcome, CheckState::NotApplicable);
+        assert!(mib.reason.contains("no denial in the evidence"));
+
+        // A cause that stands on its own evidence (the owner's refused public grant) still
+        // fires, but only as possible.
+        let mut ev = unbound(vec![entry(200, None, "0.02s", "GET")]);
+        ev.inputs.caller = None;
+        ev.inputs.expect_public = true;
+        ev.org_policies = Gathered::Present(
+            serde_json::from_value(
+                json!([{"name": "projects/1/policies/iam.allowedPolicyMemberDomains",
+                "spec": {"rules": [{"values": {"allowedValues": ["C0abc"]}}]}}]),
+            )
+            .unwrap(),
+        );
+        let r = diagnose(&ev);
+        let f = r
+            .findings
+            .iter()
+            .find(|f| f.cause == "public_access_blocked_by_domain_restriction")
+            .expect("fires");
+        assert_eq!(f.verdict, Verdict::Possible);
+        assert!(
+            f.explanation
+                .contains("No request was refused in the evidence")
+        );
+        assert!(!r.has_actionable());
+    }
+
+    #[test]
+    fn a_stated_success_overrides_a_refusal_in_the_logs() {
+        let mut ev = unbound(vec![entry(403, Some(TEXT_403), "0s", "GET")]);
+        ev.inputs.status = Some(204);
+        let r = diagnose(&ev);
+        assert_eq!(r.denial.state, DenialState::NoneInEvidence);
+        assert!(!r.has_actionable());
     }
 }

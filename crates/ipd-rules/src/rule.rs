@@ -61,6 +61,11 @@ pub struct RuleMeta {
     pub severity: Severity,
     /// The rule's documentation (doc comment), in Markdown with fixed sections.
     pub doc: &'static str,
+    /// True (the default) when the cause only explains a request that was refused: with no
+    /// denial in the evidence the rule is `not applicable`. False for causes that stand on
+    /// evidence of their own (an owner's refused attempt to make the service public); those
+    /// are capped at `possible` instead.
+    pub needs_refusal: bool,
 }
 
 /// The result of looking at the evidence.
@@ -124,6 +129,8 @@ impl<T: RuleImpl> Rule for T {
 /// doc attributes are captured and concatenated, so no proc-macro is needed).
 #[macro_export]
 macro_rules! declare_rule {
+    (@or $v:literal) => { $v };
+    (@or) => { true };
     (
         $(#[doc = $doc:literal])*
         pub struct $name:ident {
@@ -131,7 +138,8 @@ macro_rules! declare_rule {
             name: $kebab:literal,
             cause: $cause:literal,
             title: $title:literal,
-            severity: $sev:ident $(,)?
+            severity: $sev:ident
+            $(, needs_refusal: $nr:literal)? $(,)?
         }
     ) => {
         $(#[doc = $doc])*
@@ -145,6 +153,7 @@ macro_rules! declare_rule {
                 title: $title,
                 severity: $crate::rule::Severity::$sev,
                 doc: concat!($($doc, "\n"),*),
+                needs_refusal: $crate::declare_rule!(@or $($nr)?),
             };
         }
     };

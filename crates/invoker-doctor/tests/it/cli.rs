@@ -33,14 +33,33 @@ fn exit_codes_follow_the_contract() {
     assert!(found.stderr.is_empty(), "stderr: {}", text(&found.stderr));
     let healthy = run(&["diagnose", "--bundle", "fixtures/healthy-bound-sa-200"]);
     assert_eq!(healthy.status.code(), Some(0));
-    let usage = run(&[
+    for bad in ["1000", "99", "OK"] {
+        let usage = run(&[
+            "diagnose",
+            "--bundle",
+            "fixtures/healthy-bound-sa-200",
+            "--status",
+            bad,
+        ]);
+        assert_eq!(usage.status.code(), Some(2), "--status {bad}");
+        assert!(text(&usage.stderr).contains("is not an HTTP status"));
+    }
+    // Any HTTP status is accepted; one that is not a refusal says nothing was denied, and a
+    // refusal found in the logs then cannot be confirmed.
+    let ok = run(&[
         "diagnose",
         "--bundle",
-        "fixtures/healthy-bound-sa-200",
+        "fixtures/missing-binding-sa-not-bound-anywhere",
         "--status",
-        "500",
+        "200",
     ]);
-    assert_eq!(usage.status.code(), Some(2));
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stderr));
+    assert!(
+        text(&ok.stdout)
+            .starts_with("NO DENIAL IN THE EVIDENCE: the client saw 200 (from --status)"),
+        "{}",
+        text(&ok.stdout)
+    );
     let nothing = run(&["diagnose"]);
     assert_eq!(nothing.status.code(), Some(2));
     assert!(text(&nothing.stderr).contains("--bundle DIR"));

@@ -45,6 +45,29 @@ fn every_fixture_gives_its_root_cause_exit_status_and_report() {
                 failures.push(format!("{slug}: `{a}` must not be among the findings"));
             }
         }
+        let denial = report["denial"]["state"].as_str().unwrap_or("absent");
+        if let Some(want) = &case.denial
+            && denial != want
+        {
+            failures.push(format!("{slug}: denial {denial}, expected {want}"));
+        }
+        // The verdict policy: with no denial in the evidence nothing is confirmed or likely.
+        if denial == "none_in_evidence" {
+            for f in &findings {
+                if f["verdict"] != "possible" {
+                    failures.push(format!(
+                        "{slug}: no denial in the evidence, yet `{}` is {}",
+                        f["cause"], f["verdict"]
+                    ));
+                }
+            }
+            if out.code != 0 {
+                failures.push(format!(
+                    "{slug}: no denial in the evidence, yet exit {}",
+                    out.code
+                ));
+            }
+        }
         let agreement = report["cross_check"]["agreement"].as_str();
         if agreement != case.cross_check.as_deref() {
             failures.push(format!(

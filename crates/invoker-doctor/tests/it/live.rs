@@ -334,6 +334,32 @@ fn every_fixture_diagnoses_the_same_live_as_offline() {
             continue;
         };
         compared += 1;
+        // Was anything denied, and the findings in rank order (rank 1 first).
+        // context.json's status reaches live mode as --status: the source named differs.
+        let same_source = |d: &Value| {
+            d["detail"]
+                .as_str()
+                .unwrap_or_default()
+                .replace("(from context.json)", "(from --status)")
+        };
+        if report["denial"]["state"] != offline["denial"]["state"]
+            || same_source(&report["denial"]) != same_source(&offline["denial"])
+        {
+            failures.push(format!(
+                "{slug}: denial\n  live    {}\n  offline {}",
+                report["denial"], offline["denial"]
+            ));
+        }
+        let rank1 = |r: &Value| r["findings"][0]["cause"].as_str().map(str::to_string);
+        if rank1(&report) != rank1(&offline) || rank1(&offline).as_deref() != case.root_cause_opt()
+        {
+            failures.push(format!(
+                "{slug}: rank 1 live {:?}, offline {:?}, expected {}",
+                rank1(&report),
+                rank1(&offline),
+                case.root_cause
+            ));
+        }
         let (l, o) = (findings(&report), findings(&offline));
         if l != o {
             failures.push(format!("{slug}:\n  live    {l:?}\n  offline {o:?}"));
@@ -347,8 +373,9 @@ fn every_fixture_diagnoses_the_same_live_as_offline() {
         // The cross-check. With troubleshoot.json the fake serves that answer, so live and
         // offline must show the same cross_check. Without it the fake answers as Google does
         // when the API is not enabled (403 SERVICE_DISABLED), which the bundle does not say:
-        // live then shows `unavailable` when a user or service account was asked, and no
-        // cross-check when nobody could be asked (no caller, a group, allUsers). Running those
+        // live then shows `unavailable` when a user or service account was asked,
+        // `cannot_ask` for a group, federated or agent identity, and no cross-check when
+        // nobody could be asked (no caller, allUsers). Running those
         // fixtures with --no-troubleshooter instead would leave that path untested.
         let asked = live
             .fake
@@ -391,6 +418,18 @@ fn every_fixture_diagnoses_the_same_live_as_offline() {
             if !disabled {
                 failures.push(format!(
                     "{slug}: without troubleshoot.json the troubleshooter is disabled, but live shows {}",
+                    report["cross_check"]
+                ));
+            }
+        } else if let Some(p) = report["caller"]["principal"]
+            .as_str()
+            .filter(|p| !matches!(*p, "allUsers" | "allAuthenticatedUsers"))
+        {
+            // A group, federated or agent identity: not asked, and the report says why.
+            // `allUsers` and `allAuthenticatedUsers` name nobody to ask about.
+            if report["cross_check"]["agreement"] != "cannot_ask" {
+                failures.push(format!(
+                    "{slug}: `{p}` cannot be asked about, but live shows {}",
                     report["cross_check"]
                 ));
             }
@@ -704,7 +743,8 @@ fn transient_failures_are_retried_and_the_diagnosis_is_unchanged() {
     let (a, b) = (json_of(&clean, "clean"), json_of(&out, "with 503s"));
     assert_eq!(findings(&a), findings(&b));
     assert_eq!(a["gaps"], b["gaps"]);
-    // Two queries (request logs and audit logs) share the two 503s; both end with an answer.
+    // Three queries (refused requests, a page of the other requests, audit logs) share the
+    // two 503s; all end with an answer.
     let mut statuses: Vec<u16> = live
         .fake
         .calls_to(Source::LoggingEntriesList)
@@ -712,7 +752,7 @@ fn transient_failures_are_retried_and_the_diagnosis_is_unchanged() {
         .map(|c| c.status)
         .collect();
     statuses.sort();
-    assert_eq!(statuses, vec![200, 200, 503, 503]);
+    assert_eq!(statuses, vec![200, 200, 200, 503, 503]);
     assert_eq!(live.fake.calls_to(Source::RunServicesGet).len(), 2);
     let err = text(&out.stderr);
     assert!(
@@ -784,11 +824,20 @@ fn empty_log_pages_are_paged_through() {
                 .is_some_and(|f| f.contains("run.googleapis.com%2Frequests"))
         })
         .collect();
+    let (successes, request_queries): (Vec<Value>, Vec<Value>) =
+        request_queries.into_iter().partition(|b| {
+            b["filter"]
+                .as_str()
+                .is_some_and(|f| f.contains("NOT httpRequest.status=(401 OR 403 OR 404)"))
+        });
     assert_eq!(
         request_queries.len(),
         3,
         "two empty pages, then the entries"
     );
+    // The other requests: one small page at most is read (empty pages are paged through).
+    assert!(!successes.is_empty());
+    assert!(successes.iter().all(|b| b["pageSize"] == 50));
     assert!(request_queries[1]["pageToken"].is_string());
     // The query is tight and bounded, and ordered newest first.
     let body = &request_queries[0];
@@ -955,7 +1004,7 @@ fn troubleshooter_is_asked_about_the_caller_at_the_request_time() {
 }
 
 #[test]
-fn no_troubleshooter_flag_and_group_callers_make_no_call() {
+fn no_troubleshooter_flag_and_unaskable_callers_make_no_call() {
     let (live, out) = run_fixture(
         SETTLES,
         FakeOptions::new(),
@@ -983,7 +1032,25 @@ fn no_troubleshooter_flag_and_group_callers_make_no_call() {
         "group:commerce-services@shop.example.com"
     );
     assert!(troubleshoot_bodies(&live).is_empty());
-    assert!(v.get("cross_check").is_none_or(Value::is_null), "{v}");
+    assert_eq!(v["cross_check"]["agreement"], "cannot_ask", "{v}");
+    assert!(
+        v["cross_check"]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("cannot be asked about this principal type")),
+        "{v}"
+    );
+
+    // Nor a workforce identity federation principal.
+    let who = "principal://iam.googleapis.com/locations/global/workforcePools/partners/subject/bob@partner.example";
+    let (live, out) = run_fixture(
+        SETTLES,
+        FakeOptions::new(),
+        &["--format", "json", "--caller", who],
+    );
+    let v = json_of(&out, "workforce caller");
+    assert_eq!(v["caller"]["principal"], who);
+    assert!(troubleshoot_bodies(&live).is_empty());
+    assert_eq!(v["cross_check"]["agreement"], "cannot_ask", "{v}");
 
     // Nor allUsers (--expect-public without a caller).
     let live = Live::bundle(&fixture(SETTLES), FakeOptions::new());
@@ -1861,4 +1928,55 @@ fn replay_with_token(rec: &str, fixture_dir: &Path) -> Value {
         format!("@{}", fixture_dir.join("token.txt").display()),
     ]);
     serde_json::from_str(&run_args(&a).stdout).expect("replay json")
+}
+
+#[test]
+fn multi_region_reads_every_region_and_records_it() {
+    // The 403 happened in us-central1, whose policy lacks the caller; the command line names
+    // europe-west1 (the fixture's service.json).
+    let slug = "multi-region-second-region-policy-lacks-caller-403";
+    let dir = fixture(slug);
+    let rec = tempfile::tempdir().expect("tempdir");
+    let rec_dir = rec.path().join("bundle");
+    let rec_s = rec_dir.display().to_string();
+    let (live, out) = run_fixture(
+        slug,
+        FakeOptions::new(),
+        &["--format", "json", "--record", &rec_s],
+    );
+    let report = json_of(&out, "multi-region");
+    let calls = live.fake.calls();
+    let us = "/v2/projects/shop-prod/locations/us-central1/services/orders-api";
+    for path in [us.to_string(), format!("{us}:getIamPolicy")] {
+        assert!(
+            calls.iter().any(|c| c.path == path && c.status == 200),
+            "{path} not read: {:?}",
+            calls.iter().map(|c| &c.path).collect::<Vec<_>>()
+        );
+    }
+    assert!(
+        calls.iter().any(|c| c
+            .body
+            .as_deref()
+            .is_some_and(|b| b.contains(r#"resource.labels.location=\"us-central1\""#))),
+        "the us-central1 request logs were not read"
+    );
+    assert_eq!(report["findings"][0]["cause"], "missing_invoker_binding");
+    assert_eq!(report["target"]["region"], "us-central1");
+    assert!(
+        report["findings"][0]["title"]
+            .as_str()
+            .is_some_and(|t| t.ends_with("in region `us-central1`")),
+        "{}",
+        report["findings"][0]["title"]
+    );
+    for f in [
+        "service-us-central1.json",
+        "service-iam-policy-us-central1.json",
+    ] {
+        assert!(rec_dir.join(f).exists(), "{f} not recorded");
+    }
+    let replay = replay_with_token(&rec_s, &dir);
+    assert_eq!(findings(&report), findings(&replay));
+    assert_eq!(replay["target"]["region"], "us-central1");
 }

@@ -19,6 +19,16 @@ pub struct Case {
     /// With a `troubleshoot.json`: the cross-check's expected `agreement`.
     #[serde(default)]
     pub cross_check: Option<String>,
+    /// The expected `denial.state` (`seen`, `none_in_evidence`, `unknown`); checked when given.
+    #[serde(default)]
+    pub denial: Option<String>,
+}
+
+impl Case {
+    /// The expected rank-1 cause, `None` for a healthy case.
+    pub fn root_cause_opt(&self) -> Option<&str> {
+        (self.root_cause != "none").then_some(self.root_cause.as_str())
+    }
 }
 
 pub fn workspace_root() -> PathBuf {

@@ -120,26 +120,17 @@ impl RuleImpl for AccessTokenNotIdToken {
 
     fn fixes(&self, s: &State, cx: &Cx) -> Vec<Fix> {
         let url = cx.main_url();
-        let aud = url
-            .clone()
-            .map(|u| Arg::lit(format!("--audiences={u}")))
-            .unwrap_or(Arg::FlagPlaceholder("--audiences", "SERVICE_URL"));
         match s {
             State::Caller(name, kind) => vec![crate::rules::no_token::caller_oidc_fix(
+                cx,
                 *kind,
                 name,
                 &url.map(Arg::Lit).unwrap_or(Arg::Placeholder("SERVICE_URL")),
             )],
             State::Token => vec![
                 Fix::command(
-                    "mint an ID token for the service as a service account",
-                    vec![
-                        "gcloud".into(),
-                        "auth".into(),
-                        "print-identity-token".into(),
-                        Arg::FlagPlaceholder("--impersonate-service-account", "INVOKER_SA_EMAIL"),
-                        aud,
-                    ],
+                    "mint an ID token (not an access token) for the service",
+                    cx.mint_token_argv(url.as_deref()),
                     Safety::Safe,
                 ),
                 Fix::note(

@@ -253,4 +253,21 @@ mod tests {
             crate::Outcome::Passed(_)
         ));
     }
+
+    #[test]
+    fn deleted_workforce_principal_fires_for_that_identity() {
+        let who = "principal://iam.googleapis.com/locations/global/workforcePools/partners/subject/bob@partner.example";
+        let mut ev = base();
+        ev.service_policy = policy(
+            json!({"bindings": [{"role": "roles/run.invoker", "members": [format!("deleted:{who}")]}]}),
+        );
+        ev.inputs.caller = Some(who.into());
+        assert!(fired(&run(&DeletedPrincipal, &ev)).is_some());
+        // Another identity of the same pool is not the deleted one.
+        ev.inputs.caller = Some(who.replace("bob@", "eve@"));
+        assert!(matches!(
+            run(&DeletedPrincipal, &ev),
+            crate::Outcome::Passed(_)
+        ));
+    }
 }

@@ -1,5 +1,5 @@
 use ipd_model::Principal;
-use ipd_model::principal::Coverage;
+use ipd_model::principal::{Coverage, Hierarchy};
 
 use crate::cx::Cx;
 use crate::declare_rule;
@@ -79,7 +79,7 @@ fn glob(pattern: &str, s: &str) -> bool {
 }
 
 /// Whether a deny-policy (IAM v2) principal identifier covers the caller.
-pub fn v2_covers(id: &str, caller: &Principal) -> Coverage {
+pub fn v2_covers(id: &str, caller: &Principal, h: &Hierarchy) -> Coverage {
     let id = id.trim();
     if id == "principalSet://goog/public:all" {
         return Coverage::Yes;
@@ -102,9 +102,13 @@ pub fn v2_covers(id: &str, caller: &Principal) -> Coverage {
             )) || id.eq_ignore_ascii_case(&format!("principal://goog/subject/{e}"))
             {
                 Coverage::Yes
+            } else if id.starts_with("principalSet://cloudresourcemanager.googleapis.com/")
+                && id.ends_with("/type/ServiceAccount")
+            {
+                // The same identifier as in allow policies: match it on the caller's project.
+                Principal::parse(id).covers_in(caller, h).coverage
             } else if id.starts_with("principalSet://goog/group/")
-                || (id.starts_with("principalSet://cloudresourcemanager.googleapis.com/")
-                    && id.ends_with("/type/ServiceAccount"))
+                || id.starts_with("principalSet://cloudresourcemanager.googleapis.com/")
                 || id.starts_with("principalSet://goog/cloudIdentityCustomerId/")
             {
                 Coverage::Maybe
@@ -112,6 +116,9 @@ pub fn v2_covers(id: &str, caller: &Principal) -> Coverage {
                 Coverage::No
             }
         }
+        // Workforce, workload and agent identities are written the same way in deny and allow
+        // policies.
+        Principal::Uri(_) => Principal::parse(id).covers_in(caller, h).coverage,
         _ => Coverage::No,
     }
 }
@@ -139,6 +146,7 @@ impl RuleImpl for DenyPolicy {
             return Check::Skip("the caller is unknown (pass --caller or --token)".into());
         };
         let mut hits = Vec::new();
+        let h = cx.ev.hierarchy();
         for p in policies {
             for r in p.rules.iter().filter_map(|r| r.deny_rule.as_ref()) {
                 let Some(perm) = r
@@ -157,7 +165,7 @@ impl RuleImpl for DenyPolicy {
                 let Some((principal, cov)) = r
                     .denied_principals
                     .iter()
-                    .map(|d| (d, v2_covers(d, &caller.principal)))
+                    .map(|d| (d, v2_covers(d, &caller.principal, &h)))
                     .filter(|(_, c)| *c != Coverage::No)
                     .max_by_key(|(_, c)| *c == Coverage::Yes)
                 else {
@@ -166,7 +174,7 @@ impl RuleImpl for DenyPolicy {
                 let excepted = r
                     .exception_principals
                     .iter()
-                    .map(|e| v2_covers(e, &caller.principal))
+                    .map(|e| v2_covers(e, &caller.principal, &h))
                     .max_by_key(|c| match c {
                         Coverage::Yes => 2,
                         Coverage::Maybe => 1,
@@ -340,6 +348,32 @@ mod tests {
             ),
             crate::Outcome::Passed(_)
         ));
+    }
+
+    #[test]
+    fn service_account_principal_sets_are_matched_on_the_callers_project() {
+        // The caller's project `shop-prod` has number 123456789012 (the service's URL says so).
+        let set = |n: &str| {
+            json!([format!(
+                "principalSet://cloudresourcemanager.googleapis.com/projects/{n}/type/ServiceAccount"
+            )])
+        };
+        assert_eq!(
+            fired(&run(&DenyPolicy, &deny(set("123456789012"), false))),
+            Some(Verdict::Confirmed)
+        );
+        assert!(matches!(
+            run(&DenyPolicy, &deny(set("999"), false)),
+            crate::Outcome::Passed(_)
+        ));
+        // A folder the evidence does not place the project under: possible.
+        let folder = json!([
+            "principalSet://cloudresourcemanager.googleapis.com/folders/42/type/ServiceAccount"
+        ]);
+        assert_eq!(
+            fired(&run(&DenyPolicy, &deny(folder, false))),
+            Some(Verdict::Possible)
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@ use ipd_model::token::TokenKind;
 
 use crate::cx::Cx;
 use crate::declare_rule;
-use crate::fix::{Arg, Fix, Safety};
+use crate::fix::{Fix, Safety};
 use crate::rule::{Body, Check, RuleImpl, RuleMeta, Verdict};
 
 declare_rule! {
@@ -135,10 +135,6 @@ impl RuleImpl for ExpiredToken {
     }
 
     fn fixes(&self, _: &State, cx: &Cx) -> Vec<Fix> {
-        let aud = cx
-            .main_url()
-            .map(|u| Arg::lit(format!("--audiences={u}")))
-            .unwrap_or(Arg::FlagPlaceholder("--audiences", "SERVICE_URL"));
         vec![
             Fix::note(
                 "fetch a fresh ID token instead of reusing one",
@@ -146,13 +142,7 @@ impl RuleImpl for ExpiredToken {
             ),
             Fix::command(
                 "mint a fresh token by hand to retry",
-                vec![
-                    "gcloud".into(),
-                    "auth".into(),
-                    "print-identity-token".into(),
-                    Arg::FlagPlaceholder("--impersonate-service-account", "INVOKER_SA_EMAIL"),
-                    aud,
-                ],
+                cx.mint_token_argv(cx.main_url().as_deref()),
                 Safety::Safe,
             ),
         ]

@@ -4,7 +4,10 @@ use crate::cx::Cx;
 use crate::declare_rule;
 use crate::fix::{Arg, Fix, FixKind, Safety};
 use crate::rule::{Body, Check, RuleImpl, RuleMeta, Verdict};
-use crate::rules::public_access_blocked_by_domain_restriction::wants_public_but_is_not;
+use crate::rules::public_access_blocked_by_domain_restriction::{
+    org_policies_read, refused_attempt, wants_public_but_is_not,
+};
+use ipd_model::audit::{PublicAttempt, PublicAttemptKind};
 
 declare_rule! {
     /// ## What it checks
@@ -41,11 +44,14 @@ declare_rule! {
         cause: "invoker_check_required_by_org_policy",
         title: "`run.managed.requireInvokerIam` forbids disabling the invoker check for a public service",
         severity: Critical,
+        needs_refusal: false,
     }
 }
 
 pub struct State {
     drs_blocks: bool,
+    /// The refused attempt to disable the invoker check, when the audit log has it.
+    attempt: Option<PublicAttempt>,
 }
 
 impl RuleImpl for InvokerCheckRequiredByOrgPolicy {
@@ -57,26 +63,36 @@ impl RuleImpl for InvokerCheckRequiredByOrgPolicy {
 
     fn check(&self, cx: &Cx) -> Check<State> {
         if let Err(c) = wants_public_but_is_not(cx) {
-            return match c {
-                crate::rule::Check::Pass(r) => Check::Pass(r),
-                crate::rule::Check::Skip(r) => Check::Skip(r),
-                crate::rule::Check::NotApplicable(r) => Check::NotApplicable(r),
-                crate::rule::Check::Fire(_) => Check::Skip("unreachable".into()),
-            };
+            return c;
+        }
+        let drs_blocks = cx
+            .ev
+            .constraint(DRS_LEGACY)
+            .is_some_and(|p| p.restricts_members())
+            || cx
+                .ev
+                .constraint(DRS_MANAGED)
+                .is_some_and(|p: Effective| p.blocks_public_members());
+        // A refused attempt to disable the invoker check whose status names the constraint
+        // (the exact refusal text is not documented: only the constraint's name is matched).
+        if let Some((attempt, _)) = refused_attempt(cx, &[REQUIRE_INVOKER_IAM], None)
+            .filter(|(a, _)| a.kind == PublicAttemptKind::DisableInvokerCheck)
+        {
+            return Check::Fire(State {
+                drs_blocks,
+                attempt: Some(attempt),
+            });
+        }
+        if let Err(c) = org_policies_read(cx) {
+            return c;
         }
         match cx.ev.constraint(REQUIRE_INVOKER_IAM) {
             None => Check::Skip(format!(
                 "`{REQUIRE_INVOKER_IAM}` is not among the org policies provided"
             )),
             Some(p) if p.enforced => Check::Fire(State {
-                drs_blocks: cx
-                    .ev
-                    .constraint(DRS_LEGACY)
-                    .is_some_and(|p| p.restricts_members())
-                    || cx
-                        .ev
-                        .constraint(DRS_MANAGED)
-                        .is_some_and(|p: Effective| p.blocks_public_members()),
+                drs_blocks,
+                attempt: None,
             }),
             Some(_) => Check::Pass(format!("`{REQUIRE_INVOKER_IAM}` is not enforced")),
         }
@@ -84,10 +100,16 @@ impl RuleImpl for InvokerCheckRequiredByOrgPolicy {
 
     fn finding(&self, s: &State, cx: &Cx) -> Body {
         let svc = cx.service_name_or("SERVICE");
-        let mut evidence = vec![
-            format!("effective org policy `constraints/{REQUIRE_INVOKER_IAM}`: enforced"),
-            format!("service `{svc}`: invoker check on, no `allUsers` binding"),
-        ];
+        let mut evidence = Vec::new();
+        match &s.attempt {
+            Some(a) => evidence.push(a.describe()),
+            None => evidence.push(format!(
+                "effective org policy `constraints/{REQUIRE_INVOKER_IAM}`: enforced"
+            )),
+        }
+        evidence.push(format!(
+            "service `{svc}`: invoker check on, no `allUsers` binding"
+        ));
         if s.drs_blocks {
             evidence.push("domain restricted sharing also blocks `allUsers` (see IPD030)".into());
         }

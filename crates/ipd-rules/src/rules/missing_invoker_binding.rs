@@ -166,6 +166,13 @@ impl RuleImpl for MissingInvokerBinding {
         if let Some(g) = gap {
             explanation.push_str(&format!(" Caveat: {g}."));
         }
+        if cx
+            .caller()
+            .and_then(|c| c.principal.uri_kind())
+            .is_some_and(|k| matches!(k, ipd_model::principal::UriKind::Agent { .. }))
+        {
+            explanation.push_str(" The caller is a Cloud Run agent identity: bind that identity itself (its service's runtime service account is another principal); whether agent identities present ID tokens to a `run.app` URL is not documented.");
+        }
         if let Some(c) = cx.status_caveat(false) {
             explanation.push_str(&format!(" Note: {c}."));
         }
@@ -212,6 +219,20 @@ impl RuleImpl for MissingInvokerBinding {
                 v.push(Fix::note(
                     format!("check whether `{email}` is in `{group}`"),
                     format!("gcloud identity groups memberships check-transitive-membership --group-email={group} --member-email={email}"),
+                ));
+            }
+        }
+        // Principal sets (service accounts under a resource, federated pools): say how to
+        // check membership rather than assume it.
+        for g in s
+            .maybe
+            .iter()
+            .filter(|g| g.member.starts_with("principalSet://"))
+        {
+            if let Some(why) = &g.why_maybe {
+                v.push(Fix::note(
+                    format!("check whether the caller is in `{}`", g.member),
+                    why.clone(),
                 ));
             }
         }
@@ -317,6 +338,71 @@ mod tests {
         assert!(matches!(
             run(&MissingInvokerBinding, &ev),
             crate::Outcome::Skipped(_)
+        ));
+    }
+
+    const SET_OF: &str = "principalSet://cloudresourcemanager.googleapis.com";
+
+    #[test]
+    fn service_account_set_of_the_callers_project_grants() {
+        // The caller `checkout@shop-prod` is in project number 123456789012 (the URL says so).
+        let ev = ev_with(
+            json!({"bindings": [{"role": "roles/run.invoker", "members": [format!("{SET_OF}/projects/123456789012/type/ServiceAccount")]}]}),
+            json!({}),
+        );
+        assert!(matches!(
+            run(&MissingInvokerBinding, &ev),
+            crate::Outcome::Passed(_)
+        ));
+        let ev = ev_with(
+            json!({"bindings": [{"role": "roles/run.invoker", "members": [format!("{SET_OF}/projects/555/type/ServiceAccount")]}]}),
+            json!({}),
+        );
+        assert!(fired(&run(&MissingInvokerBinding, &ev)).is_some());
+    }
+
+    #[test]
+    fn service_account_set_of_an_unknown_ancestry_is_possible_with_how_to_check() {
+        let mut ev = ev_with(
+            json!({"bindings": [{"role": "roles/run.invoker", "members": [format!("{SET_OF}/folders/445566778899/type/ServiceAccount")]}]}),
+            json!({}),
+        );
+        ev.inputs.caller = Some("serviceAccount:batch@shop-data.iam.gserviceaccount.com".into());
+        let out = run(&MissingInvokerBinding, &ev);
+        assert_eq!(fired(&out), Some(Verdict::Possible));
+        let crate::Outcome::Fired(_, fixes) = out else {
+            unreachable!()
+        };
+        assert!(
+            fixes.iter().any(|f| f
+                .rendered()
+                .contains("gcloud projects get-ancestors shop-data")),
+            "{fixes:?}"
+        );
+    }
+
+    #[test]
+    fn workforce_attribute_set_is_possible_never_assumed() {
+        let pool = "locations/global/workforcePools/partners";
+        let mut ev = ev_with(
+            json!({"bindings": [{"role": "roles/run.invoker", "members": [format!("principalSet://iam.googleapis.com/{pool}/attribute.department/sales")]}]}),
+            json!({}),
+        );
+        ev.token = None;
+        ev.inputs.caller = Some(format!(
+            "principal://iam.googleapis.com/{pool}/subject/bob@partner.example"
+        ));
+        assert_eq!(
+            fired(&run(&MissingInvokerBinding, &ev)),
+            Some(Verdict::Possible)
+        );
+        // The pool's `*` is every identity in it.
+        ev.service_policy = policy(
+            json!({"bindings": [{"role": "roles/run.invoker", "members": [format!("principalSet://iam.googleapis.com/{pool}/*")]}]}),
+        );
+        assert!(matches!(
+            run(&MissingInvokerBinding, &ev),
+            crate::Outcome::Passed(_)
         ));
     }
 }

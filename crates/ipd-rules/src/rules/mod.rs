@@ -16,6 +16,8 @@ pub mod invoker_check_disabled;
 pub mod invoker_check_required_by_org_policy;
 pub mod missing_invoker_binding;
 pub mod no_token;
+pub mod public_access_blocked_by_custom_constraint;
 pub mod public_access_blocked_by_domain_restriction;
+pub mod public_grant_not_applied;
 pub mod vpc_service_controls;
 pub mod wrong_audience;

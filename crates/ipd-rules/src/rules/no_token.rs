@@ -128,9 +128,15 @@ impl RuleImpl for NoToken {
             Gate::NotAuthenticated if is_browser(ua) && cx.service().is_some_and(|s| s.iap_enabled) => Check::Pass(
                 "IAP is in front: it authenticates browser users and calls the service with its own token".into(),
             ),
+            // A service that is, or is meant to be, public: the missing token is not the
+            // cause (the public binding or switch is), so never more than possible.
             Gate::NotAuthenticated if is_browser(ua) => Check::Fire(State {
                 why: Why::Browser,
-                verdict: Verdict::Likely,
+                verdict: if cx.public_on_purpose() || cx.facts.expect_public {
+                    Verdict::Possible
+                } else {
+                    Verdict::Likely
+                },
             }),
             Gate::NotAuthenticated if cx.caller().is_none() => Check::Fire(State {
                 why: Why::Unverifiable,
@@ -237,10 +243,7 @@ impl RuleImpl for NoToken {
                             "update".into(),
                             Arg::Placeholder("QUEUE"),
                             Arg::FlagPlaceholder("--location", "LOCATION"),
-                            Arg::FlagPlaceholder(
-                                "--http-oidc-service-account-email-override",
-                                "INVOKER_SA_EMAIL",
-                            ),
+                            cx.invoker_sa_flag("--http-oidc-service-account-email-override"),
                             match &url {
                                 Some(u) => {
                                     Arg::lit(format!("--http-oidc-token-audience-override={u}"))
@@ -264,10 +267,7 @@ impl RuleImpl for NoToken {
                             "http".into(),
                             Arg::Placeholder("JOB"),
                             Arg::FlagPlaceholder("--location", "LOCATION"),
-                            Arg::FlagPlaceholder(
-                                "--oidc-service-account-email",
-                                "INVOKER_SA_EMAIL",
-                            ),
+                            cx.invoker_sa_flag("--oidc-service-account-email"),
                             match &url {
                                 Some(u) => Arg::lit(format!("--oidc-token-audience={u}")),
                                 None => {
@@ -311,7 +311,7 @@ impl RuleImpl for NoToken {
                     Safety::NeedsReview,
                 ));
             }
-            Why::CallerSendsNone(kind, name) => v.push(caller_oidc_fix(*kind, name, &url_arg)),
+            Why::CallerSendsNone(kind, name) => v.push(caller_oidc_fix(cx, *kind, name, &url_arg)),
             Why::PubsubAgentCannotMint { agent, project, .. } => {
                 v.push(Fix::command(
                     "let the Pub/Sub service agent mint tokens (needed in projects created on or before 2021-04-08)",
@@ -332,7 +332,7 @@ impl RuleImpl for NoToken {
 }
 
 /// The command that gives a Google-managed caller an OIDC token.
-pub fn caller_oidc_fix(kind: CallerKind, name: &str, url: &Arg) -> Fix {
+pub fn caller_oidc_fix(cx: &Cx, kind: CallerKind, name: &str, url: &Arg) -> Fix {
     let short = name.rsplit('/').next().unwrap_or(name).to_string();
     let location = name
         .split('/')
@@ -350,7 +350,7 @@ pub fn caller_oidc_fix(kind: CallerKind, name: &str, url: &Arg) -> Fix {
             "subscriptions".into(),
             "update".into(),
             Arg::lit(short),
-            Arg::FlagPlaceholder("--push-auth-service-account", "INVOKER_SA_EMAIL"),
+            cx.invoker_sa_flag("--push-auth-service-account"),
             aud("--push-auth-token-audience"),
         ],
         CallerKind::SchedulerJob => vec![
@@ -360,7 +360,7 @@ pub fn caller_oidc_fix(kind: CallerKind, name: &str, url: &Arg) -> Fix {
             "update".into(),
             "http".into(),
             Arg::lit(short),
-            Arg::FlagPlaceholder("--oidc-service-account-email", "INVOKER_SA_EMAIL"),
+            cx.invoker_sa_flag("--oidc-service-account-email"),
             aud("--oidc-token-audience"),
         ],
         CallerKind::TasksQueue | CallerKind::TasksTask => vec![
@@ -375,10 +375,7 @@ pub fn caller_oidc_fix(kind: CallerKind, name: &str, url: &Arg) -> Fix {
                     .unwrap_or(&short)
                     .to_string(),
             ),
-            Arg::FlagPlaceholder(
-                "--http-oidc-service-account-email-override",
-                "INVOKER_SA_EMAIL",
-            ),
+            cx.invoker_sa_flag("--http-oidc-service-account-email-override"),
             aud("--http-oidc-token-audience-override"),
         ],
         CallerKind::Workflow | CallerKind::EventarcTrigger => {

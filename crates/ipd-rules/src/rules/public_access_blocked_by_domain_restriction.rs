@@ -1,3 +1,4 @@
+use ipd_model::audit::{DRS_DENIAL, PublicAttempt, public_attempts};
 use ipd_model::orgpolicy::{DRS_LEGACY, DRS_MANAGED, Effective, REQUIRE_INVOKER_IAM};
 
 use crate::cx::{Cx, public_binding};
@@ -44,18 +45,50 @@ declare_rule! {
         cause: "public_access_blocked_by_domain_restriction",
         title: "domain restricted sharing blocks the `allUsers` binding a public service needs",
         severity: Critical,
+        needs_refusal: false,
     }
 }
 
 pub struct State {
-    policy: Effective,
+    /// The effective policy, when read.
+    policy: Option<Effective>,
+    /// The refused attempt in the audit log, when there is one.
+    attempt: Option<PublicAttempt>,
+    /// The constraint: `iam.allowedPolicyMemberDomains` or `iam.managed.allowedPolicyMembers`
+    /// (from the policy, or `PreconditionFailure.violations[].type`), else None (the refusal's
+    /// text does not say which).
+    constraint: Option<String>,
+}
+
+/// The newest refused attempt to make the service public whose status names `constraint`
+/// (in `violations[].type` or the message), or whose message contains `text`.
+pub fn refused_attempt(
+    cx: &Cx,
+    constraints: &[&str],
+    text: Option<&str>,
+) -> Option<(PublicAttempt, Option<String>)> {
+    let logs = cx.ev.logs.present()?;
+    let service = cx.ev.service_name();
+    public_attempts(logs, service.as_deref())
+        .into_iter()
+        .filter_map(|a| {
+            let st = a.status.as_ref().filter(|s| !s.ok())?;
+            let named = st
+                .named_constraint()
+                .map(|c| c.trim_start_matches("constraints/").to_string())
+                .filter(|c| constraints.contains(&c.as_str()));
+            let by_text =
+                text.is_some_and(|t| st.message.as_deref().is_some_and(|m| m.contains(t)));
+            (named.is_some() || by_text).then(|| (a.clone(), named))
+        })
+        .next_back()
 }
 
 /// The owner wants the service public, it is not, and nothing already makes it public.
-pub fn wants_public_but_is_not(cx: &Cx) -> Result<(), Check<State>> {
+pub fn wants_public_but_is_not<S>(cx: &Cx) -> Result<(), Check<S>> {
     if !cx.facts.expect_public {
         return Err(Check::NotApplicable(
-            "the owner does not expect the service to be public (--expect-public)".into(),
+            "nothing says the owner wants the service public (audit log, --expect-public, context.json)".into(),
         ));
     }
     if cx.invoker_check_disabled() {
@@ -68,6 +101,11 @@ pub fn wants_public_but_is_not(cx: &Cx) -> Result<(), Check<State>> {
             "`allUsers` already holds `{role}` on the service"
         )));
     }
+    Ok(())
+}
+
+/// Skip when the effective org policies are not in the evidence.
+pub fn org_policies_read<S>(cx: &Cx) -> Result<(), Check<S>> {
     if let Some(why) = cx.ev.org_policies.absence() {
         return Err(Check::Skip(format!(
             "effective org policies not available: {why}"
@@ -87,19 +125,37 @@ impl RuleImpl for PublicAccessBlockedByDomainRestriction {
         if let Err(c) = wants_public_but_is_not(cx) {
             return c;
         }
-        if let Some(p) = cx
+        let legacy = cx
             .ev
             .constraint(DRS_LEGACY)
-            .filter(Effective::restricts_members)
-        {
-            return Check::Fire(State { policy: p });
-        }
-        if let Some(p) = cx
+            .filter(Effective::restricts_members);
+        let managed = cx
             .ev
             .constraint(DRS_MANAGED)
-            .filter(Effective::blocks_public_members)
+            .filter(Effective::blocks_public_members);
+        if let Some((attempt, named)) =
+            refused_attempt(cx, &[DRS_LEGACY, DRS_MANAGED], Some(DRS_DENIAL))
         {
-            return Check::Fire(State { policy: p });
+            let policy = match named.as_deref() {
+                Some(DRS_MANAGED) => managed,
+                Some(DRS_LEGACY) => legacy,
+                _ => legacy.or(managed),
+            };
+            return Check::Fire(State {
+                constraint: named.or_else(|| policy.as_ref().map(|p| p.constraint.clone())),
+                policy,
+                attempt: Some(attempt),
+            });
+        }
+        if let Err(c) = org_policies_read(cx) {
+            return c;
+        }
+        if let Some(p) = legacy.or(managed) {
+            return Check::Fire(State {
+                constraint: Some(p.constraint.clone()),
+                policy: Some(p),
+                attempt: None,
+            });
         }
         match (cx.ev.constraint(DRS_LEGACY), cx.ev.constraint(DRS_MANAGED)) {
             (None, None) => Check::Skip(format!(
@@ -111,20 +167,43 @@ impl RuleImpl for PublicAccessBlockedByDomainRestriction {
 
     fn finding(&self, s: &State, cx: &Cx) -> Body {
         let svc = cx.service_name_or("SERVICE");
-        let mut evidence = vec![format!(
-            "effective org policy `constraints/{}`: {}",
-            s.policy.constraint,
-            if s.policy.constraint == DRS_LEGACY {
-                if s.policy.deny_all {
-                    "denyAll".to_string()
-                } else {
-                    format!("allowed customers {}", s.policy.allowed_values.join(", "))
-                }
-            } else {
-                "enforced without `principalSet://goog/public:all` among allowed principal sets"
-                    .to_string()
+        let mut evidence = Vec::new();
+        if let Some(a) = &s.attempt {
+            evidence.push(a.describe());
+            if let Some(v) = a
+                .status
+                .as_ref()
+                .and_then(|st| st.violations.iter().find(|v| v.kind.is_some()))
+            {
+                evidence.push(format!(
+                    "PreconditionFailure violation `{}`{}",
+                    v.kind.as_deref().unwrap_or("?"),
+                    v.description
+                        .as_deref()
+                        .map(|d| format!(": \"{d}\""))
+                        .unwrap_or_default()
+                ));
             }
-        )];
+        }
+        if let Some(p) = &s.policy {
+            evidence.push(format!(
+                "effective org policy `constraints/{}`: {}",
+                p.constraint,
+                if p.constraint == DRS_LEGACY {
+                    if p.deny_all {
+                        "denyAll".to_string()
+                    } else {
+                        format!("allowed customers {}", p.allowed_values.join(", "))
+                    }
+                } else {
+                    "enforced without `principalSet://goog/public:all` among allowed principal sets"
+                        .to_string()
+                }
+            ));
+        }
+        if let Some(origin) = cx.intent_origin().filter(|_| s.attempt.is_none()) {
+            evidence.push(format!("the owner wants the service public: {origin}"));
+        }
         evidence.push(format!(
             "service `{svc}`: invoker check on, no `allUsers` binding"
         ));
@@ -133,7 +212,10 @@ impl RuleImpl for PublicAccessBlockedByDomainRestriction {
         }
         Body {
             verdict: Verdict::Confirmed,
-            title: format!("domain restricted sharing (`{}`) blocks making `{svc}` public with `allUsers`", s.policy.constraint),
+            title: match &s.constraint {
+                Some(c) => format!("domain restricted sharing (`{c}`) blocks making `{svc}` public with `allUsers`"),
+                None => format!("domain restricted sharing blocks making `{svc}` public with `allUsers`"),
+            },
             explanation: "The owner wants the service public, but `allUsers` is not bound and the organization's domain restricted sharing policy rejects adding it (\"One or more users named in the policy do not belong to a permitted customer\"). `gcloud run deploy --allow-unauthenticated` only warns about the failed IAM step, so the service stayed private and anonymous requests get 403. Under domain restricted sharing, disable the invoker IAM check instead.".into(),
             evidence,
         }

@@ -105,6 +105,12 @@ impl RuleImpl for WrongAudience {
             });
         }
         let mut accepted: Vec<String> = svc.all_urls().cloned().collect();
+        // A multi-region service: every region's URLs.
+        for u in ipd_model::regions::other_region_urls(cx.ev) {
+            if !accepted.contains(&u) {
+                accepted.push(u);
+            }
+        }
         accepted.extend(svc.custom_audiences.iter().cloned());
         if aud.iter().any(|a| a == GCLOUD_CLIENT_ID) {
             return Check::Pass(
@@ -243,17 +249,12 @@ impl RuleImpl for WrongAudience {
         };
         let mut v = vec![Fix::command(
             "mint the token for the service URL",
-            vec![
-                "gcloud".into(),
-                "auth".into(),
-                "print-identity-token".into(),
-                Arg::FlagPlaceholder("--impersonate-service-account", "INVOKER_SA_EMAIL"),
-                aud_flag("--audiences"),
-            ],
+            cx.mint_token_argv(url.as_deref()),
             Safety::Safe,
         )];
         if let Some(c) = cx.ev.caller_configs.first() {
             v.push(crate::rules::no_token::caller_oidc_fix(
+                cx,
                 c.kind,
                 &c.name,
                 &url.clone()
@@ -320,6 +321,37 @@ mod tests {
         assert_eq!(fired(&run(&WrongAudience, &ev)), Some(Verdict::Likely));
         ev.token = Some(sa_token(&format!("{URL}/run?x=1")));
         assert_eq!(fired(&run(&WrongAudience, &ev)), Some(Verdict::Confirmed));
+    }
+
+    #[test]
+    fn fixes_name_the_token_service_account_not_a_placeholder() {
+        let mut ev = base();
+        ev.token = Some(sa_token("https://api.shop.example.com"));
+        let crate::Outcome::Fired(_, fixes) = run(&WrongAudience, &ev) else {
+            panic!("wrong_audience should fire")
+        };
+        let mint = fixes[0].rendered();
+        assert!(
+            mint.contains(&format!("--impersonate-service-account={SA}"))
+                && mint.contains(&format!("--audiences={URL}"))
+                && !mint.contains('<'),
+            "{mint}"
+        );
+        // A user mints their own token (gcloud refuses --audiences for user accounts).
+        ev.inputs.caller = Some("user:alice@shop.example.com".into());
+        let crate::Outcome::Fired(_, fixes) = run(&WrongAudience, &ev) else {
+            panic!("wrong_audience should fire")
+        };
+        assert_eq!(
+            fixes[0].rendered(),
+            "gcloud auth print-identity-token alice@shop.example.com"
+        );
+        // A group names no account to mint for: the placeholder stays, visibly.
+        ev.inputs.caller = Some("group:callers@shop.example.com".into());
+        let crate::Outcome::Fired(_, fixes) = run(&WrongAudience, &ev) else {
+            panic!("wrong_audience should fire")
+        };
+        assert!(fixes[0].rendered().contains("INVOKER_SA_EMAIL"));
     }
 
     #[test]
