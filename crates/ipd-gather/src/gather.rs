@@ -674,21 +674,17 @@ impl Gatherer {
         let mut folders_walked = 0usize;
         let mut hierarchy_gap: Option<(String, Failure)> = None;
         let mut saw_401 = false;
-        let mut request_logs: Option<Result<Value, Failure>> = None;
-        let mut audit_logs: Option<Result<Value, Failure>> = None;
-        let mut logs_recorded = false;
+        let mut logs = LogAnswers {
+            pending: 1
+                + usize::from(q.status.is_none() && self.settings.successes_sample > 0)
+                + usize::from(self.settings.audit_logs),
+            ..LogAnswers::default()
+        };
         let mut deny: Vec<(String, Result<Value, Failure>)> = Vec::new();
         let mut deny_seen: BTreeSet<String> = BTreeSet::new();
         // Answers about ancestors, recorded once the ancestry confirms them.
         let mut ancestor_files: Vec<(String, String, Result<Value, Failure>)> = Vec::new();
         let mut troubleshoot_answer: Option<(Result<Value, Failure>, TsQuestion)> = None;
-        let mut success_logs: Option<Result<Value, Failure>> = None;
-        let mut regional_logs: Vec<(String, Result<Value, Failure>)> = Vec::new();
-        // Log queries not answered yet (the other regions' start when the service arrives).
-        let mut service_arrived = false;
-        let mut pending_logs = 1
-            + usize::from(q.status.is_none() && self.settings.successes_sample > 0)
-            + usize::from(self.settings.audit_logs);
 
         while let Some(joined) = set.join_next().await {
             let Done { job, chain, result } = match joined {
@@ -740,17 +736,17 @@ impl Gatherer {
                         ));
                     }
                     if let Ok(v) = &result {
-                        pending_logs +=
+                        logs.pending +=
                             self.spawn_other_regions(&mut set, t, q.status, window, v, chain);
                     }
-                    service_arrived = true;
+                    logs.service_arrived = true;
                     rec.put("service.json", result)
                 }
                 Job::RegionalService(r) => rec.put(&ipd_model::regions::service_file(&r), result),
                 Job::RegionalPolicy(r) => rec.put(&ipd_model::regions::policy_file(&r), result),
                 Job::RegionalLogs(r) => {
-                    pending_logs = pending_logs.saturating_sub(1);
-                    regional_logs.push((r, result))
+                    logs.pending = logs.pending.saturating_sub(1);
+                    logs.regional.push((r, result))
                 }
                 Job::ServicePolicy => rec.put("service-iam-policy.json", result),
                 Job::ProjectPolicy => rec.put("project-iam-policy.json", result),
@@ -835,16 +831,16 @@ impl Gatherer {
                     }
                 }
                 Job::Logs => {
-                    pending_logs = pending_logs.saturating_sub(1);
-                    request_logs = Some(result)
+                    logs.pending = logs.pending.saturating_sub(1);
+                    logs.request = Some(result)
                 }
                 Job::AuditLogs => {
-                    pending_logs = pending_logs.saturating_sub(1);
-                    audit_logs = Some(result)
+                    logs.pending = logs.pending.saturating_sub(1);
+                    logs.audit = Some(result)
                 }
                 Job::SuccessLogs => {
-                    pending_logs = pending_logs.saturating_sub(1);
-                    success_logs = Some(result)
+                    logs.pending = logs.pending.saturating_sub(1);
+                    logs.successes = Some(result)
                 }
                 Job::DenyList(attachment) => match result {
                     Ok(Value::Array(names)) => {
@@ -967,22 +963,12 @@ impl Gatherer {
                     hier.settled = true;
                 }
             }
-            // Both log queries answered: the logs are evidence from now on.
-            if !logs_recorded
-                && service_arrived
-                && pending_logs == 0
-                && let Some(r) = request_logs.take()
+            // Every log query answered: the logs are evidence from now on.
+            if logs.service_arrived
+                && logs.pending == 0
+                && let Some(merged) = logs.merged(q.known_entry.as_ref(), &mut rec.warnings)
             {
-                let merged = all_logs(
-                    r,
-                    std::mem::take(&mut regional_logs),
-                    success_logs.take(),
-                    audit_logs.take(),
-                    q.known_entry.as_ref(),
-                    &mut rec.warnings,
-                );
                 rec.put("logs.json", merged);
-                logs_recorded = true;
                 if let Some(st) = &mut ts {
                     st.waits_logs = false;
                 }
@@ -1053,15 +1039,8 @@ impl Gatherer {
         }
         let org = org_policies(constraints, &mut rec.notes);
         rec.put("org-policies.json", org);
-        if !logs_recorded && let Some(r) = request_logs {
-            let merged = all_logs(
-                r,
-                std::mem::take(&mut regional_logs),
-                success_logs.take(),
-                audit_logs.take(),
-                q.known_entry.as_ref(),
-                &mut rec.warnings,
-            );
+        // A log task that stopped unexpectedly: what did answer is still evidence.
+        if let Some(merged) = logs.merged(q.known_entry.as_ref(), &mut rec.warnings) {
             rec.put("logs.json", merged);
         }
         if self.settings.deny_policies {
@@ -1212,8 +1191,38 @@ impl Gatherer {
     }
 }
 
-/// The request logs with the other regions', the sample of successes, the audit entries and
-/// a known entry, as one `logs.json`.
+/// The answers of the log queries, until they are merged into one `logs.json`.
+#[derive(Default)]
+struct LogAnswers {
+    request: Option<Result<Value, Failure>>,
+    regional: Vec<(String, Result<Value, Failure>)>,
+    successes: Option<Result<Value, Failure>>,
+    audit: Option<Result<Value, Failure>>,
+    /// Queries not answered yet (the other regions' start when the service arrives).
+    pending: usize,
+    service_arrived: bool,
+}
+
+impl LogAnswers {
+    /// The request logs with the other regions', the sample of successes, the audit entries
+    /// and a known entry, as one `logs.json`; `None` once taken or before the request logs.
+    fn merged(
+        &mut self,
+        known: Option<&Value>,
+        warnings: &mut Vec<String>,
+    ) -> Option<Result<Value, Failure>> {
+        let r = self.request.take()?;
+        Some(all_logs(
+            r,
+            std::mem::take(&mut self.regional),
+            self.successes.take(),
+            self.audit.take(),
+            known,
+            warnings,
+        ))
+    }
+}
+
 fn all_logs(
     r: Result<Value, Failure>,
     regional: Vec<(String, Result<Value, Failure>)>,
