@@ -551,16 +551,11 @@ fn read_logs_chunked(
     let mut f = std::fs::File::open(path).map_err(io)?;
     let mut buf: Vec<u8> = Vec::with_capacity(chunk);
     let fill = |f: &mut std::fs::File, buf: &mut Vec<u8>| -> Result<usize, ParseError> {
-        let old = buf.len();
-        buf.resize(old + chunk, 0);
-        let n = loop {
-            match f.read(&mut buf[old..]) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(io(e)),
-            }
-        };
-        buf.truncate(old + n);
+        // `take(..).read_to_end` fills the spare capacity without zeroing it first.
+        let n = std::io::Read::by_ref(f)
+            .take(chunk as u64)
+            .read_to_end(buf)
+            .map_err(io)?;
         Ok(n)
     };
     fill(&mut f, &mut buf)?;
@@ -698,6 +693,28 @@ impl Splitter {
                     let mut i = self.pos;
                     let mut end = None;
                     while i < buf.len() {
+                        // Jump to the next byte that matters: inside a string a quote or a
+                        // backslash, inside an object or array a quote or a bracket.
+                        if in_string && !escaped {
+                            match buf[i..].iter().position(|&b| b == b'"' || b == b'\\') {
+                                Some(k) => i += k,
+                                None => {
+                                    i = buf.len();
+                                    break;
+                                }
+                            }
+                        } else if !in_string && depth > 0 {
+                            match buf[i..]
+                                .iter()
+                                .position(|&b| matches!(b, b'"' | b'{' | b'[' | b'}' | b']'))
+                            {
+                                Some(k) => i += k,
+                                None => {
+                                    i = buf.len();
+                                    break;
+                                }
+                            }
+                        }
                         let c = buf[i];
                         if in_string {
                             if escaped {
