@@ -61,3 +61,24 @@ bench-offline:
 
 bench-live RUNS="10" LATENCY_MS="100" FIXTURE="missing-binding-sa-not-bound-anywhere":
     cargo run --release -q -p invoker-doctor --example bench_live -- {{RUNS}} {{LATENCY_MS}} {{FIXTURE}}
+
+# libFuzzer campaign over every parser and whole bundles (fuzz/, its own workspace; needs
+# `cargo install cargo-fuzz --locked`): SECS per target, one core, nice 19. Not part of CI.
+fuzz-long SECS="600":
+    scripts/fuzz-long.sh {{SECS}}
+
+# rebuild the checked-in seed corpora from fixtures/ and minimise them (cargo fuzz cmin)
+fuzz-seed:
+    python3 fuzz/seed.py
+    cd fuzz && for t in $(cargo fuzz list); do mkdir -p corpus/$t && RUSTC_BOOTSTRAP=1 cargo fuzz cmin -O -s none $t corpus-work/$t && rm -rf corpus/$t && mv corpus-work/$t corpus/$t; done
+
+# incidents live against fake-gcp: an hour of 50,000 refusals across 20 services; wall time,
+# entries read, peak memory (/usr/bin/time -v)
+bench-incidents MAX="60000":
+    scripts/bench-incidents.sh {{MAX}}
+
+# a scan of 1,000 services and 2,000 callers (fixtures/org-bench) against the fake at 100 ms
+# per call: wall time, calls, pages, peak memory, and the calls a per-service crawl would need
+bench-scan LATENCY_MS="100" ORG="fixtures/org-bench/org.yaml":
+    cargo build --release -p invoker-doctor
+    cargo run --release -q -p invoker-doctor --example bench_scan -- {{ORG}} {{LATENCY_MS}}

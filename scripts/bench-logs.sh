@@ -28,7 +28,7 @@ for n in "${sizes[@]}"; do
   code=$?
   /usr/bin/time -f %M -o "$work/p-$n" python3 -c "import json; json.load(open('$b/logs.json'))"
   set -e
-  python3 - "$work/h-$n.json" "$bytes" "$(cat "$work/m-$n")" "$(cat "$work/p-$n")" "$n" "$code" <<'PY'
+  python3 - "$work/h-$n.json" "$bytes" "$(tail -1 "$work/m-$n")" "$(tail -1 "$work/p-$n")" "$n" "$code" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))["results"]
 mb = int(sys.argv[2]) / 1e6

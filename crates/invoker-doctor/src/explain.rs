@@ -5,7 +5,7 @@ use std::io::Read;
 
 use anyhow::{Context, Result, anyhow};
 use ipd_gather::Env;
-use ipd_model::paste::{Origin, Paste, classify};
+use ipd_model::paste::{NextStep, Origin, Paste, PasteObject, Recognised, recognise};
 use ipd_model::token::TokenKind;
 use ipd_model::{Gathered, Inputs};
 use serde::Serialize;
@@ -37,34 +37,93 @@ pub enum Looked {
     Unavailable(String),
 }
 
+/// `explain PASTE`: the paste is recognised (pure, `ipd_model::paste`), then it goes through
+/// the pipeline `diagnose` uses: input → evidence (a bundle, a live gathering, or only the
+/// paste) → report (`ipd_rules::diagnose`) → render, with the paste's own section in front.
 pub fn run(a: &ExplainArgs, stdin: &mut dyn Read, env: &Env) -> Result<Output> {
-    let text = if a.paste == "-" {
-        let mut s = String::new();
-        stdin
-            .read_to_string(&mut s)
-            .context("cannot read the paste from standard input")?;
-        s
-    } else {
-        a.paste.clone()
-    };
-    let paste = classify(&text);
-    let mut inputs = crate::inputs(&a.case)?;
-    inputs.request_ref = paste.request_ref();
-    inputs.iap_response = matches!(
-        paste,
-        Paste::ErrorPage {
-            origin: ipd_model::paste::Origin::Iap,
-            ..
-        }
-    );
-    if let Paste::ErrorPage {
-        status: Some(s), ..
-    } = &paste
-    {
-        inputs.status = inputs.status.or(Some(*s));
-    }
+    let text = read_paste(a, stdin)?;
+    let recognised = recognise(&text);
+    let (inputs, named) = inputs_for(a, &recognised)?;
     let token = crate::live::token_flag(&a.case, stdin)?;
-    let offline = |inputs: Inputs, why: &str| ipd_model::Evidence {
+    let mut got = evidence(a, &text, &recognised, inputs, named, token, env)?;
+    let report = ipd_rules::diagnose(&got.ev);
+    if let Some(g) = &mut got.live {
+        got.warnings.extend(g.epilogue(&a.case, &a.live)?);
+    }
+    let stdout = render(a, &recognised, &got.looked, &report)?;
+    Ok(Output {
+        stdout,
+        warnings: got.warnings,
+        code: crate::exit_code(&report),
+    })
+}
+
+fn read_paste(a: &ExplainArgs, stdin: &mut dyn Read) -> Result<String> {
+    if a.paste != "-" {
+        return Ok(a.paste.clone());
+    }
+    let mut s = String::new();
+    stdin
+        .read_to_string(&mut s)
+        .context("cannot read the paste from standard input")?;
+    Ok(s)
+}
+
+/// The flags' facts, completed from the paste: the status it shows, whether IAP answered,
+/// the request it references, when it happened; and the service it names.
+fn inputs_for(a: &ExplainArgs, r: &Recognised) -> Result<(Inputs, Option<ipd_gather::Target>)> {
+    let mut inputs = crate::inputs(&a.case)?;
+    inputs.request_ref = r.paste.request_ref();
+    inputs.iap_response = r.origin == Origin::Iap;
+    if let Some(s) = r.status.filter(|s| matches!(s, 401 | 403 | 404)) {
+        inputs.status = inputs.status.or(Some(s));
+    }
+    // A refused request's paste says when it happened (a log timestamp, a `date:` header):
+    // that time selects the failing request among the logs, as --at would.
+    let about_a_request = matches!(
+        r.origin,
+        Origin::CloudRunGate
+            | Origin::Application
+            | Origin::Iap
+            | Origin::Ingress
+            | Origin::VpcServiceControls
+            | Origin::Unknown
+    );
+    if about_a_request && inputs.at.is_none() {
+        inputs.at = r
+            .identifiers
+            .time
+            .as_deref()
+            .and_then(ipd_model::time::parse_rfc3339);
+    }
+    // The service the paste names, for a live lookup without --region/--service.
+    let ids = &r.identifiers;
+    let named = match (
+        &ids.service,
+        &ids.region,
+        ids.project.as_ref().or(ids.project_number.as_ref()),
+    ) {
+        (Some(s), Some(reg), Some(p)) if about_a_request => Some(ipd_gather::Target {
+            project: p.clone(),
+            region: reg.clone(),
+            service: s.clone(),
+        }),
+        _ => None,
+    };
+    Ok((inputs, named))
+}
+
+/// The evidence an explain diagnoses, and where the paste's request was looked for.
+struct Acquired {
+    ev: ipd_model::Evidence,
+    warnings: Vec<String>,
+    looked: Looked,
+    live: Option<Box<crate::live::Gathered>>,
+}
+
+/// Evidence with nothing in it but the flags' facts: a paste-only explain.
+fn only_the_paste(inputs: Inputs, why: &str) -> ipd_model::Evidence {
+    ipd_model::Evidence {
         service: Gathered::missing(why),
         service_policy: Gathered::missing(why),
         project_policy: Gathered::missing(why),
@@ -73,77 +132,35 @@ pub fn run(a: &ExplainArgs, stdin: &mut dyn Read, env: &Env) -> Result<Output> {
         deny_policies: Gathered::missing(why),
         inputs,
         ..Default::default()
-    };
-    let mut live: Option<Box<crate::live::Gathered>> = None;
-    let (mut ev, mut warnings, mut looked) = match &a.bundle {
+    }
+}
+
+/// `--bundle`, else a live lookup when the paste names a request or a service, else the paste
+/// alone; then the paste's own token or log entry is added.
+fn evidence(
+    a: &ExplainArgs,
+    text: &str,
+    r: &Recognised,
+    inputs: Inputs,
+    named: Option<ipd_gather::Target>,
+    token: Option<ipd_model::token::Token>,
+    env: &Env,
+) -> Result<Acquired> {
+    let paste = &r.paste;
+    let mut got = match &a.bundle {
         Some(dir) => {
             let l = ipd_model::bundle::load(dir, inputs).map_err(|e| anyhow!("{e}"))?;
-            (l.evidence, l.warnings, Looked::Bundle(None))
-        }
-        None => {
-            let (reference, entry, hint) = match &paste {
-                Paste::LogEntry(_) => (
-                    None,
-                    serde_json::from_str::<serde_json::Value>(
-                        text.trim().trim_start_matches('\u{feff}'),
-                    )
-                    .ok(),
-                    None,
-                ),
-                Paste::LogsExplorerUrl { project, .. } => {
-                    (paste.request_ref(), None, project.clone())
-                }
-                _ => (paste.request_ref(), None, None),
-            };
-            let target_given = a.region.is_some() && a.service.is_some();
-            if reference.is_some() || entry.is_some() || target_given {
-                let pasted = crate::live::Pasted {
-                    reference: reference.as_deref(),
-                    entry,
-                    project_hint: hint.as_deref(),
-                    token: match &paste {
-                        Paste::Token(t) => Some(&**t),
-                        _ => None,
-                    },
-                };
-                match crate::live::explain(a, pasted, inputs.clone(), token.clone(), env)? {
-                    Lookup::Found {
-                        project,
-                        found_entry,
-                        gathered,
-                    } => {
-                        let ev = gathered.ev.clone();
-                        live = Some(gathered);
-                        (
-                            ev,
-                            vec![],
-                            Looked::Live {
-                                project,
-                                found: found_entry,
-                            },
-                        )
-                    }
-                    Lookup::NotFound { project, since } => (
-                        offline(inputs, "the request was not found in Cloud Logging"),
-                        vec![],
-                        Looked::NotFound { project, since },
-                    ),
-                    Lookup::Unavailable(reason) => (
-                        offline(inputs, "no evidence: live lookup was not possible"),
-                        vec![],
-                        Looked::Unavailable(reason),
-                    ),
-                }
-            } else {
-                (
-                    offline(inputs, "no evidence bundle given (--bundle DIR)"),
-                    vec![],
-                    Looked::Nowhere,
-                )
+            Acquired {
+                ev: l.evidence,
+                warnings: l.warnings,
+                looked: Looked::Bundle(None),
+                live: None,
             }
         }
+        None => live_or_paste_only(a, text, paste, inputs, named, token.clone(), env)?,
     };
-    match &paste {
+    let ev = &mut got.ev;
+    match paste {
         Paste::Token(t) => ev.token = Some((**t).clone()),
         Paste::LogEntry(e) => {
             let entry = (**e).clone();
@@ -164,26 +181,117 @@ pub fn run(a: &ExplainArgs, stdin: &mut dyn Read, env: &Env) -> Result<Output> {
     if token.is_some() {
         ev.token = token;
     }
-    if let Looked::Bundle(_) = looked {
-        looked = Looked::Bundle(ev.inputs.request_ref.as_ref().map(|r| {
-            ev.logs.present().is_some_and(|logs| {
+    if let Looked::Bundle(_) = got.looked {
+        got.looked = Looked::Bundle(got.ev.inputs.request_ref.as_ref().map(|r| {
+            got.ev.logs.present().is_some_and(|logs| {
                 logs.iter()
                     .any(|e| e.insert_id.as_deref() == Some(r) || e.trace_id() == Some(r))
             })
         }));
     }
-    let out = describe(&paste, &looked);
-    let report = ipd_rules::diagnose(&ev);
-    if let Some(g) = &mut live {
-        warnings.extend(g.epilogue(&a.case, &a.live)?);
+    Ok(got)
+}
+
+fn live_or_paste_only(
+    a: &ExplainArgs,
+    text: &str,
+    paste: &Paste,
+    inputs: Inputs,
+    named: Option<ipd_gather::Target>,
+    token: Option<ipd_model::token::Token>,
+    env: &Env,
+) -> Result<Acquired> {
+    let (reference, entry, hint) = match paste {
+        Paste::LogEntry(_) => (
+            None,
+            serde_json::from_str::<serde_json::Value>(text.trim().trim_start_matches('\u{feff}'))
+                .ok(),
+            None,
+        ),
+        Paste::LogsExplorerUrl { project, .. } => (paste.request_ref(), None, project.clone()),
+        _ => (paste.request_ref(), None, None),
+    };
+    let target_given = (a.region.is_some() && a.service.is_some()) || named.is_some();
+    let offline = |inputs, why: &str, looked| Acquired {
+        ev: only_the_paste(inputs, why),
+        warnings: vec![],
+        looked,
+        live: None,
+    };
+    if reference.is_none() && entry.is_none() && !target_given {
+        return Ok(offline(
+            inputs,
+            "no evidence bundle given (--bundle DIR)",
+            Looked::Nowhere,
+        ));
     }
-    let stdout = match a.case.format {
+    let pasted = crate::live::Pasted {
+        reference: reference.as_deref(),
+        entry,
+        project_hint: hint.as_deref(),
+        token: match paste {
+            Paste::Token(t) => Some(&**t),
+            _ => None,
+        },
+        named,
+    };
+    Ok(
+        match crate::live::explain(a, pasted, inputs.clone(), token, env)? {
+            Lookup::Found {
+                project,
+                found_entry,
+                gathered,
+            } => Acquired {
+                ev: gathered.ev.clone(),
+                warnings: vec![],
+                looked: Looked::Live {
+                    project,
+                    found: found_entry,
+                },
+                live: Some(gathered),
+            },
+            Lookup::NotFound { project, since } => offline(
+                inputs,
+                "the request was not found in Cloud Logging",
+                Looked::NotFound { project, since },
+            ),
+            Lookup::Unavailable(reason) => offline(
+                inputs,
+                "no evidence: live lookup was not possible",
+                Looked::Unavailable(reason),
+            ),
+        },
+    )
+}
+
+/// The paste's section (its `paste` object in JSON), then the report. Paste-only: nothing
+/// but the paste to go on, so every check is skipped; the checklist stays in the JSON and is
+/// not printed.
+fn render(
+    a: &ExplainArgs,
+    r: &Recognised,
+    looked: &Looked,
+    report: &ipd_rules::Report,
+) -> Result<String> {
+    let out = describe(&r.paste, looked);
+    let mut object = PasteObject::new(r);
+    object.next.extend(out.hints.iter().map(|h| NextStep {
+        kind: "note",
+        text: h.clone(),
+    }));
+    let summary = match &r.paste {
+        Paste::Text | Paste::Unknown => None,
+        _ => Some(out.summary.clone()),
+    };
+    let paste_only = a.bundle.is_none() && !matches!(looked, Looked::Live { .. });
+    let with_report = !(paste_only && report.findings.is_empty());
+    Ok(match a.case.format {
         Format::Json => {
-            let mut v = serde_json::to_value(&report).context("cannot serialize the report")?;
+            let mut v = serde_json::to_value(report).context("cannot serialize the report")?;
             if let Some(o) = v.as_object_mut() {
                 o.insert(
                     "paste".into(),
-                    serde_json::to_value(&out).context("cannot serialize the paste")?,
+                    serde_json::to_value(&object).context("cannot serialize the paste")?,
                 );
             }
             let mut s = serde_json::to_string_pretty(&v).context("cannot serialize the report")?;
@@ -191,32 +299,21 @@ pub fn run(a: &ExplainArgs, stdin: &mut dyn Read, env: &Env) -> Result<Output> {
             s
         }
         Format::Text => {
-            let mut s = format!("PASTE: {} — {}\n", out.kind.replace('_', " "), out.summary);
-            for h in &out.hints {
-                s.push_str(&format!("  - {h}\n"));
+            let mut s = crate::paste_render::text(&object, &summary);
+            if with_report {
+                s.push('\n');
+                s.push_str(&ipd_render::text_with(report, !paste_only));
             }
-            s.push('\n');
-            s.push_str(&crate::render(&report, Format::Text));
             s
         }
         Format::Markdown => {
-            let mut s = format!(
-                "**Pasted:** {} — {}\n\n",
-                out.kind.replace('_', " "),
-                out.summary
-            );
-            for h in &out.hints {
-                s.push_str(&format!("- {h}\n"));
+            let mut s = crate::paste_render::markdown(&object, &summary);
+            if with_report {
+                s.push('\n');
+                s.push_str(&ipd_render::markdown_with(report, !paste_only));
             }
-            s.push('\n');
-            s.push_str(&crate::render(&report, Format::Markdown));
             s
         }
-    };
-    Ok(Output {
-        stdout,
-        warnings,
-        code: crate::exit_code(&report),
     })
 }
 
@@ -293,13 +390,6 @@ pub fn describe(p: &Paste, looked: &Looked) -> PasteOut {
             }
         }
         Paste::LogEntry(e) => {
-            let gate = e.gate_message();
-            hints.push(match gate {
-                ipd_model::logs::GateMessage::EmptyAuthorization => "the gate's text says the request had no token at all".into(),
-                ipd_model::logs::GateMessage::NotAuthenticated => "the gate's 403 text: no token, or a token whose principal lacks run.routes.invoke (the log never names the caller: pass --caller or --token)".into(),
-                ipd_model::logs::GateMessage::NotAuthorized => "the gate's 401 text: the token was rejected (kind, audience, expiry, signature)".into(),
-                ipd_model::logs::GateMessage::None => "no gate text: if the latency is not 0s, the container itself answered".into(),
-            });
             format!(
                 "a Cloud Logging entry `{}`: {} {} → {}",
                 e.insert_id.as_deref().unwrap_or("?"),
@@ -330,24 +420,7 @@ pub fn describe(p: &Paste, looked: &Looked) -> PasteOut {
                 query.as_deref().unwrap_or("")
             )
         }
-        Paste::ErrorPage {
-            status,
-            origin,
-            detail,
-        } => {
-            hints.push(match (origin, status) {
-                (Origin::Iap, _) => "Identity-Aware Proxy refused the request, before Cloud Run's invoker check: the user needs `IAP-secured Web App User` (roles/iap.httpsResourceAccessor), or the IAP token was bad".into(),
-                (_, Some(401)) => "a 401 from Cloud Run means the token was rejected: an access token instead of an ID token, a wrong audience, an expired or non-Google token (explain the token itself to see which)".into(),
-                (_, Some(403)) => "a 403 from Cloud Run means no token was sent, or the token's principal lacks run.routes.invoke on the service (the wording \"not authenticated\" is misleading)".into(),
-                (_, Some(404)) => "a 404 with no request log is ingress (internal only), a disabled default URL, a wrong URL or region, or a path ending in `z` — not IAM".into(),
-                _ => "an error page; pass the token or a request ID too".into(),
-            });
-            detail.clone()
-        }
-        Paste::Unknown => {
-            hints.push("paste a request or trace ID, a log entry (JSON), a Logs Explorer URL, the token, or the error page".into());
-            "not recognised".into()
-        }
+        Paste::Text | Paste::Unknown => "text".into(),
     };
     if !matches!(
         p,

@@ -2,9 +2,13 @@
 //! The only crate that prints (and only `main.rs` touches stdout/stderr).
 
 pub mod cli;
+pub mod collect;
 pub mod docs;
 pub mod explain;
+pub mod incidents;
 pub mod live;
+pub mod paste_render;
+pub mod scan;
 
 use std::io::Read;
 
@@ -44,6 +48,9 @@ pub fn run_with_env(cli: &cli::Cli, stdin: &mut dyn Read, env: &Env) -> Result<O
         Command::Diagnose(d) => diagnose(d, stdin, env),
         Command::Explain(e) => explain::run(e, stdin, env),
         Command::Rules(r) => docs::rules_command(r.code.as_deref()),
+        Command::Collect(c) => collect::command(c, env),
+        Command::Incidents(i) => incidents::run(i, env),
+        Command::Scan(s) => scan::run(s, env),
     }
 }
 

@@ -52,14 +52,40 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-/// Connects and checks the credentials (a start error when there are none).
+/// `--timeout`'s default: a call's slowest retry schedule when every attempt takes a few
+/// seconds (4 attempts of up to 5 s, 1.75 s of backoff), plus a few seconds for the rest of the
+/// run. Retry-After waits that would pass it are not waited.
+pub const DEFAULT_TIMEOUT_SECS: f64 = 25.0;
+
+pub fn parse_timeout(s: &str) -> std::result::Result<f64, String> {
+    match s.trim().trim_end_matches('s').parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v <= 3600.0 => Ok(v),
+        _ => Err(format!(
+            "`{s}` is not a number of seconds between 0 and 3600 (e.g. 30 or 2.5)"
+        )),
+    }
+}
+
+/// Connects and checks the credentials (a start error when there are none). Every call of the
+/// gatherer ends by `--timeout` from here.
 pub(crate) async fn connect(l: &LiveArgs, env: &Env) -> Result<Gatherer> {
+    let limit = std::time::Duration::from_secs_f64(l.timeout);
+    let retry = ipd_gather::RetryPolicy {
+        deadline: Some(limit),
+        ..ipd_gather::RetryPolicy::default()
+    };
     let settings = Settings {
         ancestry_cache: env.cache_dir(),
         ..Settings::default()
     };
-    let g = Gatherer::connect(&auth_options(l), env, settings)?;
-    g.client().auth().check().await?;
+    let g = Gatherer::connect_with(&auth_options(l), env, settings, retry)?;
+    match tokio::time::timeout(limit, g.client().auth().check()).await {
+        Ok(r) => r?,
+        Err(_) => anyhow::bail!(
+            "no access token within --timeout ({} s): the credentials' token endpoint did not answer",
+            l.timeout
+        ),
+    }
     Ok(g)
 }
 
@@ -407,6 +433,9 @@ pub(crate) struct Pasted<'a> {
     /// A pasted token: whose it is says who the caller is (Policy Troubleshooter is asked
     /// about them); `explain` puts it on the evidence itself.
     pub token: Option<&'a Token>,
+    /// The service the paste itself names (a run.app URL, resource names): the target when
+    /// --region and --service are not given.
+    pub named: Option<Target>,
 }
 
 /// Live `explain`: find the request in Cloud Logging (`reference`: a trace ID or insertId),
@@ -424,6 +453,7 @@ pub(crate) fn explain(
         entry,
         project_hint,
         token: pasted_token,
+        named,
     } = pasted;
     let freshness = match a.live.freshness.as_deref() {
         Some(f) => parse_freshness(f)?,
@@ -435,6 +465,7 @@ pub(crate) fn explain(
         .clone()
         .or_else(|| project_hint.map(str::to_string))
         .or_else(|| entry.as_ref().and_then(target_of_entry).map(|t| t.project))
+        .or_else(|| named.as_ref().map(|t| t.project.clone()))
         .or_else(|| default_project(env, &mut notes));
     let explicit_target = match (&a.region, &a.service) {
         (Some(r), Some(s)) => project.clone().map(|p| Target {
@@ -442,7 +473,7 @@ pub(crate) fn explain(
             region: r.clone(),
             service: s.clone(),
         }),
-        _ => None,
+        _ => named.filter(|n| Some(&n.project) == project.as_ref()),
     };
     if reference.is_none() && entry.is_none() && explicit_target.is_none() {
         return Ok(Lookup::Unavailable(

@@ -31,6 +31,8 @@ pub struct Request<'a> {
     pub token: Option<&'a str>,
     /// `FakeOptions::identity`: the email tokeninfo tells for it.
     pub identity: Option<&'a str>,
+    /// The `Host` header (Cloud Run v1's regional endpoints prefix the region to it).
+    pub host: Option<&'a str>,
 }
 
 impl Request<'_> {
@@ -350,11 +352,16 @@ pub fn answer(sc: &Scenario, target: &Target, req: &Request<'_>) -> Reply {
                 ));
             }
             let main = location == &sc.identity.region && service == &sc.identity.service;
+            let other = sc.service_policies.iter().find(|(n, _)| {
+                let segs: Vec<&str> = n.split('/').collect();
+                matches!(segs.as_slice(), ["projects", p, "locations", l, "services", s]
+                    if sc.is_project(p) && l == location && s == service)
+            });
             let regional = (service == &sc.identity.service)
                 .then(|| sc.regional_policies.get(location.as_str()))
                 .flatten();
-            match (&sc.service_policy, main, regional) {
-                (Some(s), true, _) | (_, false, Some(s)) => {
+            match (&sc.service_policy, main, regional, other) {
+                (Some(s), true, _, _) | (_, false, Some(s), _) | (_, _, _, Some((_, s))) => {
                     stored_reply(s, |v| convert::policy_for_version(v, version))
                 }
                 _ => Reply::ok(empty_policy()),
@@ -460,6 +467,10 @@ pub fn answer(sc: &Scenario, target: &Target, req: &Request<'_>) -> Reply {
         Target::Caller { collection, name } => caller_get(sc, *collection, name, req),
         Target::TokenInfo => tokeninfo(req),
         Target::Troubleshoot => troubleshoot(sc, req),
+        Target::KnativeService { namespace, service } => {
+            crate::gcloud::knative_get(sc, namespace, service, req)
+        }
+        Target::KnativeList { namespace } => crate::gcloud::knative_list(sc, namespace, req),
         Target::EffectivePolicy {
             kind,
             id,
@@ -484,6 +495,27 @@ pub fn answer(sc: &Scenario, target: &Target, req: &Request<'_>) -> Reply {
                 None => Reply::ok(json!({"name": name, "spec": {}})),
             }
         }
+        Target::CustomConstraints(id) => {
+            if !sc.node_known("organizations", id) {
+                return denied();
+            }
+            let prefix = format!("organizations/{id}/customConstraints/");
+            let list: Vec<Value> = sc
+                .custom_constraints
+                .iter()
+                .filter(|c| {
+                    c.get("name")
+                        .and_then(Value::as_str)
+                        .is_some_and(|n| n.starts_with(&prefix))
+                })
+                .cloned()
+                .collect();
+            if list.is_empty() {
+                Reply::ok(json!({}))
+            } else {
+                Reply::ok(json!({ "customConstraints": list }))
+            }
+        }
         Target::Role(name) => {
             if let Some(p) = name
                 .strip_prefix("projects/")
@@ -499,7 +531,10 @@ pub fn answer(sc: &Scenario, target: &Target, req: &Request<'_>) -> Reply {
                     .is_some_and(|n| normalize_project(sc, n) == want)
             }) {
                 Some(r) => Reply::ok(r.clone()),
-                None => envelope::not_found(format!("The role named {name} was not found.")),
+                None => match crate::gcloud::predefined_role(name) {
+                    Some(r) => Reply::ok(r),
+                    None => envelope::not_found(format!("The role named {name} was not found.")),
+                },
             }
         }
         Target::DenyList { attachment, kind }
@@ -1091,6 +1126,7 @@ mod ancestry_tests {
             logging_empty_pages: 0,
             token: None,
             identity: None,
+            host: None,
         };
         let r = answer(
             sc,

@@ -39,6 +39,17 @@
 //! | `oauth2.tokeninfo` | `POST /oauth2/v2/tokeninfo?access_token=T` or `?id_token=JWT` (GET accepted; no `Authorization`) |
 //! | `policytroubleshooter.iam.troubleshoot` | `POST /v3/iam:troubleshoot`, body `{"accessTuple": {principal, fullResourceName, permission, conditionContext}}` |
 //!
+//! And what gcloud 528 calls for the same evidence ([`gcloud`], found with `--log-http`):
+//!
+//! | source | method and path | gcloud command |
+//! |---|---|---|
+//! | `run.services.get` | `GET /apis/serving.knative.dev/v1/namespaces/{p}/services/{s}` on `REGION-HOST` (Cloud Run v1: the bundle's v1 document verbatim, else the v2 resource translated) | `gcloud run services describe` |
+//! | `run.services.list` | `GET /apis/serving.knative.dev/v1/namespaces/{p}/services` (the host's region, or every region on the global host) | `gcloud run services list` |
+//! | `run.services.getIamPolicy` | `GET /v1/projects/{p}/locations/{l}/services/{s}:getIamPolicy` | `gcloud run services get-iam-policy` |
+//! | `*.getIamPolicy` (CRM) | `POST /v1/projects/{p}:getIamPolicy`, `/v2/folders/{id}:getIamPolicy`, `/v1/organizations/{id}:getIamPolicy` | `gcloud projects\|resource-manager folders\|organizations get-iam-policy` |
+//! | `iam.denypolicies` | `GET /v2/policies/{attachment}/denypolicies[/{id}]` with the attachment point encoded twice (`%252F`), as gcloud sends it | `gcloud iam policies list\|get` |
+//! | `iam.roles.get` | `GET /v1/roles/{r}` for the predefined roles of [`ipd_model::roles`] too | `gcloud iam roles describe` |
+//!
 //! `{p}` may be the project ID or number everywhere. The source names are what
 //! [`Source`] prints and `fake-gcp --fail NAME=403` takes; the caller-configuration sources are
 //! named by the permission they check. Every API root of the client (including
@@ -105,7 +116,12 @@
 //!   ones for its folders and organization (no real inheritance computation). A constraint the
 //!   bundle does not mention answers `{"name": ..., "spec": {}}` (nothing set); with no
 //!   org-policy file at all every constraint answers 403 `orgpolicy.policy.get`.
-//! - Predefined roles are not built in: only the bundle's `role-*.json` are served.
+//! - Predefined roles: only those of invoker-doctor's table ([`ipd_model::roles`]), with
+//!   `includedPermissions` holding `run.routes.invoke` where the role has it and nothing else
+//!   (a partial list); other predefined roles answer 404. Custom roles are the bundle's
+//!   `role-*.json`.
+//! - Policy Troubleshooter v2alpha1 (`gcloud policy-troubleshoot iam`) is not served (404):
+//!   invoker-doctor refuses its answers and names the v3 command instead.
 //! - Callers' APIs serve `get` only (no lists, no `getIamPolicy`); a Workflows `revisionId`
 //!   other than the stored revision answers 404 (older revisions are not kept). The 404
 //!   wordings other than Pub/Sub's are generic, not checked against the real APIs.
@@ -123,12 +139,17 @@
 pub mod convert;
 pub mod envelope;
 pub mod filter;
+pub mod garble;
+pub mod gcloud;
 mod handlers;
 pub mod options;
+pub mod org;
+pub mod org_server;
 pub mod routes;
 pub mod scenario;
 mod server;
 
+pub use garble::Garble;
 pub use options::{FakeOptions, Fault, Source};
 pub use scenario::{
     BundleOptions, ErrorReply, Folder, Identity, IdentityOverrides, OrgPolicies, Organization,

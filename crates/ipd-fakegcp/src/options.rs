@@ -33,6 +33,8 @@ pub enum Source {
     LoggingEntriesList,
     /// `GET v2/{projects|folders|organizations}/X/policies/C:getEffectivePolicy` (Org Policy v2).
     OrgPolicyGetEffectivePolicy,
+    /// `GET v2/organizations/O/customConstraints` (Org Policy v2).
+    OrgPolicyCustomConstraintsList,
     /// `GET v1/roles/R`, `v1/projects/P/roles/R`, `v1/organizations/O/roles/R` (IAM v1).
     IamRolesGet,
     /// `GET v2/policies/ATTACHMENT/denypolicies[/ID]` (IAM v2).
@@ -80,6 +82,7 @@ impl Source {
         Source::OrganizationsGetIamPolicy,
         Source::LoggingEntriesList,
         Source::OrgPolicyGetEffectivePolicy,
+        Source::OrgPolicyCustomConstraintsList,
         Source::IamRolesGet,
         Source::IamDenyPolicies,
         Source::PubsubSubscriptionsGet,
@@ -107,6 +110,7 @@ impl Source {
             Source::OrganizationsGetIamPolicy => "organizations.getIamPolicy",
             Source::LoggingEntriesList => "logging.entries.list",
             Source::OrgPolicyGetEffectivePolicy => "orgpolicy.getEffectivePolicy",
+            Source::OrgPolicyCustomConstraintsList => "orgpolicy.customConstraints.list",
             Source::IamRolesGet => "iam.roles.get",
             Source::IamDenyPolicies => "iam.denypolicies",
             Source::PubsubSubscriptionsGet => "pubsub.subscriptions.get",
@@ -136,6 +140,7 @@ impl Source {
             Source::OrganizationsGetIamPolicy => "resourcemanager.organizations.getIamPolicy",
             Source::LoggingEntriesList => "logging.logEntries.list",
             Source::OrgPolicyGetEffectivePolicy => "orgpolicy.policy.get",
+            Source::OrgPolicyCustomConstraintsList => "orgpolicy.customConstraints.list",
             Source::IamRolesGet => "iam.roles.get",
             Source::IamDenyPolicies => "iam.denypolicies.list",
             Source::PubsubSubscriptionsGet => "pubsub.subscriptions.get",
@@ -166,7 +171,9 @@ impl Source {
             | Source::FoldersGetIamPolicy
             | Source::OrganizationsGetIamPolicy => "cloudresourcemanager.googleapis.com",
             Source::LoggingEntriesList => "logging.googleapis.com",
-            Source::OrgPolicyGetEffectivePolicy => "orgpolicy.googleapis.com",
+            Source::OrgPolicyGetEffectivePolicy | Source::OrgPolicyCustomConstraintsList => {
+                "orgpolicy.googleapis.com"
+            }
             Source::IamRolesGet | Source::IamDenyPolicies => "iam.googleapis.com",
             Source::PubsubSubscriptionsGet => "pubsub.googleapis.com",
             Source::SchedulerJobsGet => "cloudscheduler.googleapis.com",
@@ -297,6 +304,8 @@ pub struct FakeOptions {
     /// Logging `entries:list` first answers this many pages with no entries and a
     /// `nextPageToken` (the real API does this when a search is slow), then the results.
     pub logging_empty_pages: u32,
+    /// Sources whose answers are spoiled (cut short, a proxy's HTML page, the wrong shape).
+    pub garble: BTreeMap<Source, crate::garble::Garble>,
 }
 
 impl fmt::Debug for FakeOptions {
@@ -309,6 +318,7 @@ impl fmt::Debug for FakeOptions {
             .field("faults", &self.faults)
             .field("retry_after_secs", &self.retry_after_secs)
             .field("logging_empty_pages", &self.logging_empty_pages)
+            .field("garble", &self.garble)
             .finish()
     }
 }
@@ -358,6 +368,12 @@ impl FakeOptions {
     /// Send `Retry-After: secs` with injected 429/503 answers.
     pub fn retry_after(mut self, secs: u32) -> Self {
         self.retry_after_secs = Some(secs);
+        self
+    }
+
+    /// Spoil every answer of `source` (see [`crate::Garble`]).
+    pub fn garble(mut self, source: Source, g: crate::garble::Garble) -> Self {
+        self.garble.insert(source, g);
         self
     }
 

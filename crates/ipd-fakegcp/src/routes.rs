@@ -93,6 +93,8 @@ pub enum Target {
         constraint: String,
     },
     Role(String),
+    /// The custom constraints of organization `id`.
+    CustomConstraints(String),
     /// `attachment` is decoded (`cloudresourcemanager.googleapis.com/projects/p`).
     DenyList {
         attachment: String,
@@ -112,6 +114,16 @@ pub enum Target {
     TokenInfo,
     /// Policy Troubleshooter v3 `iam.troubleshoot` (`POST v3/iam:troubleshoot`).
     Troubleshoot,
+    /// Cloud Run v1 (Knative) `GET apis/serving.knative.dev/v1/namespaces/NS/services/S`
+    /// (what `gcloud run services describe` reads).
+    KnativeService {
+        namespace: String,
+        service: String,
+    },
+    /// Cloud Run v1 (Knative) `GET apis/serving.knative.dev/v1/namespaces/NS/services`.
+    KnativeList {
+        namespace: String,
+    },
 }
 
 impl Target {
@@ -130,10 +142,13 @@ impl Target {
             Target::Entries => Source::LoggingEntriesList,
             Target::EffectivePolicy { .. } => Source::OrgPolicyGetEffectivePolicy,
             Target::Role(_) => Source::IamRolesGet,
+            Target::CustomConstraints(_) => Source::OrgPolicyCustomConstraintsList,
             Target::DenyList { .. } | Target::DenyGet { .. } => Source::IamDenyPolicies,
             Target::Caller { collection, .. } => collection.source(),
             Target::TokenInfo => Source::OAuth2TokenInfo,
             Target::Troubleshoot => Source::PolicyTroubleshooterIamTroubleshoot,
+            Target::KnativeService { .. } => Source::RunServicesGet,
+            Target::KnativeList { .. } => Source::RunServicesList,
         }
     }
 
@@ -175,9 +190,14 @@ impl Target {
                 constraint,
             } => format!("{kind}/{id}/policies/{constraint}"),
             Target::Role(r) => r.clone(),
+            Target::CustomConstraints(id) => format!("organizations/{id}"),
             Target::Caller { name, .. } => name.clone(),
             Target::TokenInfo => String::new(),
             Target::Troubleshoot => format!("projects/{project_id}"),
+            Target::KnativeService { namespace, service } => {
+                format!("namespaces/{namespace}/services/{service}")
+            }
+            Target::KnativeList { namespace } => format!("namespaces/{namespace}"),
             Target::DenyList { attachment, kind } => {
                 format!(
                     "policies/{}/{kind}",
@@ -243,7 +263,11 @@ fn nonempty(parts: &[&str]) -> bool {
 /// Classifies `method raw_path`. `/` encoded as `%2F` stays inside its segment.
 pub fn classify(method: &str, raw_path: &str) -> Route {
     let trimmed = raw_path.strip_prefix('/').unwrap_or(raw_path);
-    let segs: Vec<String> = trimmed.split('/').map(percent_decode).collect();
+    let mut segs: Vec<String> = trimmed.split('/').map(percent_decode).collect();
+    // gcloud encodes the IAM v2 attachment point twice (`%252F`): decode it once more.
+    if segs.len() >= 4 && segs[0] == "v2" && segs[1] == "policies" && segs[2].contains('%') {
+        segs[2] = percent_decode(&segs[2]);
+    }
     let s: Vec<&str> = segs.iter().map(String::as_str).collect();
     let get = method == "GET";
     let post = method == "POST";
@@ -288,6 +312,9 @@ pub fn classify(method: &str, raw_path: &str) -> Route {
             }
             _ => None,
         },
+        ["v2", "organizations", id, "customConstraints"] if get && nonempty(&[id]) => {
+            Some(Target::CustomConstraints(id.to_string()))
+        }
         ["v2", "entries:list"] if post => Some(Target::Entries),
         ["v2", "policies", att, kind] if get && nonempty(&[att, kind]) => Some(Target::DenyList {
             attachment: att.to_string(),
@@ -327,6 +354,10 @@ pub fn classify(method: &str, raw_path: &str) -> Route {
             (p, Some("getAncestry")) if nonempty(&[p]) => {
                 Some(Target::ProjectAncestry(p.to_string()))
             }
+            // gcloud projects get-iam-policy calls CRM v1.
+            (p, Some("getIamPolicy")) if nonempty(&[p]) => {
+                Some(Target::ProjectPolicy(p.to_string()))
+            }
             _ => None,
         },
         ["v1", "roles", r] if get && nonempty(&[r]) => Some(Target::Role(format!("roles/{r}"))),
@@ -358,6 +389,47 @@ pub fn classify(method: &str, raw_path: &str) -> Route {
         ["v1", "organizations", o, "roles", r] if get && nonempty(&[o, r]) => {
             Some(Target::Role(format!("organizations/{o}/roles/{r}")))
         }
+        // What gcloud 528 calls (`--log-http`): Run v1, CRM v1/v2.
+        [
+            "apis",
+            "serving.knative.dev",
+            "v1",
+            "namespaces",
+            ns,
+            "services",
+        ] if get && nonempty(&[ns]) => Some(Target::KnativeList {
+            namespace: ns.to_string(),
+        }),
+        [
+            "apis",
+            "serving.knative.dev",
+            "v1",
+            "namespaces",
+            ns,
+            "services",
+            svc,
+        ] if get && nonempty(&[ns, svc]) && !svc.contains(':') => Some(Target::KnativeService {
+            namespace: ns.to_string(),
+            service: svc.to_string(),
+        }),
+        ["v1", "projects", p, "locations", l, "services", last] if get => match split_verb(last) {
+            (svc, Some("getIamPolicy")) if nonempty(&[p, l, svc]) => Some(Target::ServicePolicy {
+                project: p.to_string(),
+                location: l.to_string(),
+                service: svc.to_string(),
+            }),
+            _ => None,
+        },
+        ["v1", "organizations", last] if post => match split_verb(last) {
+            (o, Some("getIamPolicy")) if !o.is_empty() => {
+                Some(Target::OrganizationPolicy(o.to_string()))
+            }
+            _ => None,
+        },
+        ["v2", "folders", last] if post => match split_verb(last) {
+            (f, Some("getIamPolicy")) if !f.is_empty() => Some(Target::FolderPolicy(f.to_string())),
+            _ => None,
+        },
         _ => None,
     };
     if let Some(t) = target {
@@ -522,6 +594,92 @@ mod tests {
         );
         assert_eq!(classify("DELETE", "/oauth2/v2/tokeninfo"), Route::Mutating);
         assert_eq!(classify("POST", "/oauth2/v1/tokeninfo"), Route::Unserved);
+    }
+
+    #[test]
+    fn gcloud_paths() {
+        assert_eq!(
+            classify(
+                "GET",
+                "/apis/serving.knative.dev/v1/namespaces/shop-prod/services/orders-api"
+            ),
+            Route::Read(Target::KnativeService {
+                namespace: "shop-prod".into(),
+                service: "orders-api".into()
+            })
+        );
+        assert_eq!(
+            classify(
+                "GET",
+                "/apis/serving.knative.dev/v1/namespaces/123/services"
+            ),
+            Route::Read(Target::KnativeList {
+                namespace: "123".into()
+            })
+        );
+        assert!(matches!(
+            classify("GET", "/v1/projects/p/locations/r/services/s:getIamPolicy"),
+            Route::Read(Target::ServicePolicy { .. })
+        ));
+        assert_eq!(
+            classify("POST", "/v1/projects/p:getAncestry"),
+            Route::Read(Target::ProjectAncestry("p".into()))
+        );
+        assert_eq!(
+            classify("POST", "/v1/projects/p:getIamPolicy"),
+            Route::Read(Target::ProjectPolicy("p".into()))
+        );
+        assert_eq!(
+            classify("POST", "/v2/folders/7:getIamPolicy"),
+            Route::Read(Target::FolderPolicy("7".into()))
+        );
+        assert_eq!(
+            classify("POST", "/v1/organizations/9:getIamPolicy"),
+            Route::Read(Target::OrganizationPolicy("9".into()))
+        );
+        // gcloud's double encoding and the single one name the same attachment point.
+        let want = Route::Read(Target::DenyGet {
+            attachment: "cloudresourcemanager.googleapis.com/projects/p".into(),
+            kind: "denypolicies".into(),
+            id: "d1".into(),
+        });
+        assert_eq!(
+            classify(
+                "GET",
+                "/v2/policies/cloudresourcemanager.googleapis.com%252Fprojects%252Fp/denypolicies/d1"
+            ),
+            want
+        );
+        assert_eq!(
+            classify(
+                "GET",
+                "/v2/policies/cloudresourcemanager.googleapis.com%2Fprojects%2Fp/denypolicies/d1"
+            ),
+            want
+        );
+        // Still read-only: v1 setters are refused.
+        assert_eq!(
+            classify("POST", "/v1/projects/p:setIamPolicy"),
+            Route::Mutating
+        );
+        assert_eq!(
+            classify("POST", "/v1/projects/p/locations/r/services/s:setIamPolicy"),
+            Route::Mutating
+        );
+        assert_eq!(
+            classify(
+                "DELETE",
+                "/apis/serving.knative.dev/v1/namespaces/p/services/s"
+            ),
+            Route::Mutating
+        );
+        assert_eq!(
+            classify(
+                "PUT",
+                "/apis/serving.knative.dev/v1/namespaces/p/services/s"
+            ),
+            Route::Mutating
+        );
     }
 
     #[test]

@@ -141,6 +141,9 @@ pub struct Scenario {
     pub organizations: BTreeMap<String, Organization>,
     /// The identity's service as an Admin API v2 resource; `None` answers 404.
     pub service: Option<Stored>,
+    /// The bundle's service as the v1 (Knative) document it was (gcloud's output), served
+    /// verbatim by Run v1; `None` for a v2 file (Run v1 then answers its translation).
+    pub service_v1: Option<Value>,
     /// More v2 services (their `name` says where they live), for list tests and the other
     /// regions of a multi-region service (`service-REGION.json`).
     pub other_services: Vec<Value>,
@@ -149,6 +152,8 @@ pub struct Scenario {
     pub regional_policies: BTreeMap<String, Stored>,
     /// `None` answers the empty policy `{"etag": "ACAB"}`.
     pub service_policy: Option<Stored>,
+    /// IAM policies of the other services, by their v2 name (`projects/P/locations/L/services/S`).
+    pub service_policies: BTreeMap<String, Stored>,
     /// `None` answers the empty policy `{"etag": "ACAB"}`.
     pub project_policy: Option<Stored>,
     /// `Stored::Value` holds a JSON array of LogEntry; `None` answers no entries.
@@ -157,6 +162,9 @@ pub struct Scenario {
     pub org_policies: Option<OrgPolicies>,
     /// IAM roles (`role-*.json`), each with its `name`.
     pub roles: Vec<Value>,
+    /// Custom org-policy constraint definitions (`org-policy-custom-*.json`), served by
+    /// `customConstraints.list` of the organization their `name` says.
+    pub custom_constraints: Vec<Value>,
     /// `Stored::Value` holds a JSON array of IAM v2 deny policies; `None` answers none.
     pub deny_policies: Option<Stored>,
     /// Configurations of Google-managed callers (`caller-*.json`: a Pub/Sub subscription,
@@ -361,12 +369,54 @@ impl Scenario {
             })?;
             files.push((name, disp, text));
         }
-        Scenario::from_files(
+        let mut sc = Scenario::from_files(
             files
                 .iter()
                 .map(|(n, p, t)| (n.as_str(), p.as_str(), t.as_str())),
             opts,
-        )
+        )?;
+        sc.load_service_dirs(&dir.join("services"))?;
+        Ok(sc)
+    }
+
+    /// `services/SERVICE/service.json` (an Admin API v2 resource) and
+    /// `services/SERVICE/service-iam-policy.json` of an `incidents` bundle: more services of
+    /// the project, each with its own IAM policy.
+    fn load_service_dirs(&mut self, root: &Path) -> Result<(), crate::Error> {
+        let Ok(rd) = std::fs::read_dir(root) else {
+            return Ok(());
+        };
+        let mut dirs: Vec<std::path::PathBuf> = rd
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.is_dir())
+            .collect();
+        dirs.sort();
+        for d in dirs {
+            let read = |name: &str| -> Result<Option<Value>, crate::Error> {
+                let p = d.join(name);
+                match std::fs::read_to_string(&p) {
+                    Ok(t) => Ok(Some(read_value(&p.display().to_string(), &t)?)),
+                    Err(_) => Ok(None),
+                }
+            };
+            let Some(svc) = read("service.json")? else {
+                continue;
+            };
+            let Some(name) = svc.get("name").and_then(Value::as_str).map(str::to_string) else {
+                self.warnings.push(format!(
+                    "{}: a service without a v2 `name`; not served",
+                    d.join("service.json").display()
+                ));
+                continue;
+            };
+            if let Some(pol) = read("service-iam-policy.json")? {
+                self.service_policies
+                    .insert(name.clone(), Stored::from_value(pol));
+            }
+            self.other_services.push(svc);
+        }
+        Ok(())
     }
 
     /// Builds a scenario from `(file name, display path, text)` triples (the pure part of
@@ -528,6 +578,16 @@ impl Scenario {
                     sc.organizations.entry(id.clone()).or_default().iam_policy = Some(stored);
                     org_ids.push(id);
                 }
+                _ if name.starts_with("org-policy-custom-") && name.ends_with(".json") => {
+                    let v = read_value(path, text)?;
+                    if error_reply(&v).is_some() {
+                        sc.warnings.push(format!(
+                            "{path}: holds an error envelope; the custom constraint is not served"
+                        ));
+                        continue;
+                    }
+                    sc.custom_constraints.push(v);
+                }
                 _ if name == "org-policies.json"
                     || (name.starts_with("org-policy-") && name.ends_with(".json")) =>
                 {
@@ -662,6 +722,7 @@ impl Scenario {
         };
         if let Some((svc, raw)) = pending_v1 {
             sc.service = Some(Stored::Value(convert::v1_to_v2(&svc, &raw, &sc.identity)));
+            sc.service_v1 = Some(raw);
         }
 
         // Hierarchy: project → folders (nearest first, by id) → the first organization.

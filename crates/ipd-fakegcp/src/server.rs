@@ -224,6 +224,10 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
                             logging_empty_pages: shared.options.logging_empty_pages,
                             token: shared.options.token.as_deref(),
                             identity: shared.options.identity.as_deref(),
+                            host: parts
+                                .headers
+                                .get(header::HOST)
+                                .and_then(|h| h.to_str().ok()),
                         };
                         handlers::answer(sc, target, &req)
                     }
@@ -235,20 +239,32 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         Ok(b) if !b.is_empty() => Some(String::from_utf8_lossy(b).into_owned()),
         _ => None,
     };
+    // A garbled source spoils its real answers (not the fake's refusals or injected faults).
+    let garble = source
+        .filter(|_| !injected && (200..300).contains(&reply.status))
+        .and_then(|s| shared.options.garble.get(&s).copied());
+    let (status, response) = match garble {
+        Some(g) => {
+            injected = true;
+            let real = serde_json::to_string_pretty(&reply.body).unwrap_or_default();
+            crate::garble::respond(g, &real)
+        }
+        None => (reply.status, to_response(reply)),
+    };
     lock(&shared.calls).push(Call {
         method,
         path,
         query: raw_query.as_deref().map(redact_query),
         body: body_text,
         source,
-        status: reply.status,
+        status,
         latency,
         mutating: route == Route::Mutating,
         injected,
         authorization: parts.headers.contains_key(header::AUTHORIZATION),
         received,
     });
-    to_response(reply)
+    response
 }
 
 /// Starts fake servers.
@@ -331,7 +347,11 @@ fn build(scenario: Scenario, options: FakeOptions) -> (Arc<Shared>, Router) {
     (shared, app)
 }
 
-async fn serve(listener: tokio::net::TcpListener, app: Router, stop: watch::Receiver<bool>) {
+pub(crate) async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    stop: watch::Receiver<bool>,
+) {
     let mut graceful_rx = stop.clone();
     let mut deadline_rx = stop;
     let graceful = async move {

@@ -1,6 +1,11 @@
 //! API roots, overridable the way gcloud does it: `CLOUDSDK_API_ENDPOINT_OVERRIDES_<API>` holds a
 //! base URL such as `http://127.0.0.1:8085/`, to which the versioned path (`v2/projects/...`) is
 //! appended.
+//!
+//! Only the hosts the user chose: once any override is set, an API without one is not called
+//! at all (its source becomes a gap naming the variable that would enable it), so a tool
+//! pointed at a fake or a private endpoint never reaches Google's real hosts. Proxies are
+//! gcloud's: `HTTPS_PROXY` / `HTTP_PROXY` (or lowercase), except for the hosts in `NO_PROXY`.
 
 use crate::env::Env;
 
@@ -33,6 +38,8 @@ pub enum Api {
     IamCredentials,
     /// Policy Troubleshooter v3 (`iam:troubleshoot`, the cross-check of the caller's access).
     PolicyTroubleshooter,
+    /// Cloud Asset Inventory v1 (`scan`: `searchAllResources`, `searchAllIamPolicies`).
+    CloudAsset,
 }
 
 impl Api {
@@ -50,6 +57,7 @@ impl Api {
         Api::Workflows,
         Api::IamCredentials,
         Api::PolicyTroubleshooter,
+        Api::CloudAsset,
     ];
 
     /// gcloud's name of the API (the suffix of the override variable, lowercased).
@@ -68,6 +76,7 @@ impl Api {
             Api::Workflows => "workflows",
             Api::IamCredentials => "iamcredentials",
             Api::PolicyTroubleshooter => "policytroubleshooter",
+            Api::CloudAsset => "cloudasset",
         }
     }
 
@@ -87,6 +96,7 @@ impl Api {
             Api::Workflows => "https://workflows.googleapis.com/",
             Api::IamCredentials => "https://iamcredentials.googleapis.com/",
             Api::PolicyTroubleshooter => "https://policytroubleshooter.googleapis.com/",
+            Api::CloudAsset => "https://cloudasset.googleapis.com/",
         }
     }
 
@@ -113,6 +123,34 @@ pub struct BadOverride {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoints {
     roots: Vec<(Api, String)>,
+    /// The APIs whose root the user set (an override variable, or [`Endpoints::set`]).
+    chosen: Vec<Api>,
+    proxy: Proxies,
+}
+
+/// gcloud's proxy variables, as given (values are URLs; `no_proxy` a comma-separated list).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Proxies {
+    pub https: Option<String>,
+    pub http: Option<String>,
+    pub no_proxy: Option<String>,
+}
+
+impl Proxies {
+    /// `HTTPS_PROXY`, `HTTP_PROXY`, `NO_PROXY`, each also lowercase (the lowercase one wins, as
+    /// in curl and Python's `urllib`, which gcloud uses).
+    pub fn from_env(env: &Env) -> Proxies {
+        let var = |n: &str| {
+            env.get(&n.to_ascii_lowercase())
+                .or_else(|| env.get(n))
+                .map(|v| v.trim().to_string())
+        };
+        Proxies {
+            https: var("HTTPS_PROXY"),
+            http: var("HTTP_PROXY"),
+            no_proxy: var("NO_PROXY"),
+        }
+    }
 }
 
 impl Default for Endpoints {
@@ -122,6 +160,8 @@ impl Default for Endpoints {
                 .iter()
                 .map(|a| (*a, a.default_root().to_string()))
                 .collect(),
+            chosen: Vec::new(),
+            proxy: Proxies::default(),
         }
     }
 }
@@ -139,7 +179,26 @@ impl Endpoints {
                 })?;
             }
         }
+        e.proxy = Proxies::from_env(env);
         Ok(e)
+    }
+
+    /// The proxies to use (from the environment given to [`Endpoints::from_env`]).
+    pub fn proxies(&self) -> &Proxies {
+        &self.proxy
+    }
+
+    /// Why `api` must not be called: the user chose the roots of other APIs and not this one's.
+    /// `None` when it may be called (no override at all, or one for this API).
+    pub fn refusal(&self, api: Api) -> Option<String> {
+        if self.chosen.is_empty() || self.chosen.contains(&api) {
+            return None;
+        }
+        Some(format!(
+            "not called: endpoint overrides are set for other APIs and not for this one, so the tool stays off its default host {}; set {} to let it call this API",
+            api.default_root().trim_end_matches('/'),
+            api.override_var()
+        ))
     }
 
     /// Every API at one root (tests and the benchmark point all of them at one fake).
@@ -172,6 +231,9 @@ impl Endpoints {
             Some(slot) => slot.1 = r,
             None => self.roots.push((api, r)),
         }
+        if !self.chosen.contains(&api) {
+            self.chosen.push(api);
+        }
         Ok(())
     }
 
@@ -193,6 +255,33 @@ impl Endpoints {
     pub fn url(&self, api: Api, path: &str) -> String {
         format!("{}{}", self.root(api), path.trim_start_matches('/'))
     }
+}
+
+/// Applies gcloud's proxy variables to a client (and no proxy from the process environment
+/// beyond them: the environment the tool was handed is the one that counts).
+pub fn with_proxies(
+    b: reqwest::ClientBuilder,
+    p: &Proxies,
+) -> Result<reqwest::ClientBuilder, String> {
+    let mut b = b.no_proxy();
+    let no = p
+        .no_proxy
+        .as_deref()
+        .and_then(reqwest::NoProxy::from_string);
+    for (url, https) in [(&p.https, true), (&p.http, false)] {
+        let Some(url) = url else { continue };
+        let proxy = if https {
+            reqwest::Proxy::https(url.as_str())
+        } else {
+            reqwest::Proxy::http(url.as_str())
+        }
+        // Never the value in the message: a proxy URL may carry a password.
+        .map_err(|_| {
+            "HTTPS_PROXY / HTTP_PROXY is not a proxy URL (e.g. http://proxy:3128)".to_string()
+        })?;
+        b = b.proxy(proxy.no_proxy(no.clone()));
+    }
+    Ok(b)
 }
 
 #[cfg(test)]
@@ -239,8 +328,41 @@ mod tests {
                 .url(Api::PolicyTroubleshooter, "v3/iam:troubleshoot"),
             "http://127.0.0.1:7/v3/iam:troubleshoot"
         );
+        // Overrides for some APIs: the others are refused, naming the variable.
+        assert!(e.refusal(Api::Run).is_none());
+        let why = e.refusal(Api::PolicyTroubleshooter).unwrap();
+        assert!(
+            why.contains("CLOUDSDK_API_ENDPOINT_OVERRIDES_POLICYTROUBLESHOOTER"),
+            "{why}"
+        );
+        assert!(
+            Endpoints::default()
+                .refusal(Api::PolicyTroubleshooter)
+                .is_none()
+        );
+        // Set to the production root explicitly: the user chose it.
+        let prod = Env::from_pairs([(
+            "CLOUDSDK_API_ENDPOINT_OVERRIDES_RUN",
+            "https://run.googleapis.com/",
+        )]);
+        let p = Endpoints::from_env(&prod).unwrap();
+        assert!(p.refusal(Api::Run).is_none() && p.refusal(Api::Logging).is_some());
         let bad = Env::from_pairs([("CLOUDSDK_API_ENDPOINT_OVERRIDES_IAM", "localhost:1")]);
         let err = Endpoints::from_env(&bad).unwrap_err();
         assert_eq!(err.var, "CLOUDSDK_API_ENDPOINT_OVERRIDES_IAM");
+    }
+
+    #[test]
+    fn proxies_as_gcloud_reads_them() {
+        let env = Env::from_pairs([
+            ("HTTPS_PROXY", "http://upper:3128"),
+            ("https_proxy", "http://lower:3128"),
+            ("NO_PROXY", "127.0.0.1,localhost"),
+        ]);
+        let p = Proxies::from_env(&env);
+        assert_eq!(p.https.as_deref(), Some("http://lower:3128"));
+        assert_eq!(p.http, None);
+        assert_eq!(p.no_proxy.as_deref(), Some("127.0.0.1,localhost"));
+        assert_eq!(Endpoints::from_env(&env).unwrap().proxies(), &p);
     }
 }

@@ -286,20 +286,28 @@ fn service_requests_filter(
 /// (policy denied), and IAP decisions about the service (Data Access). Every `AND`/`OR` group is
 /// parenthesized: in the Logging query language `OR` binds tighter than `AND`.
 pub fn audit_log_filter(t: &Target, since: Timestamp, until: Option<Timestamp>) -> String {
-    let p = quote(&t.project);
-    let svc = format!("/services/{}", quote(&t.service));
     let mut f = format!(
-        "logName=(\"projects/{p}/logs/{act}\" OR \"projects/{p}/logs/{pol}\" OR \"projects/{p}/logs/{da}\")\n((protoPayload.methodName:\"SetIamPolicy\" AND (protoPayload.resourceName:\"{svc}\" OR protoPayload.serviceName=\"cloudresourcemanager.googleapis.com\")) OR (protoPayload.serviceName=\"run.googleapis.com\" AND protoPayload.resourceName:\"{svc}\" AND (protoPayload.methodName:\"UpdateService\" OR protoPayload.methodName:\"ReplaceService\" OR protoPayload.methodName:\"CreateService\")) OR resource.labels.method=\"{ingress}\" OR (protoPayload.serviceName=\"iap.googleapis.com\" AND protoPayload.resourceName:\"{svc}\"))\ntimestamp>=\"{}\"",
-        rfc3339(since),
-        act = ipd_model::audit::ACTIVITY_LOG,
-        pol = ipd_model::audit::POLICY_LOG,
-        da = ipd_model::audit::DATA_ACCESS_LOG,
-        ingress = ipd_model::audit::HTTP_INGRESS_METHOD,
+        "{}\ntimestamp>=\"{}\"",
+        audit_log_selector(t),
+        rfc3339(since)
     );
     if let Some(u) = until {
         f.push_str(&format!("\ntimestamp<=\"{}\"", rfc3339(u)));
     }
     f
+}
+
+/// The audit entries [`audit_log_filter`] selects, without a time window (two lines, ANDed).
+pub fn audit_log_selector(t: &Target) -> String {
+    let p = quote(&t.project);
+    let svc = format!("/services/{}", quote(&t.service));
+    format!(
+        "logName=(\"projects/{p}/logs/{act}\" OR \"projects/{p}/logs/{pol}\" OR \"projects/{p}/logs/{da}\")\n((protoPayload.methodName:\"SetIamPolicy\" AND (protoPayload.resourceName:\"{svc}\" OR protoPayload.serviceName=\"cloudresourcemanager.googleapis.com\")) OR (protoPayload.serviceName=\"run.googleapis.com\" AND protoPayload.resourceName:\"{svc}\" AND (protoPayload.methodName:\"UpdateService\" OR protoPayload.methodName:\"ReplaceService\" OR protoPayload.methodName:\"CreateService\")) OR resource.labels.method=\"{ingress}\" OR (protoPayload.serviceName=\"iap.googleapis.com\" AND protoPayload.resourceName:\"{svc}\"))",
+        act = ipd_model::audit::ACTIVITY_LOG,
+        pol = ipd_model::audit::POLICY_LOG,
+        da = ipd_model::audit::DATA_ACCESS_LOG,
+        ingress = ipd_model::audit::HTTP_INGRESS_METHOD,
+    )
 }
 
 /// The filter that finds one request by trace ID or `insertId`.
@@ -320,7 +328,7 @@ pub fn lookup_filter(project: &str, reference: &str, since: Timestamp) -> String
     )
 }
 
-fn quote(s: &str) -> String {
+pub(crate) fn quote(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
@@ -346,7 +354,8 @@ enum Job {
     DenyList(String),
     /// The attachment point and the policy's name.
     DenyGet(String, String),
-    Constraint(&'static str),
+    Constraint(String),
+    CustomConstraints(String),
     Role(String),
     CallerConfig(CallerConfigRef),
     Troubleshoot(TsQuestion),
@@ -366,7 +375,7 @@ struct Done {
 /// Gathers evidence over a shared client.
 #[derive(Clone)]
 pub struct Gatherer {
-    client: Arc<Client>,
+    pub(crate) client: Arc<Client>,
     settings: Settings,
 }
 
@@ -580,7 +589,7 @@ impl Gatherer {
         for c in CONSTRAINTS {
             self.spawn(
                 &mut set,
-                Job::Constraint(c),
+                Job::Constraint(c.to_string()),
                 Call::GetEffectivePolicy {
                     name: format!("{project}/policies/{c}"),
                 },
@@ -670,7 +679,7 @@ impl Gatherer {
 
         let mut roles_seen: BTreeSet<String> = BTreeSet::new();
         let mut roles_skipped = 0usize;
-        let mut constraints: BTreeMap<&'static str, Result<Value, Failure>> = BTreeMap::new();
+        let mut constraints: BTreeMap<String, Result<Value, Failure>> = BTreeMap::new();
         let mut folders_walked = 0usize;
         let mut hierarchy_gap: Option<(String, Failure)> = None;
         let mut saw_401 = false;
@@ -883,6 +892,52 @@ impl Gatherer {
                 Job::Constraint(c) => {
                     constraints.insert(c, result);
                 }
+                // Custom constraints on IAM allow policies can refuse a public grant: record
+                // each definition and read its effective policy on the project.
+                Job::CustomConstraints(id) => match result {
+                    Ok(v) => {
+                        for c in v
+                            .get("customConstraints")
+                            .and_then(Value::as_array)
+                            .into_iter()
+                            .flatten()
+                        {
+                            let governs = c
+                                .get("resourceTypes")
+                                .and_then(Value::as_array)
+                                .is_some_and(|t| {
+                                    t.iter().any(|t| {
+                                        t.as_str() == Some(ipd_model::orgpolicy::ALLOW_POLICY_RESOURCE)
+                                    })
+                                });
+                            let short = c
+                                .get("name")
+                                .and_then(Value::as_str)
+                                .and_then(|n| n.rsplit_once("/customConstraints/"))
+                                .map(|(_, s)| s.to_string())
+                                .filter(|s| {
+                                    s.starts_with("custom.")
+                                        && s.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '.' || ch == '_')
+                                });
+                            let Some(short) = short.filter(|_| governs) else {
+                                continue;
+                            };
+                            rec.put(&format!("org-policy-custom-{short}.json"), Ok(c.clone()));
+                            self.spawn(
+                                &mut set,
+                                Job::Constraint(short.clone()),
+                                Call::GetEffectivePolicy {
+                                    name: format!("{project}/policies/{short}"),
+                                },
+                                chain,
+                            );
+                        }
+                    }
+                    Err(f) => rec.notes.push(format!(
+                        "the custom org-policy constraints of organizations/{id} could not be listed ({}); a custom constraint refusing public grants is seen only in the audit log",
+                        f.summary()
+                    )),
+                },
                 Job::Role(name) => {
                     let file = role_file_name(&name, &rec);
                     if let Err(f) = &result {
@@ -1083,7 +1138,17 @@ impl Gatherer {
         }
         let job = match name.split_once('/') {
             Some(("folders", id)) => Job::FolderPolicy(id.to_string()),
-            Some(("organizations", id)) => Job::OrganizationPolicy(id.to_string()),
+            Some(("organizations", id)) => {
+                self.spawn(
+                    set,
+                    Job::CustomConstraints(id.to_string()),
+                    Call::CustomConstraintsList {
+                        parent: name.to_string(),
+                    },
+                    chain,
+                );
+                Job::OrganizationPolicy(id.to_string())
+            }
             _ => return,
         };
         if self.settings.deny_policies {
@@ -1485,7 +1550,7 @@ fn merge_regional_logs(
 /// Reads `entries:list` pages: keeps paging through empty pages with a `nextPageToken` (the
 /// API's "still searching"), stops after `max_log_pages` pages with entries or
 /// `max_log_requests` requests. Returns the entries (a JSON array) and the calls made.
-async fn list_entries(
+pub(crate) async fn list_entries(
     client: &Client,
     mut body: Value,
     s: &Settings,
@@ -1505,11 +1570,23 @@ async fn list_entries(
             Err(_) if !entries.is_empty() => break,
             Err(f) => return (Err(f), calls),
         };
-        if let Some(Value::Array(a)) = page.get("entries") {
-            if !a.is_empty() {
-                pages_with_entries += 1;
+        match page.get("entries") {
+            Some(Value::Array(a)) => {
+                if !a.is_empty() {
+                    pages_with_entries += 1;
+                }
+                entries.extend(a.iter().cloned());
             }
-            entries.extend(a.iter().cloned());
+            None if page.is_object() => {}
+            // Valid JSON of another shape is no "no entries": the source failed.
+            _ => {
+                let f = Failure::synthetic(
+                    502,
+                    "INTERNAL",
+                    "the answer is not an entries:list response (`entries` is not a list)",
+                );
+                return (Err(f), calls);
+            }
         }
         let next = page
             .get("nextPageToken")
@@ -1561,8 +1638,8 @@ fn role_file_name(name: &str, rec: &Recording) -> String {
 /// else the envelope of the failure (a refusal first), so the source is a gap rather than a
 /// partial answer that would read as "nothing set". A constraint the API does not know
 /// (400/404) counts as not set.
-fn org_policies(
-    answers: BTreeMap<&'static str, Result<Value, Failure>>,
+pub(crate) fn org_policies(
+    answers: BTreeMap<String, Result<Value, Failure>>,
     notes: &mut Vec<String>,
 ) -> Result<Value, Failure> {
     let mut ok = Vec::new();
@@ -1776,16 +1853,19 @@ mod tests {
         let flaky = Failure::synthetic(503, "UNAVAILABLE", "x");
         let r = org_policies(
             BTreeMap::from([
-                ("a", Ok(ok.clone())),
-                ("b", Err(flaky)),
-                ("c", Err(denied.clone())),
+                ("a".to_string(), Ok(ok.clone())),
+                ("b".to_string(), Err(flaky)),
+                ("c".to_string(), Err(denied.clone())),
             ]),
             &mut notes,
         );
         assert_eq!(r, Err(denied));
         let unknown = Failure::synthetic(404, "NOT_FOUND", "no such constraint");
         let r = org_policies(
-            BTreeMap::from([("a", Ok(ok.clone())), ("b", Err(unknown))]),
+            BTreeMap::from([
+                ("a".to_string(), Ok(ok.clone())),
+                ("b".to_string(), Err(unknown)),
+            ]),
             &mut notes,
         );
         assert_eq!(r, Ok(Value::Array(vec![ok])));

@@ -29,6 +29,22 @@ pub struct RetryPolicy {
     /// Timeout of one attempt (connect, send, read the body).
     pub attempt_timeout: Duration,
     pub connect_timeout: Duration,
+    /// The whole gathering's bound (`--timeout`), from the client's creation: a call still
+    /// unanswered then fails (its source a gap), and no retry waits past it.
+    pub deadline: Option<Duration>,
+}
+
+impl RetryPolicy {
+    /// The longest the retries of one call wait, attempts answering at once: every backoff at
+    /// its full jitter (0.25 + 0.5 + 1 s with the defaults).
+    pub fn slowest_backoff(&self) -> Duration {
+        (1..self.max_attempts.max(1))
+            .map(|retry| {
+                let base = self.initial_backoff.as_secs_f64() * 2f64.powi(retry as i32 - 1);
+                Duration::from_secs_f64(base.min(self.max_backoff.as_secs_f64()))
+            })
+            .sum()
+    }
 }
 
 impl Default for RetryPolicy {
@@ -40,6 +56,7 @@ impl Default for RetryPolicy {
             max_retry_after: Duration::from_secs(30),
             attempt_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
+            deadline: None,
         }
     }
 }
@@ -134,6 +151,9 @@ pub enum Call {
     EntriesList { body: Value },
     /// Org Policy v2 `getEffectivePolicy`: `GET v2/{name}:getEffectivePolicy`.
     GetEffectivePolicy { name: String },
+    /// Org Policy v2 `customConstraints.list` of an organization (`organizations/O`):
+    /// `GET v2/{parent}/customConstraints` (one page of up to 100).
+    CustomConstraintsList { parent: String },
     /// IAM v1 `roles.get` (`roles/X`, `projects/P/roles/X`, `organizations/O/roles/X`).
     RolesGet { name: String },
     /// IAM v2 `policies.listPolicies` of deny policies on an attachment point
@@ -163,7 +183,28 @@ pub enum Call {
         service: String,
         receive_time: Option<Timestamp>,
     },
+    /// Cloud Asset Inventory v1 `searchAllResources`: `GET v1/{scope}:searchAllResources` with
+    /// `assetTypes` (repeated), the read mask that returns the resource data
+    /// (`versionedResources`), `pageSize=500`, `pageToken`.
+    SearchAllResources {
+        scope: String,
+        asset_types: Vec<String>,
+        page_token: Option<String>,
+    },
+    /// Cloud Asset Inventory v1 `searchAllIamPolicies`: `GET v1/{scope}:searchAllIamPolicies`
+    /// with `query`, `pageSize=500`, `pageToken`.
+    SearchAllIamPolicies {
+        scope: String,
+        query: String,
+        page_token: Option<String>,
+    },
 }
+
+/// The fields `searchAllResources` returns: the defaults a scan uses, and the resource data.
+pub const RESOURCE_READ_MASK: &str =
+    "name,assetType,project,folders,organization,location,additionalAttributes,versionedResources";
+/// The largest page both searches allow.
+pub const SEARCH_PAGE_SIZE: u32 = 500;
 
 impl Call {
     /// Asks Policy Troubleshooter about `principal` (a bare email) and the service `service`
@@ -188,6 +229,16 @@ impl Call {
         })
     }
 
+    /// The API the call goes to (read off the URL [`Call::request`] builds, so the two agree).
+    pub fn api(&self) -> Api {
+        let (_, url, _, _) = self.request(&Endpoints::default());
+        Api::ALL
+            .iter()
+            .copied()
+            .find(|a| url.starts_with(a.default_root()))
+            .unwrap_or(Api::Run)
+    }
+
     /// The method's name, as the fake and the docs call it.
     pub fn method_name(&self) -> &'static str {
         match self {
@@ -209,12 +260,15 @@ impl Call {
             }
             Call::EntriesList { .. } => "logging.entries.list",
             Call::GetEffectivePolicy { .. } => "orgpolicy.getEffectivePolicy",
+            Call::CustomConstraintsList { .. } => "orgpolicy.customConstraints.list",
             Call::RolesGet { .. } => "iam.roles.get",
             Call::DenyPoliciesList { .. } => "iam.policies.listPolicies",
             Call::DenyPolicyGet { .. } => "iam.policies.get",
             Call::TokenInfo { .. } => "oauth2.tokeninfo",
             Call::CallerConfigGet { api, name, .. } => caller_get_method(*api, name),
             Call::Troubleshoot { .. } => "policytroubleshooter.iam.troubleshoot",
+            Call::SearchAllResources { .. } => "cloudasset.searchAllResources",
+            Call::SearchAllIamPolicies { .. } => "cloudasset.searchAllIamPolicies",
         }
     }
 
@@ -240,6 +294,7 @@ impl Call {
             }
             Call::EntriesList { .. } => "logging.logEntries.list",
             Call::GetEffectivePolicy { .. } => "orgpolicy.policy.get",
+            Call::CustomConstraintsList { .. } => "orgpolicy.customConstraints.list",
             Call::RolesGet { .. } => "iam.roles.get",
             Call::DenyPoliciesList { .. } => "iam.denypolicies.list",
             Call::DenyPolicyGet { .. } => "iam.denypolicies.get",
@@ -249,6 +304,8 @@ impl Call {
             // The troubleshooter reads the policies that apply (iam.roles.get, the ancestors'
             // getIamPolicy, ...); the first is the service's own.
             Call::Troubleshoot { .. } => "run.services.getIamPolicy",
+            Call::SearchAllResources { .. } => "cloudasset.assets.searchAllResources",
+            Call::SearchAllIamPolicies { .. } => "cloudasset.assets.searchAllIamPolicies",
         }
     }
 
@@ -260,6 +317,7 @@ impl Call {
             | Call::FoldersGet { name }
             | Call::OrganizationsGet { name }
             | Call::GetEffectivePolicy { name }
+            | Call::CustomConstraintsList { parent: name }
             | Call::RolesGet { name }
             | Call::DenyPolicyGet { name }
             | Call::CallerConfigGet { name, .. } => name.clone(),
@@ -299,6 +357,31 @@ impl Call {
             Call::Troubleshoot {
                 principal, service, ..
             } => format!("{INVOKE_PERMISSION} of {principal} on {service}"),
+            Call::SearchAllResources {
+                scope,
+                asset_types,
+                page_token,
+            } => format!(
+                "{scope} {}{}",
+                asset_types.join(","),
+                if page_token.is_some() {
+                    " (next page)"
+                } else {
+                    ""
+                }
+            ),
+            Call::SearchAllIamPolicies {
+                scope,
+                query,
+                page_token,
+            } => format!(
+                "{scope} {query}{}",
+                if page_token.is_some() {
+                    " (next page)"
+                } else {
+                    ""
+                }
+            ),
         }
     }
 
@@ -369,6 +452,12 @@ impl Call {
                 vec![],
                 None,
             ),
+            Call::CustomConstraintsList { parent } => (
+                Method::GET,
+                ep.url(Api::OrgPolicy, &format!("v2/{parent}/customConstraints")),
+                vec![("pageSize", "100".to_string())],
+                None,
+            ),
             Call::RolesGet { name } => (
                 Method::GET,
                 ep.url(Api::Iam, &format!("v1/{name}")),
@@ -434,6 +523,46 @@ impl Call {
                     ep.url(Api::PolicyTroubleshooter, "v3/iam:troubleshoot"),
                     vec![],
                     Some(json!({ "accessTuple": tuple })),
+                )
+            }
+            Call::SearchAllResources {
+                scope,
+                asset_types,
+                page_token,
+            } => {
+                let mut q: Vec<(&'static str, String)> = asset_types
+                    .iter()
+                    .map(|t| ("assetTypes", t.clone()))
+                    .collect();
+                q.push(("readMask", RESOURCE_READ_MASK.to_string()));
+                q.push(("pageSize", SEARCH_PAGE_SIZE.to_string()));
+                if let Some(t) = page_token {
+                    q.push(("pageToken", t.clone()));
+                }
+                (
+                    Method::GET,
+                    ep.url(Api::CloudAsset, &format!("v1/{scope}:searchAllResources")),
+                    q,
+                    None,
+                )
+            }
+            Call::SearchAllIamPolicies {
+                scope,
+                query,
+                page_token,
+            } => {
+                let mut q = vec![
+                    ("query", query.clone()),
+                    ("pageSize", SEARCH_PAGE_SIZE.to_string()),
+                ];
+                if let Some(t) = page_token {
+                    q.push(("pageToken", t.clone()));
+                }
+                (
+                    Method::GET,
+                    ep.url(Api::CloudAsset, &format!("v1/{scope}:searchAllIamPolicies")),
+                    q,
+                    None,
                 )
             }
         }
@@ -579,18 +708,22 @@ impl Client {
     fn http_for(&self, url: &str) -> Result<&reqwest::Client, &ClientError> {
         let plain = url.starts_with("http://");
         let cell = if plain { &self.plain } else { &self.tls };
-        cell.get_or_init(|| {
-            let mut b = reqwest::Client::builder()
-                .connect_timeout(self.policy.connect_timeout)
-                .user_agent(concat!("invoker-doctor/", env!("CARGO_PKG_VERSION")));
+        let build = || -> Result<reqwest::Client, ClientError> {
+            let mut b = crate::endpoints::with_proxies(
+                reqwest::Client::builder()
+                    .connect_timeout(self.policy.connect_timeout)
+                    .user_agent(concat!("invoker-doctor/", env!("CARGO_PKG_VERSION"))),
+                self.endpoints.proxies(),
+            )
+            .map_err(ClientError)?;
             if plain {
                 // No roots at all: this client cannot open a TLS connection, and needs none.
                 b = b.tls_certs_only(std::iter::empty());
             }
             b.build()
                 .map_err(|e| ClientError(e.without_url().to_string()))
-        })
-        .as_ref()
+        };
+        cell.get_or_init(build).as_ref()
     }
 
     /// Whether the TLS client has been built (for the no-fixed-cost check).
@@ -636,52 +769,87 @@ impl Client {
         let start = self.created.elapsed();
         let began = Instant::now();
         let (method, url, query, body) = call.request(&self.endpoints);
+        if let Some(why) = self.endpoints.refusal(call.api()) {
+            // Never dialled: the user pointed the tool at other hosts only.
+            return Err(Failure::synthetic(400, "FAILED_PRECONDITION", why));
+        }
         let mut notes = Vec::new();
         let mut attempts = 0;
-        let result = loop {
-            attempts += 1;
-            let last = attempts >= self.policy.max_attempts.max(1);
-            let outcome = self
-                .attempt(call, &method, &url, &query, body.as_ref())
-                .await;
-            let (failure, retry_after) = match outcome {
-                Attempt::Ok(v) => break Ok(v),
-                Attempt::Final(f) => break Err(f),
-                Attempt::Transient(f, ra) => (f, ra),
-            };
-            if last {
-                notes.push(format!("{}, no attempts left", short(&failure)));
-                break Err(failure);
-            }
-            let wait = match retry_after {
-                Some(ra) if ra > self.policy.max_retry_after => {
+        let deadline = self
+            .policy
+            .deadline
+            .map(|d| tokio::time::Instant::from_std(self.created + d));
+        let retries = async {
+            loop {
+                attempts += 1;
+                let last = attempts >= self.policy.max_attempts.max(1);
+                let outcome = self
+                    .attempt(call, &method, &url, &query, body.as_ref())
+                    .await;
+                let (failure, retry_after) = match outcome {
+                    Attempt::Ok(v) => break Ok(v),
+                    Attempt::Final(f) => break Err(f),
+                    Attempt::Transient(f, ra) => (f, ra),
+                };
+                if last {
+                    notes.push(format!("{}, no attempts left", short(&failure)));
+                    break Err(failure);
+                }
+                let wait = match retry_after {
+                    Some(ra) if ra > self.policy.max_retry_after => {
+                        notes.push(format!(
+                            "{}, Retry-After {} s is longer than the {} s this tool waits",
+                            short(&failure),
+                            ra.as_secs(),
+                            self.policy.max_retry_after.as_secs()
+                        ));
+                        break Err(failure);
+                    }
+                    Some(ra) => {
+                        notes.push(format!(
+                            "{}, waited {:.1} s (Retry-After)",
+                            short(&failure),
+                            ra.as_secs_f64()
+                        ));
+                        ra
+                    }
+                    None => {
+                        let b = self.backoff(attempts);
+                        notes.push(format!(
+                            "{}, retried after {:.2} s (backoff)",
+                            short(&failure),
+                            b.as_secs_f64()
+                        ));
+                        b
+                    }
+                };
+                if let Some(d) = deadline
+                    && tokio::time::Instant::now() + wait >= d
+                {
                     notes.push(format!(
-                        "{}, Retry-After {} s is longer than the {} s this tool waits",
+                        "{}, no retry: waiting {:.1} s would pass --timeout",
                         short(&failure),
-                        ra.as_secs(),
-                        self.policy.max_retry_after.as_secs()
+                        wait.as_secs_f64()
                     ));
                     break Err(failure);
                 }
-                Some(ra) => {
-                    notes.push(format!(
-                        "{}, waited {:.1} s (Retry-After)",
-                        short(&failure),
-                        ra.as_secs_f64()
-                    ));
-                    ra
+                tokio::time::sleep(wait).await;
+            }
+        };
+        let result = match deadline {
+            None => retries.await,
+            Some(d) => match tokio::time::timeout_at(d, retries).await {
+                Ok(r) => r,
+                Err(_) => {
+                    let secs = self.policy.deadline.unwrap_or_default().as_secs_f64();
+                    notes.push(format!("cut off at --timeout ({secs:.0} s)"));
+                    Err(no_answer(
+                        504,
+                        "DEADLINE_EXCEEDED",
+                        format!("no answer within --timeout ({secs:.0} s for the whole run)"),
+                    ))
                 }
-                None => {
-                    let b = self.backoff(attempts);
-                    notes.push(format!(
-                        "{}, retried after {:.2} s (backoff)",
-                        short(&failure),
-                        b.as_secs_f64()
-                    ));
-                    b
-                }
-            };
-            tokio::time::sleep(wait).await;
+            },
         };
         let rec = CallRecord {
             method: call.method_name(),
@@ -813,6 +981,14 @@ impl Client {
                 };
                 Failure::synthetic(status, canonical_status(status), message)
             }
+            _ if html_title(&bytes).is_some() => Failure::synthetic(
+                status,
+                canonical_status(status),
+                format!(
+                    "HTTP {status}: an HTML page (\"{}\"), not the API's answer: a proxy or load balancer between the tool and the API answered",
+                    html_title(&bytes).unwrap_or_default()
+                ),
+            ),
             _ => {
                 let text = String::from_utf8_lossy(&bytes);
                 let snippet: String = text.trim().chars().take(200).collect();
@@ -833,6 +1009,24 @@ impl Client {
             Attempt::Final(failure)
         }
     }
+}
+
+/// The `<title>` of an HTML page (a proxy's error page), `Some("")` for HTML without one;
+/// `None` when the body is not HTML.
+fn html_title(bytes: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(4096)]);
+    let lower = text.trim_start().to_ascii_lowercase();
+    if !(lower.starts_with("<html") || lower.starts_with("<!doctype html")) {
+        return None;
+    }
+    let title = lower
+        .find("<title>")
+        .and_then(|i| {
+            let rest = &text.trim_start()[i + "<title>".len()..];
+            rest.find('<').map(|j| rest[..j].trim().to_string())
+        })
+        .unwrap_or_default();
+    Some(title.chars().take(100).collect())
 }
 
 enum Attempt {

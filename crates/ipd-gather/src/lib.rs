@@ -45,11 +45,13 @@
 //! answer (`UNKNOWN_INFO`), not necessarily a refusal. The API must be enabled in the project of the
 //! credentials (else 403 `SERVICE_DISABLED`, and the cross-check says `unavailable`).
 
+pub mod asset;
 pub mod auth;
 pub mod endpoints;
 pub mod env;
 pub mod gather;
 pub mod http;
+pub mod incidents;
 pub mod record;
 pub mod resolve;
 
@@ -61,6 +63,7 @@ pub use gather::{
     Target, troubleshooter_email,
 };
 pub use http::{BadName, Call, CallRecord, Client, ClientError, Failure, RetryPolicy};
+pub use incidents::{IncidentQuery, IncidentRead, incident_filter};
 pub use record::Recording;
 pub use resolve::{ResolveError, WhoamiError, parse_run_url, principal_for_email};
 

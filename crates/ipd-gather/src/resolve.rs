@@ -57,32 +57,15 @@ pub const RUN_REGIONS: &[&str] = &[
 /// `https://SERVICE-PROJECTNUMBER.REGION.run.app[/path]` → (service, project number, region).
 /// The service name may contain `-`; the number is the part after the last one.
 pub fn parse_run_url(url: &str) -> Option<(String, String, String)> {
-    let host = url_host(url)?;
-    let rest = host.strip_suffix(".run.app")?;
-    let (first, region) = rest.split_once('.')?;
-    if region.is_empty() || region.contains('.') || region == "a" {
-        return None;
-    }
-    let (service, number) = first.rsplit_once('-')?;
-    let ok = !service.is_empty()
-        && !number.is_empty()
-        && number.chars().all(|c| c.is_ascii_digit())
-        && check_name(service).is_ok()
-        && check_name(region).is_ok();
-    ok.then(|| (service.to_string(), number.to_string(), region.to_string()))
+    let h = ipd_model::paste::ids::run_host(&url_host(url)?)?;
+    let (number, region) = (h.project_number?, h.region?);
+    (check_name(&h.service).is_ok() && check_name(&region).is_ok())
+        .then_some((h.service, number, region))
 }
 
 /// The lowercased host of an `https://` (or `http://`) URL.
 pub fn url_host(url: &str) -> Option<String> {
-    let u = url.trim();
-    let lower = u.to_ascii_lowercase();
-    let rest = lower
-        .strip_prefix("https://")
-        .or_else(|| lower.strip_prefix("http://"))?;
-    let host = rest.split(['/', '?', '#']).next()?;
-    let host = host.rsplit('@').next()?;
-    let host = host.split(':').next()?.trim_end_matches('.');
-    (!host.is_empty()).then(|| host.to_string())
+    ipd_model::inventory::url_host(url)
 }
 
 /// Why `--url` did not lead to a service.

@@ -576,6 +576,281 @@ pub fn iap_denials(logs: &[LogEntry]) -> Vec<IapDenial> {
     out
 }
 
+/// What kind of Admin Activity change an [`AdminChange`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeKind {
+    /// `SetIamPolicy` on a service, project, folder or organization.
+    IamPolicy,
+    /// `UpdateService` / `ReplaceService` / `CreateService` of a Cloud Run service.
+    Service,
+    /// A service account deleted, undeleted, created, disabled or enabled.
+    ServiceAccount,
+    /// An Org Policy v2 policy (or a legacy CRM `SetOrgPolicy`) created, updated or deleted.
+    OrgPolicy,
+    /// An IAM v2 deny policy created, updated or deleted.
+    DenyPolicy,
+}
+
+/// The new settings an `UpdateService` / `ReplaceService` request carries (only the ones that
+/// decide who may invoke; the audit log has the new service, not the old one).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ServiceSettings {
+    /// `invokerIamDisabled` (v2) or the `run.googleapis.com/invoker-iam-disabled` annotation.
+    pub invoker_iam_disabled: Option<bool>,
+    pub ingress: Option<crate::service::Ingress>,
+    /// `customAudiences` (v2) or the `run.googleapis.com/custom-audiences` annotation.
+    pub custom_audiences: Option<Vec<String>>,
+    /// `defaultUriDisabled` (v2) or the `run.googleapis.com/default-url-disabled` annotation.
+    pub default_uri_disabled: Option<bool>,
+}
+
+/// One Admin Activity entry that can change who may invoke a service.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AdminChange {
+    pub time: Option<Timestamp>,
+    pub insert_id: Option<String>,
+    pub kind: ChangeKind,
+    /// The method's last segment: `SetIamPolicy`, `UpdateService`, `ReplaceService`,
+    /// `DeleteServiceAccount`, `UpdatePolicy`, ...
+    pub method: String,
+    /// Who made it (`user:` / `serviceAccount:`), from `authenticationInfo.principalEmail`.
+    pub principal: Option<String>,
+    /// `protoPayload.resourceName` as logged.
+    pub resource: Option<String>,
+    /// The Cloud Run service the change is on (`SERVICE` of `.../services/SERVICE`), if any.
+    pub service: Option<String>,
+    /// For IAM changes: the level (`service`, `project`, `folder`, `organization`, or
+    /// `service_account` for a service account's own policy).
+    pub level: Option<&'static str>,
+    /// Bindings the change removed (`REMOVE` deltas).
+    pub removed: Vec<BindingChange>,
+    /// Bindings the change added (`ADD` deltas), or the whole new policy (`SET`).
+    pub added: Vec<BindingChange>,
+    pub settings: ServiceSettings,
+    /// The service account a service-account operation is about (email or unique ID).
+    pub account: Option<String>,
+    /// The org-policy constraint (`run.allowedIngress`, `iam.allowedPolicyMemberDomains`, ...).
+    pub constraint: Option<String>,
+    /// The deny policy's request mentions `run.googleapis.com/routes.invoke`.
+    pub denies_invoke: bool,
+}
+
+fn method_tail(m: &str) -> &str {
+    m.rsplit('.').next().unwrap_or(m)
+}
+
+/// `…/services/S` → `S` (v2 `projects/P/locations/R/services/S`, v1 `namespaces/P/services/S`).
+pub fn service_of_resource(r: &str) -> Option<&str> {
+    let (_, tail) = r.rsplit_once("/services/")?;
+    let s = tail.split('/').next()?;
+    (!s.is_empty()).then_some(s)
+}
+
+fn level_of(resource: &str) -> &'static str {
+    if resource.contains("/serviceAccounts/") {
+        "service_account"
+    } else if service_of_resource(resource).is_some() {
+        "service"
+    } else if resource.starts_with("folders/") {
+        "folder"
+    } else if resource.starts_with("organizations/") {
+        "organization"
+    } else {
+        "project"
+    }
+}
+
+/// Field by camelCase or snake_case name (the IAM Admin API logs its requests in snake_case).
+fn field<'a>(v: &'a Value, camel: &str, snake: &str) -> Option<&'a Value> {
+    v.get(camel).or_else(|| v.get(snake))
+}
+
+fn service_settings(p: &Value) -> ServiceSettings {
+    let Some(req) = p.get("request") else {
+        return ServiceSettings::default();
+    };
+    let svc = req.get("service").unwrap_or(req);
+    let ann = svc
+        .get("metadata")
+        .and_then(|m| m.get("annotations"))
+        .and_then(Value::as_object);
+    let ann_s = |k: &str| ann.and_then(|a| a.get(k)).and_then(Value::as_str);
+    let v2_bool = |k: &str| svc.get(k).and_then(Value::as_bool);
+    let is_v2 = svc.get("metadata").is_none();
+    // v2 leaves false and default values out (proto3 JSON): in a v2 request an absent
+    // `invokerIamDisabled` means the check is on. v1 has annotations only when set.
+    let invoker_iam_disabled = invoker_switch(req).or(is_v2.then_some(false));
+    let ingress = svc
+        .get("ingress")
+        .and_then(Value::as_str)
+        .map(crate::service::Ingress::from_v2)
+        .or_else(|| ann_s("run.googleapis.com/ingress").map(crate::service::Ingress::from_v1));
+    let custom_audiences = svc
+        .get("customAudiences")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .or_else(|| {
+            ann_s("run.googleapis.com/custom-audiences")
+                .and_then(|t| serde_json::from_str::<Vec<String>>(t).ok())
+        })
+        .or(is_v2.then(Vec::new));
+    let default_uri_disabled = v2_bool("defaultUriDisabled")
+        .or_else(|| {
+            ann_s("run.googleapis.com/default-url-disabled").map(|v| v.eq_ignore_ascii_case("true"))
+        })
+        .or(is_v2.then_some(false));
+    ServiceSettings {
+        invoker_iam_disabled,
+        ingress,
+        custom_audiences,
+        default_uri_disabled,
+    }
+}
+
+/// The service account an IAM Admin operation names: the request's `name`
+/// (`projects/-/serviceAccounts/EMAIL`), the response's `email`, or the resource name.
+fn account_of(p: &Value) -> Option<String> {
+    let tail = |n: &str| n.rsplit('/').next().map(str::to_string);
+    let resp = p.get("response");
+    resp.and_then(|r| s(r, &["email"]))
+        .or_else(|| {
+            p.get("request")
+                .and_then(|r| field(r, "name", "name"))
+                .and_then(Value::as_str)
+                .filter(|n| n.contains("/serviceAccounts/"))
+                .and_then(tail)
+        })
+        .or_else(|| {
+            let req = p.get("request")?;
+            let id = field(req, "accountId", "account_id")?.as_str()?;
+            let project = s(req, &["name"])?.strip_prefix("projects/")?.to_string();
+            Some(format!("{id}@{project}.iam.gserviceaccount.com"))
+        })
+        .or_else(|| s(p, &["resourceName"]).as_deref().and_then(tail))
+}
+
+/// Every Admin Activity entry that can change who may invoke a service, oldest first:
+/// `SetIamPolicy` (with the bindings the delta removed and added), Cloud Run
+/// `UpdateService`/`ReplaceService`/`CreateService` (with the new invoker-check, ingress,
+/// custom-audience and default-URL settings), service-account create/delete/undelete/
+/// disable/enable, Org Policy and IAM deny-policy writes. Entries whose `status` carries a
+/// non-zero code (the call failed: nothing changed) are left out.
+pub fn admin_changes(logs: &[LogEntry]) -> Vec<AdminChange> {
+    let mut out = Vec::new();
+    for e in logs.iter().filter(|e| log_is(e, ACTIVITY_LOG)) {
+        let Some(p) = &e.proto_payload else { continue };
+        let Some(full) = s(p, &["methodName"]) else {
+            continue;
+        };
+        if !AuditStatus::of(p).as_ref().is_none_or(AuditStatus::ok) {
+            continue;
+        }
+        let method = method_tail(&full).to_string();
+        let service_name = s(p, &["serviceName"]).unwrap_or_default();
+        let resource = s(p, &["resourceName"]);
+        let lower = method.to_ascii_lowercase();
+        let kind = if lower == "setiampolicy" {
+            ChangeKind::IamPolicy
+        } else if service_name == "run.googleapis.com"
+            && matches!(
+                lower.as_str(),
+                "updateservice" | "replaceservice" | "createservice"
+            )
+        {
+            ChangeKind::Service
+        } else if full.starts_with("google.iam.admin.")
+            && lower.contains("serviceaccount")
+            && ["delete", "undelete", "create", "disable", "enable"]
+                .iter()
+                .any(|v| lower.starts_with(v))
+        {
+            ChangeKind::ServiceAccount
+        } else if (service_name == "orgpolicy.googleapis.com"
+            && matches!(
+                lower.as_str(),
+                "createpolicy" | "updatepolicy" | "deletepolicy"
+            ))
+            || lower == "setorgpolicy"
+            || lower == "clearorgpolicy"
+        {
+            ChangeKind::OrgPolicy
+        } else if full.starts_with("google.iam.v2.")
+            && matches!(
+                lower.as_str(),
+                "createpolicy" | "updatepolicy" | "deletepolicy"
+            )
+        {
+            ChangeKind::DenyPolicy
+        } else {
+            continue;
+        };
+        let mine: Vec<BindingChange> = match kind {
+            ChangeKind::IamPolicy => binding_changes(std::slice::from_ref(e)),
+            _ => Vec::new(),
+        };
+        let service = resource
+            .as_deref()
+            .and_then(service_of_resource)
+            .map(str::to_string);
+        let constraint = (kind == ChangeKind::OrgPolicy)
+            .then(|| {
+                resource
+                    .as_deref()
+                    .and_then(|r| r.rsplit_once("/policies/").map(|(_, c)| c.to_string()))
+                    .or_else(|| {
+                        p.get("request")
+                            .and_then(|r| r.get("policy"))
+                            .and_then(|po| s(po, &["constraint"]))
+                    })
+                    .map(|c| c.trim_start_matches("constraints/").to_string())
+            })
+            .flatten();
+        let denies_invoke = kind == ChangeKind::DenyPolicy
+            && p.get("request")
+                .is_some_and(|r| r.to_string().contains("run.googleapis.com/routes.invoke"));
+        out.push(AdminChange {
+            time: e.time(),
+            insert_id: e.insert_id.clone(),
+            kind,
+            method,
+            principal: s(p, &["authenticationInfo", "principalEmail"])
+                .map(|m| crate::principal::Principal::from_email(&m).to_string()),
+            level: (kind == ChangeKind::IamPolicy)
+                .then(|| level_of(resource.as_deref().unwrap_or(""))),
+            removed: mine
+                .iter()
+                .filter(|b| b.action == "REMOVE")
+                .cloned()
+                .collect(),
+            added: mine
+                .iter()
+                .filter(|b| b.action != "REMOVE")
+                .cloned()
+                .collect(),
+            settings: if kind == ChangeKind::Service {
+                service_settings(p)
+            } else {
+                ServiceSettings::default()
+            },
+            account: (kind == ChangeKind::ServiceAccount)
+                .then(|| account_of(p))
+                .flatten(),
+            constraint,
+            denies_invoke,
+            service,
+            resource,
+        });
+    }
+    out.sort_by_key(|c| c.time);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -601,6 +876,97 @@ mod tests {
         assert_eq!(c.len(), 1);
         assert_eq!(c[0].action, "ADD");
         assert_eq!(c[0].actor.as_deref(), Some("ops@example.com"));
+    }
+
+    fn activity(method: &str, service: &str, resource: &str, extra: Value) -> LogEntry {
+        let mut p = json!({"@type": "type.googleapis.com/google.cloud.audit.AuditLog",
+            "serviceName": service, "methodName": method, "resourceName": resource,
+            "authenticationInfo": {"principalEmail": "deployer@p.iam.gserviceaccount.com"}});
+        if let (Some(o), Value::Object(e)) = (p.as_object_mut(), extra) {
+            o.extend(e);
+        }
+        entry(
+            json!({"logName": "projects/p/logs/cloudaudit.googleapis.com%2Factivity",
+            "timestamp": "2026-11-20T10:12:00Z", "insertId": "x", "protoPayload": p}),
+        )
+    }
+
+    #[test]
+    fn admin_changes_of_every_kind() {
+        use crate::service::Ingress;
+        let v1 = activity(
+            "google.cloud.run.v1.Services.ReplaceService",
+            "run.googleapis.com",
+            "namespaces/p/services/s",
+            json!({"request": {"@type": "type.googleapis.com/google.cloud.run.v1.ReplaceServiceRequest",
+                "service": {"metadata": {"name": "s", "annotations": {"run.googleapis.com/ingress": "internal",
+                    "run.googleapis.com/custom-audiences": "[\"https://a.example.com\"]"}}}}}),
+        );
+        let v2 = activity(
+            "google.cloud.run.v2.Services.UpdateService",
+            "run.googleapis.com",
+            "projects/p/locations/r/services/s",
+            json!({"request": {"service": {"name": "projects/p/locations/r/services/s", "invokerIamDisabled": true}}}),
+        );
+        let del = activity(
+            "google.iam.admin.v1.DeleteServiceAccount",
+            "iam.googleapis.com",
+            "projects/-/serviceAccounts/1122",
+            json!({"request": {"name": "projects/-/serviceAccounts/sa@p.iam.gserviceaccount.com"}}),
+        );
+        let create = activity(
+            "google.iam.admin.v1.CreateServiceAccount",
+            "iam.googleapis.com",
+            "projects/p/serviceAccounts/3344",
+            json!({"request": {"account_id": "sa", "name": "projects/p"}}),
+        );
+        let org = activity(
+            "google.cloud.orgpolicy.v2.OrgPolicy.UpdatePolicy",
+            "orgpolicy.googleapis.com",
+            "projects/p/policies/run.allowedIngress",
+            json!({}),
+        );
+        let deny = activity(
+            "google.iam.v2.Policies.CreatePolicy",
+            "iam.googleapis.com",
+            "policies/cloudresourcemanager.googleapis.com%2Fprojects%2F1/denypolicies/d",
+            json!({"request": {"policy": {"rules": [{"denyRule": {"deniedPermissions": ["run.googleapis.com/routes.invoke"]}}]}}}),
+        );
+        let read = activity(
+            "google.cloud.run.v2.Services.GetService",
+            "run.googleapis.com",
+            "projects/p/locations/r/services/s",
+            json!({}),
+        );
+        let c = admin_changes(&[v1, v2, del, create, org, deny, read]);
+        assert_eq!(c.len(), 6);
+        assert_eq!(c[0].service.as_deref(), Some("s"));
+        assert_eq!(c[0].settings.ingress, Some(Ingress::Internal));
+        assert_eq!(
+            c[0].settings.custom_audiences,
+            Some(vec!["https://a.example.com".to_string()])
+        );
+        assert_eq!(
+            c[0].settings.invoker_iam_disabled, None,
+            "v1 without the annotation: unknown"
+        );
+        assert_eq!(c[1].settings.invoker_iam_disabled, Some(true));
+        assert_eq!(c[1].settings.ingress, None);
+        assert_eq!(
+            c[2].account.as_deref(),
+            Some("sa@p.iam.gserviceaccount.com")
+        );
+        assert_eq!(
+            c[3].account.as_deref(),
+            Some("sa@p.iam.gserviceaccount.com")
+        );
+        assert_eq!(c[4].constraint.as_deref(), Some("run.allowedIngress"));
+        assert!(c[5].denies_invoke);
+        assert_eq!(c[5].kind, ChangeKind::DenyPolicy);
+        assert_eq!(
+            c[0].principal.as_deref(),
+            Some("serviceAccount:deployer@p.iam.gserviceaccount.com")
+        );
     }
 
     fn set_iam(

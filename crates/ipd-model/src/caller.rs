@@ -96,6 +96,11 @@ impl CallerConfig {
 
     /// Detects the kind from content and reads it. `None` when it is none of the kinds.
     pub fn from_value(v: &Value) -> Option<CallerConfig> {
+        // Every kind is an object whose `name` (when present) is a string; anything else is
+        // no configuration at all, never one "without a token".
+        if !v.is_object() || v.get("name").is_some_and(|n| !n.is_string()) {
+            return None;
+        }
         let name = v
             .get("name")
             .and_then(Value::as_str)
@@ -119,6 +124,7 @@ impl CallerConfig {
         };
         if let Some(pc) = v
             .get("pushConfig")
+            .filter(|pc| pc.is_object())
             .filter(|_| name.contains("/subscriptions/") || name.is_empty())
         {
             return Some(CallerConfig {
@@ -374,5 +380,15 @@ mod tests {
     #[test]
     fn unrelated_json_is_not_a_caller() {
         assert!(CallerConfig::from_value(&json!({"bindings": []})).is_none());
+    }
+
+    #[test]
+    fn valid_json_of_another_shape_is_no_caller() {
+        // What a broken proxy or API might answer: every field of the wrong type. Read as a
+        // push subscription "without OIDC", it would fire `no_token` on garbage.
+        let v = serde_json::json!({"name": 42, "pushConfig": "x", "httpTarget": 1});
+        assert!(CallerConfig::from_value(&v).is_none());
+        assert!(CallerConfig::from_value(&serde_json::json!({"pushConfig": "x"})).is_none());
+        assert!(CallerConfig::from_value(&serde_json::json!([1, 2])).is_none());
     }
 }

@@ -169,6 +169,23 @@ pub enum Doc<T> {
     Error(ApiError),
 }
 
+/// YAML limits: evidence YAML (`gcloud ... --format=export`) has no anchors and a few hundred
+/// nodes, so anchors, aliases and events are capped far below the parser's defaults; an alias
+/// bomb is refused within milliseconds. Nesting stays at the parser's 64 levels.
+pub const YAML_MAX_ALIASES: usize = 1_000;
+pub const YAML_MAX_EVENTS: usize = 200_000;
+
+fn yaml_options() -> serde_saphyr::Options {
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_aliases = YAML_MAX_ALIASES;
+    budget.max_anchors = YAML_MAX_ALIASES;
+    budget.max_events = YAML_MAX_EVENTS;
+    budget.max_recorded_anchor_events = YAML_MAX_EVENTS;
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    options
+}
+
 /// Parses `text` (JSON or YAML) into `T`. `file` names the document in errors.
 pub fn parse<T: DeserializeOwned>(file: &str, text: &str) -> Result<Doc<T>, ParseError> {
     let text = text.trim_start_matches('\u{feff}');
@@ -188,7 +205,7 @@ pub fn parse<T: DeserializeOwned>(file: &str, text: &str) -> Result<Doc<T>, Pars
             if text.trim().is_empty() {
                 return Err(ParseError::new(file, "the file is empty"));
             }
-            serde_saphyr::from_str(text)
+            serde_saphyr::from_str_with_options(text, yaml_options())
                 .map(Doc::Value)
                 .map_err(|e| ParseError::from_yaml(file, &e))
         }

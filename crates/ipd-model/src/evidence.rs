@@ -57,6 +57,9 @@ pub struct Evidence {
     /// `caller-*.json` files that held an API error instead of a caller's configuration
     /// (denied, not found, ...): reported as gaps `caller_config:NAME`.
     pub caller_config_gaps: Vec<Gap>,
+    /// Bundle files that could not be read and hold no source of their own above (a custom
+    /// role, `context.json`, `token.txt`, one of several org-policy files): `failed` gaps.
+    pub file_gaps: Vec<Gap>,
     /// Policy Troubleshooter's answer for the caller (`troubleshoot.json`); `None` when it was
     /// not asked. Optional: its absence or failure is never a gap, only a missing cross-check.
     pub troubleshoot: Option<Gathered<Troubleshoot>>,
@@ -268,6 +271,7 @@ impl Evidence {
             }
         }
         out.extend(self.caller_config_gaps.iter().cloned());
+        out.extend(self.file_gaps.iter().cloned());
         out
     }
 }

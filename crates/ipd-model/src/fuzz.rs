@@ -163,3 +163,81 @@ proptest! {
         }
     }
 }
+
+/// Pieces of real pastes to splice around tokens and noise.
+const PASTE_PIECES: &[&str] = &[
+    "HTTP/2 403\nserver: Google Frontend\ncontent-type: text/html; charset=UTF-8\n",
+    "curl -v https://svc-123456789012.europe-west1.run.app/x -H \"Authorization: Bearer ",
+    "The request was not authenticated. Either allow unauthenticated invocations or set the proper Authorization header.",
+    "The request was not authorized to invoke this service.",
+    "Invalid IAP credentials: ",
+    "{\"error\": {\"code\": 403, \"message\": \"Permission 'iam.serviceaccounts.actAs' denied\", \"status\": \"PERMISSION_DENIED\"}}",
+    "ERROR: (gcloud.run.deploy) PERMISSION_DENIED: ",
+    "x-cloud-trace-context: ",
+    "https://svc-abcdefghij-ew.a.run.app/?id_token=",
+    "\"insertId\": \"",
+    "<title>403 Forbidden</title><h1>Error: Forbidden</h1>",
+    "jsonPayload: {\nstatus: \"PERMISSION_DENIED\"\nurl: \"https://",
+];
+
+/// A token as people paste them: a JWT of three base64url segments, or an access token.
+fn pasted_token() -> impl Strategy<Value = String> {
+    prop_oneof![
+        (
+            "[A-Za-z0-9_-]{20,60}",
+            "[A-Za-z0-9_-]{20,200}",
+            "[A-Za-z0-9_-]{20,80}"
+        )
+            .prop_map(|(h, p, s)| format!("eyJ{h}.eyJ{p}.{s}")),
+        "[A-Za-z0-9_-]{30,120}".prop_map(|t| format!("ya29.{t}")),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, .. ProptestConfig::default() })]
+
+    #[test]
+    fn recognising_arbitrary_text_never_panics(text in "\\PC{0,600}") {
+        let r = crate::paste::recognise(&text);
+        let _ = crate::paste::PasteObject::new(&r);
+    }
+
+    #[test]
+    fn recognising_arbitrary_bytes_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
+        let text = String::from_utf8_lossy(&bytes);
+        let r = crate::paste::recognise(&text);
+        let _ = crate::paste::PasteObject::new(&r);
+    }
+
+    /// A paste that contains a token, wherever it sits among real paste pieces, never gets
+    /// it back in what the recogniser says (identifiers, meaning, next steps).
+    #[test]
+    fn a_pasted_token_is_never_echoed(
+        before in prop::collection::vec(prop::sample::select(PASTE_PIECES), 0..4),
+        after in prop::collection::vec(prop::sample::select(PASTE_PIECES), 0..4),
+        token in pasted_token(),
+        sep in prop::sample::select(vec!["", " ", "\n", "\"", "&x=1 ", "/"]),
+    ) {
+        let text = format!("{}{token}{sep}{}", before.concat(), after.concat());
+        let r = crate::paste::recognise(&text);
+        let out = serde_json::to_string(&crate::paste::PasteObject::new(&r)).unwrap_or_default();
+        // Any 12 characters of the token's secret part would be too many.
+        let body = token.trim_start_matches("ya29.").trim_start_matches("eyJ");
+        for w in body.as_bytes().windows(12).step_by(6) {
+            let w = std::str::from_utf8(w).unwrap_or("");
+            prop_assert!(!out.contains(w), "`{w}` of the token is in {out}");
+        }
+    }
+}
+
+#[test]
+fn huge_pastes_are_recognised_without_panicking() {
+    let page = PASTE_PIECES.concat();
+    let huge = page.repeat(4000); // ~2 MB
+    let r = crate::paste::recognise(&huge);
+    assert_eq!(r.status, Some(403));
+    let _ = crate::paste::PasteObject::new(&r);
+    let long_line = "a".repeat(3_000_000);
+    let r = crate::paste::recognise(&long_line);
+    assert_eq!(r.origin, crate::paste::Origin::Unknown);
+}

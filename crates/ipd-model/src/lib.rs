@@ -17,6 +17,7 @@ pub mod facts;
 mod fuzz;
 pub mod gathered;
 pub mod iam;
+pub mod inventory;
 pub mod logs;
 pub mod orgpolicy;
 pub mod paste;

@@ -271,9 +271,14 @@ impl CustomConstraint {
             return Some(false);
         }
         let c = self.condition.as_deref()?;
-        let names_public = ["allUsers", "allAuthenticatedUsers", PUBLIC_PRINCIPAL_SET]
-            .iter()
-            .any(|p| c.contains(p));
+        let lower = c.to_ascii_lowercase();
+        let names_public = [
+            "allusers",
+            "allauthenticatedusers",
+            "principalset://goog/public:all",
+        ]
+        .iter()
+        .any(|p| lower.contains(p));
         let lists_members = [
             "MemberSubjectMatches",
             "MemberInPrincipalSet",
@@ -288,5 +293,20 @@ impl CustomConstraint {
             Some("ALLOW") if names_public => None,
             _ => None,
         }
+    }
+
+    /// A `DENY` on allow policies whose condition names the public principals: the plainest
+    /// reading of "this constraint refuses `allUsers`".
+    pub fn denies_public_by_name(&self) -> bool {
+        let c = self.condition.as_deref().unwrap_or("").to_ascii_lowercase();
+        self.governs_allow_policies()
+            && self.action_type.as_deref() == Some("DENY")
+            && [
+                "allusers",
+                "allauthenticatedusers",
+                "principalset://goog/public:all",
+            ]
+            .iter()
+            .any(|p| c.contains(p))
     }
 }

@@ -1,5 +1,17 @@
 //! The Cloud Run service: read from the Admin API v2 resource, the v1 (Knative) JSON of
 //! `gcloud run services describe --format=json`, or the v1 YAML of `--format=export`.
+//!
+//! gcloud prints only v1, so every v2 field a rule reads has its v1 form here, with the
+//! annotation names gcloud 528 itself writes and reads (`googlecloudsdk/api_lib/run/
+//! service.py`, `container_resource.py`, `k8s_object.py`): `iapEnabled` is
+//! `run.googleapis.com/iap-enabled`, `invokerIamDisabled` `run.googleapis.com/invoker-iam-disabled`,
+//! `defaultUriDisabled` `run.googleapis.com/default-url-disabled`, `customAudiences`
+//! `run.googleapis.com/custom-audiences` (a JSON array in a string), `ingress`
+//! `run.googleapis.com/ingress` (`ingress-status` is what is in effect), `urls`
+//! `run.googleapis.com/urls` (a JSON array in a string) beside `status.url` and
+//! `status.address.url`. These are **service** annotations (`metadata.annotations`); the same
+//! keys on the revision template (`spec.template.metadata.annotations`) configure nothing and
+//! are not read.
 
 use std::collections::BTreeMap;
 
@@ -19,7 +31,7 @@ pub enum Ingress {
 }
 
 impl Ingress {
-    fn from_v2(s: &str) -> Ingress {
+    pub fn from_v2(s: &str) -> Ingress {
         match s {
             "INGRESS_TRAFFIC_ALL" => Ingress::All,
             "INGRESS_TRAFFIC_INTERNAL_ONLY" => Ingress::Internal,
@@ -29,7 +41,7 @@ impl Ingress {
         }
     }
 
-    fn from_v1(s: &str) -> Ingress {
+    pub fn from_v1(s: &str) -> Ingress {
         match s.trim() {
             "all" => Ingress::All,
             "internal" => Ingress::Internal,
@@ -177,6 +189,8 @@ pub struct V1Spec {
 
 #[derive(Debug, Default, Deserialize)]
 pub struct V1Template {
+    /// Revision annotations: never the service's settings.
+    pub metadata: Option<ObjectMeta>,
     pub spec: Option<V1RevisionSpec>,
 }
 
@@ -278,7 +292,9 @@ fn from_v1(file: &str, raw: RawService) -> Result<Service, ParseError> {
         default_url_disabled: ann
             .get("run.googleapis.com/default-url-disabled")
             .is_some_and(|v| is_true(v)),
-        iap_enabled: false,
+        iap_enabled: ann
+            .get("run.googleapis.com/iap-enabled")
+            .is_some_and(|v| is_true(v)),
         runtime_service_account: raw
             .spec
             .and_then(|s| s.template)
@@ -424,11 +440,10 @@ pub fn is_region_name(s: &str) -> bool {
 /// `https://SERVICE-NUMBER.REGION.run.app` → (NUMBER, REGION).
 pub fn deterministic_parts(url: &str, service: &str) -> Option<(String, String)> {
     let host = url.strip_prefix("https://")?.split('/').next()?;
-    let rest = host.strip_suffix(".run.app")?;
-    let (first, region) = rest.split_once('.')?;
-    let num = first.strip_prefix(service)?.strip_prefix('-')?;
-    (!num.is_empty() && num.chars().all(|c| c.is_ascii_digit()))
-        .then(|| (num.to_string(), region.to_string()))
+    let h = crate::paste::ids::run_host(host)?;
+    (h.service == service)
+        .then_some(())
+        .and_then(|_| Some((h.project_number?, h.region?)))
 }
 
 /// Parses the text of `service.json` / `service.yaml`.
@@ -493,6 +508,92 @@ mod tests {
         let s = ok("service.yaml", y);
         assert!(s.invoker_iam_disabled);
         assert_eq!(s.name, "SERVICE_NAME");
+    }
+
+    #[test]
+    fn v1_iap_annotation_is_read_from_the_service_only() {
+        let on_service = "apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata:\n  annotations:\n    run.googleapis.com/iap-enabled: 'true'\n  name: api\n";
+        assert!(ok("service.yaml", on_service).iap_enabled);
+        let off = "apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata:\n  annotations:\n    run.googleapis.com/iap-enabled: 'false'\n  name: api\n";
+        assert!(!ok("service.yaml", off).iap_enabled);
+        // On the revision template these keys configure nothing: a distractor.
+        let on_template = "apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata:\n  name: api\nspec:\n  template:\n    metadata:\n      annotations:\n        run.googleapis.com/iap-enabled: 'true'\n        run.googleapis.com/invoker-iam-disabled: 'true'\n        run.googleapis.com/ingress: internal\n        run.googleapis.com/default-url-disabled: 'true'\n        run.googleapis.com/custom-audiences: '[\"https://x\"]'\n";
+        let s = ok("service.yaml", on_template);
+        assert!(!s.iap_enabled && !s.invoker_iam_disabled && !s.default_url_disabled);
+        assert_eq!(s.ingress, Ingress::Unspecified);
+        assert!(s.custom_audiences.is_empty());
+    }
+
+    /// What gcloud 528 prints (`gcloud run services describe --format=json` and
+    /// `--format=export`) for the Cloud Run v1 services ipd-fakegcp serves: made with the real
+    /// gcloud against the fake (testdata/gcloud-528/README.md).
+    #[test]
+    fn gcloud_528_v1_output() {
+        let iap_json = ok(
+            "service.json",
+            include_str!("../testdata/gcloud-528/describe-iap-enabled.json"),
+        );
+        let iap_yaml = ok(
+            "service.yaml",
+            include_str!("../testdata/gcloud-528/export-iap-enabled.yaml"),
+        );
+        for s in [&iap_json, &iap_yaml] {
+            assert_eq!(s.format, ServiceFormat::KnativeV1);
+            assert!(s.iap_enabled, "{s:?}");
+            assert!(!s.invoker_iam_disabled);
+            assert_eq!(s.ingress, Ingress::All);
+            assert_eq!(s.name, "orders-api");
+            assert_eq!(s.project_number.as_deref(), Some("123456789012"));
+            assert_eq!(s.region.as_deref(), Some("europe-west1"));
+        }
+        assert!(
+            iap_json
+                .urls
+                .contains(&"https://orders-api-x7kq2mzb4a-ew.a.run.app".to_string())
+        );
+        let aud = ok(
+            "service.json",
+            include_str!("../testdata/gcloud-528/describe-custom-audience.json"),
+        );
+        assert_eq!(
+            aud.custom_audiences,
+            vec!["https://orders.shop.example.com".to_string()]
+        );
+        assert!(!aud.iap_enabled);
+        let aud_yaml = ok(
+            "service.yaml",
+            include_str!("../testdata/gcloud-528/export-custom-audience.yaml"),
+        );
+        assert_eq!(aud_yaml.custom_audiences, aud.custom_audiences);
+        assert_eq!(aud.ingress, Ingress::InternalAndCloudLoadBalancing);
+        assert_eq!(aud_yaml.ingress, Ingress::InternalAndCloudLoadBalancing);
+        for text in [
+            include_str!("../testdata/gcloud-528/describe-default-url-disabled.json"),
+            include_str!("../testdata/gcloud-528/export-default-url-disabled.yaml"),
+        ] {
+            let s = ok("service.yaml", text);
+            assert!(s.default_url_disabled);
+            assert_eq!(s.ingress, Ingress::All);
+        }
+        for text in [
+            include_str!("../testdata/gcloud-528/describe-multi-region.json"),
+            include_str!("../testdata/gcloud-528/export-multi-region.yaml"),
+        ] {
+            let s = ok("service.yaml", text);
+            assert!(s.is_multi_region(), "{s:?}");
+            assert_eq!(
+                s.regions,
+                vec!["europe-west1".to_string(), "us-central1".to_string()]
+            );
+        }
+        for text in [
+            include_str!("../testdata/gcloud-528/describe-invoker-iam-disabled.json"),
+            include_str!("../testdata/gcloud-528/export-invoker-iam-disabled.yaml"),
+        ] {
+            let s = ok("service.json", text);
+            assert!(s.invoker_iam_disabled);
+            assert!(!s.iap_enabled && !s.default_url_disabled);
+        }
     }
 
     #[test]

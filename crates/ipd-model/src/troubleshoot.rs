@@ -1,7 +1,14 @@
 //! Policy Troubleshooter v3 (`POST v3/iam:troubleshoot`): Google's own answer to "can this
 //! principal use `run.routes.invoke` on this service?", read from `troubleshoot.json` (the
-//! response, as `gcloud policy-troubleshoot iam RESOURCE --principal-email=E
+//! response, as `gcloud policy-intelligence troubleshoot-policy iam RESOURCE --principal-email=E
 //! --permission=run.routes.invoke --format=json` prints it, or as `--record` writes it).
+//!
+//! The older `gcloud policy-troubleshoot iam` calls **v2alpha1**, whose answer
+//! (`{"access": "GRANTED", "explainedPolicies": [...]}`, gcloud 528's
+//! `policytroubleshooter/v2alpha1` messages) evaluates allow policies only, never deny
+//! policies: it is not read as if it were v3 but refused by [`unusable`], with the v3 command.
+//! An answer without an overall state is refused the same way, so
+//! `OVERALL_ACCESS_STATE_UNSPECIFIED` is never shown as Google's verdict.
 //!
 //! The troubleshooter knows IAM (allow and deny policies, group membership, conditions) but not
 //! tokens, audiences, ingress or org policies: it is a cross-check of the IAM part of a
@@ -118,11 +125,12 @@ impl Troubleshoot {
         }
     }
 
-    /// The state as Google spells it (`OVERALL_ACCESS_STATE_UNSPECIFIED` when absent).
+    /// The state as Google spells it (`UNKNOWN_INFO` when absent: [`unusable`] keeps such an
+    /// answer out of the evidence).
     pub fn state(&self) -> &str {
         self.overall_access_state
             .as_deref()
-            .unwrap_or("OVERALL_ACCESS_STATE_UNSPECIFIED")
+            .unwrap_or("UNKNOWN_INFO")
     }
 
     /// The bindings that grant the permission: "`ROLE` → `MEMBER` on RESOURCE".
@@ -205,10 +213,66 @@ impl Troubleshoot {
     }
 }
 
+/// The v3 command that makes `troubleshoot.json`.
+pub const V3_COMMAND: &str = "gcloud policy-intelligence troubleshoot-policy iam //run.googleapis.com/projects/P/locations/R/services/S --principal-email=EMAIL --permission=run.routes.invoke --format=json";
+
+/// Why an answer (already read as JSON) cannot be used as a v3 answer: a v2alpha1 answer, or
+/// one without an overall state. `None` for a usable v3 answer or an error envelope.
+pub fn unusable(raw: &serde_json::Value) -> Option<String> {
+    let obj = raw.as_object()?;
+    if obj.contains_key("error") {
+        return None;
+    }
+    let state = obj.get("overallAccessState").and_then(|v| v.as_str());
+    if state.is_none() && (obj.contains_key("access") || obj.contains_key("explainedPolicies")) {
+        return Some(format!(
+            "troubleshoot.json is a Policy Troubleshooter v2alpha1 answer (`gcloud policy-troubleshoot iam`, access `{}`), which does not evaluate deny policies, so it is not read; make it with the v3 command: {V3_COMMAND}",
+            obj.get("access")
+                .and_then(|v| v.as_str())
+                .unwrap_or("unset")
+        ));
+    }
+    match state {
+        None | Some("OVERALL_ACCESS_STATE_UNSPECIFIED") | Some("") => Some(format!(
+            "troubleshoot.json holds no overall answer from Policy Troubleshooter (no `overallAccessState`), so it is not read; make it with: {V3_COMMAND}"
+        )),
+        Some(_) => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::doc::{self, Doc};
+
+    #[test]
+    fn v2alpha1_and_stateless_answers_are_refused_with_the_v3_command() {
+        // The v2alpha1 shape (gcloud 528's GoogleCloudPolicytroubleshooterV2alpha1
+        // TroubleshootIamPolicyResponse: `access`, `explainedPolicies`).
+        let v2 = serde_json::json!({"access": "GRANTED", "explainedPolicies": [
+            {"access": "GRANTED", "fullResourceName": "//cloudresourcemanager.googleapis.com/projects/p",
+             "bindingExplanations": [{"access": "GRANTED", "role": "roles/run.invoker"}]}]});
+        let why = unusable(&v2).unwrap();
+        assert!(why.contains("v2alpha1"), "{why}");
+        assert!(
+            why.contains("gcloud policy-intelligence troubleshoot-policy iam"),
+            "{why}"
+        );
+        for raw in [
+            serde_json::json!({}),
+            serde_json::json!({"overallAccessState": "OVERALL_ACCESS_STATE_UNSPECIFIED"}),
+        ] {
+            let why = unusable(&raw).unwrap();
+            assert!(!why.contains("OVERALL_ACCESS_STATE_UNSPECIFIED"), "{why}");
+        }
+        // Usable: a v3 answer, and Google's error envelope (read as a refusal elsewhere).
+        let v3: serde_json::Value = serde_json::from_str(GRANTED).unwrap();
+        assert_eq!(unusable(&v3), None);
+        assert_eq!(
+            unusable(&serde_json::json!({"error": {"code": 403, "status": "PERMISSION_DENIED"}})),
+            None
+        );
+    }
 
     const GRANTED: &str = r#"{
       "accessTuple": {"principal": "alice@example.com",
@@ -277,7 +341,7 @@ mod tests {
             };
             assert_eq!(t.access(), Access::Unknown, "{s}");
         }
-        assert_eq!(
+        assert_ne!(
             Troubleshoot::default().state(),
             "OVERALL_ACCESS_STATE_UNSPECIFIED"
         );

@@ -4,6 +4,9 @@
 //! Colour comes from `colored`, whose global override the binary sets (terminal detection,
 //! `NO_COLOR`, `--color`). Everything reads the same without colour.
 
+pub mod incidents;
+pub mod scan;
+
 use std::fmt::Write;
 
 use colored::Colorize;
@@ -19,7 +22,7 @@ pub fn json(report: &Report) -> String {
         .unwrap_or_else(|e| format!("{{\"error\": \"cannot serialize report: {e}\"}}"))
 }
 
-fn verdict_label(v: Verdict) -> String {
+pub(crate) fn verdict_label(v: Verdict) -> String {
     let s = v.as_str();
     match v {
         Verdict::Confirmed => s.red().bold().to_string(),
@@ -83,6 +86,12 @@ fn indent(text: &str, by: &str) -> String {
 /// The human report: root cause and its fix first, then context, the other findings, the
 /// checklist and the gaps.
 pub fn text(report: &Report) -> String {
+    text_with(report, true)
+}
+
+/// The text report; `checklist: false` leaves out CHECKLIST and GAPS (for a paste-only
+/// `explain`, whose checks are all skipped for want of evidence: they stay in the JSON).
+pub fn text_with(report: &Report, checklist: bool) -> String {
     let mut o = String::new();
     let no_denial = report.denial.none_in_evidence();
     if no_denial {
@@ -205,6 +214,9 @@ pub fn text(report: &Report) -> String {
         for d in &x.denied_by {
             let _ = writeln!(o, "  - denied by {d}");
         }
+    }
+    if !checklist {
+        return o;
     }
     let _ = writeln!(o, "\n{}", "CHECKLIST".bold());
     for c in &report.checks {
@@ -413,6 +425,11 @@ fn wrap(text: &str, width: usize) -> String {
 
 /// Markdown for pasting into a ticket.
 pub fn markdown(report: &Report) -> String {
+    markdown_with(report, true)
+}
+
+/// The Markdown report; `checklist: false` leaves out the checks table and the gaps.
+pub fn markdown_with(report: &Report, checklist: bool) -> String {
     let mut o = String::new();
     let t = &report.target;
     let _ = writeln!(
@@ -537,6 +554,9 @@ pub fn markdown(report: &Report) -> String {
         if !(x.granted_by.is_empty() && x.denied_by.is_empty()) {
             let _ = writeln!(o);
         }
+    }
+    if !checklist {
+        return o;
     }
     let _ = writeln!(
         o,

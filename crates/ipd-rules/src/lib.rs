@@ -10,10 +10,12 @@ pub mod cx;
 pub mod fix;
 #[cfg(test)]
 mod fuzz;
+pub mod incidents;
 pub mod registry;
 pub mod report;
 pub mod rule;
 pub mod rules;
+pub mod scan;
 #[cfg(test)]
 pub(crate) mod testkit;
 

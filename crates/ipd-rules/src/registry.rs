@@ -14,6 +14,7 @@ pub const RULES: &[&dyn Rule] = &[
     &vpc_service_controls::VpcServiceControls,
     &iap_denied::IapDenied,
     &invoker_check_disabled::InvokerCheckDisabled,
+    &caller_cannot_mint_id_token::CallerCannotMintIdToken,
     &no_token::NoToken,
     &access_token_not_id_token::AccessTokenNotIdToken,
     &invalid_token::InvalidToken,

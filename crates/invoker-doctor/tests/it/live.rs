@@ -36,11 +36,27 @@ use crate::support::{Case, fixtures, run_args, workspace_root};
 /// Fixtures whose evidence live mode cannot reproduce. Empty: every fixture is compared.
 const EXCLUDED: &[(&str, &str)] = &[];
 
-/// A fake with a scratch directory (HOME, gcloud config, the access token file).
-struct Live {
-    fake: Running,
+/// A fake with a scratch directory (HOME, gcloud config, the access token file), and a
+/// recording proxy that every child process is pointed at (`HTTPS_PROXY`, `HTTP_PROXY`; the
+/// fake on 127.0.0.1 is in `NO_PROXY`): any connection to a host other than the fake's reaches
+/// the recorder, and the test fails when the `Live` is dropped.
+pub(crate) struct Live {
+    pub(crate) fake: Running,
     home: tempfile::TempDir,
     token: String,
+    pub(crate) stray: crate::support::StrayRecorder,
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        let stray = self.stray.take();
+        if !std::thread::panicking() {
+            assert!(
+                stray.is_empty(),
+                "connections to hosts other than the fake's: {stray:?}"
+            );
+        }
+    }
 }
 
 fn api_token() -> String {
@@ -52,21 +68,26 @@ fn api_token() -> String {
 }
 
 impl Live {
-    fn start(scenario: Scenario, opts: FakeOptions) -> Live {
+    pub(crate) fn start(scenario: Scenario, opts: FakeOptions) -> Live {
         let token = api_token();
         let fake = FakeGcp::start_in_background(scenario, opts.token(token.clone()))
             .expect("start the fake");
         let home = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir_all(home.path().join("gcloud")).expect("gcloud dir");
         std::fs::write(home.path().join("access-token"), format!("{token}\n")).expect("token");
-        Live { fake, home, token }
+        Live {
+            fake,
+            home,
+            token,
+            stray: crate::support::StrayRecorder::start(),
+        }
     }
 
-    fn bundle(dir: &Path, opts: FakeOptions) -> Live {
+    pub(crate) fn bundle(dir: &Path, opts: FakeOptions) -> Live {
         Live::start(Scenario::from_bundle(dir).expect("scenario"), opts)
     }
 
-    fn cmd(&self) -> Command {
+    pub(crate) fn cmd(&self) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_invoker-doctor"));
         c.current_dir(workspace_root()).env_clear();
         let base = self.fake.base_url();
@@ -92,16 +113,24 @@ impl Live {
                 "CLOUDSDK_AUTH_ACCESS_TOKEN_FILE",
                 self.home.path().join("access-token"),
             )
-            .env("NO_COLOR", "1");
+            .env("NO_COLOR", "1")
+            .env("HTTPS_PROXY", self.stray.url())
+            .env("HTTP_PROXY", self.stray.url())
+            .env("NO_PROXY", "127.0.0.1,localhost");
         c
     }
 
-    fn run(&self, args: &[String]) -> Output {
+    /// True when no call could have changed anything.
+    pub(crate) fn mutating_calls_none(&self) -> bool {
+        self.fake.mutating_calls().is_empty()
+    }
+
+    pub(crate) fn run(&self, args: &[String]) -> Output {
         self.cmd().args(args).output().expect("run invoker-doctor")
     }
 
     /// The target flags of the scenario's service.
-    fn target_args(&self) -> Vec<String> {
+    pub(crate) fn target_args(&self) -> Vec<String> {
         let id = &self.fake.scenario().identity;
         vec![
             "--project".into(),
@@ -150,7 +179,7 @@ fn findings(report: &Value) -> Vec<(i64, String, String, String)> {
         .collect()
 }
 
-fn json_of(out: &Output, what: &str) -> Value {
+pub(crate) fn json_of(out: &Output, what: &str) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
             "{what}: stdout is not JSON ({e})\nstdout: {}\nstderr: {}",
@@ -467,7 +496,7 @@ fn every_fixture_diagnoses_the_same_live_as_offline() {
     assert_eq!(compared + excluded.len(), all.len());
 }
 
-fn fixture(slug: &str) -> PathBuf {
+pub(crate) fn fixture(slug: &str) -> PathBuf {
     workspace_root().join("fixtures").join(slug)
 }
 
@@ -480,7 +509,11 @@ fn case_of(slug: &str) -> Case {
 }
 
 /// Runs the live diagnosis of a fixture with extra fake options and extra flags.
-fn run_fixture(slug: &str, extra_opts: FakeOptions, extra_args: &[&str]) -> (Live, Output) {
+pub(crate) fn run_fixture(
+    slug: &str,
+    extra_opts: FakeOptions,
+    extra_args: &[&str],
+) -> (Live, Output) {
     let dir = fixture(slug);
     let case = case_of(slug);
     let m = live_mapping(&dir, &case);
@@ -490,6 +523,8 @@ fn run_fixture(slug: &str, extra_opts: FakeOptions, extra_args: &[&str]) -> (Liv
     }
     opts.retry_after_secs = extra_opts.retry_after_secs.or(opts.retry_after_secs);
     opts.logging_empty_pages = extra_opts.logging_empty_pages;
+    opts.garble.extend(extra_opts.garble);
+    opts.source_latency.extend(extra_opts.source_latency);
     let live = Live::bundle(&dir, opts);
     let mut full = s(&["diagnose"]);
     full.extend(live.target_args());
@@ -929,6 +964,134 @@ fn record_round_trips_and_holds_no_token() {
     assert_eq!(replay["findings"][0]["cause"], "missing_invoker_binding");
 }
 
+/// An owner's refused attempt to go public, known only from the audit log: live mode reads
+/// it within the tight audit filter, `--record` writes it, and the replay diagnoses the same.
+#[test]
+fn refused_public_attempts_are_read_live_and_recorded() {
+    for (slug, cause, insert_id) in [
+        (
+            "public-grant-refused-invoker-check-disable-v2",
+            "public_grant_not_applied",
+            "-3u8nhke2d41b",
+        ),
+        (
+            "public-blocked-by-drs-audit-precondition-failure",
+            "public_access_blocked_by_domain_restriction",
+            "-a1b4xke9q2rt",
+        ),
+    ] {
+        let rec = tempfile::tempdir().expect("tempdir");
+        let rec_s = rec.path().join("bundle").display().to_string();
+        let (live, out) = run_fixture(
+            slug,
+            FakeOptions::new(),
+            &["--format", "json", "--record", &rec_s],
+        );
+        let report = json_of(&out, slug);
+        assert_eq!(report["findings"][0]["cause"], cause, "{slug}");
+        assert_eq!(report["caller"]["source"], "audit_log", "{slug}");
+        assert_eq!(report["caller"]["intent"]["insert_id"], insert_id, "{slug}");
+        assert_eq!(report["caller"]["intent"]["refused"], true, "{slug}");
+        // The audit query stays tight: the service's resource name and the methods it needs.
+        let audit_filters: Vec<String> = live
+            .fake
+            .calls_to(Source::LoggingEntriesList)
+            .iter()
+            .filter_map(|c| c.body_json())
+            .filter_map(|b| b["filter"].as_str().map(str::to_string))
+            .filter(|f| f.contains("cloudaudit.googleapis.com"))
+            .collect();
+        assert!(!audit_filters.is_empty(), "{slug}: no audit query");
+        for f in &audit_filters {
+            assert!(f.contains("/services/orders-api"), "{f}");
+            assert!(
+                f.contains("SetIamPolicy") && f.contains("UpdateService"),
+                "{f}"
+            );
+            assert!(f.contains("timestamp>="), "{f}");
+        }
+        let logs = std::fs::read_to_string(rec.path().join("bundle/logs.json")).expect("logs");
+        assert!(
+            logs.contains(insert_id),
+            "{slug}: the audit entry was not recorded"
+        );
+        let a = s(&[
+            "invoker-doctor",
+            "diagnose",
+            "--bundle",
+            &rec_s,
+            "--format",
+            "json",
+        ]);
+        let replay: Value = serde_json::from_str(&run_args(&a).stdout).expect("replay json");
+        assert_eq!(findings(&replay), findings(&report), "{slug}");
+        assert_eq!(replay["denial"], report["denial"], "{slug}");
+    }
+}
+
+/// The organization's custom constraints are listed live; one on IAM allow policies is
+/// recorded as `org-policy-custom-*.json` with its effective policy, and the replay agrees.
+#[test]
+fn custom_constraints_are_listed_live_and_recorded() {
+    let slug = "public-blocked-by-custom-constraint-definition";
+    let rec = tempfile::tempdir().expect("tempdir");
+    let rec_s = rec.path().join("bundle").display().to_string();
+    let (live, out) = run_fixture(
+        slug,
+        FakeOptions::new(),
+        &["--format", "json", "--record", &rec_s],
+    );
+    let report = json_of(&out, slug);
+    assert_eq!(
+        report["findings"][0]["cause"],
+        "public_access_blocked_by_custom_constraint"
+    );
+    let lists = live.fake.calls_to(Source::OrgPolicyCustomConstraintsList);
+    assert_eq!(
+        lists.len(),
+        1,
+        "one list of the organization's custom constraints"
+    );
+    assert!(lists.iter().all(|c| c.status == 200));
+    let def = rec
+        .path()
+        .join("bundle/org-policy-custom-custom.denyPublicRunInvoker.json");
+    assert!(def.exists(), "the custom constraint was not recorded");
+    let org = std::fs::read_to_string(rec.path().join("bundle/org-policies.json")).expect("org");
+    assert!(
+        org.contains("policies/custom.denyPublicRunInvoker"),
+        "{org}"
+    );
+    let a = s(&[
+        "invoker-doctor",
+        "diagnose",
+        "--bundle",
+        &rec_s,
+        "--format",
+        "json",
+    ]);
+    let replay: Value = serde_json::from_str(&run_args(&a).stdout).expect("replay json");
+    assert_eq!(findings(&replay), findings(&report));
+    // Refused: only a note (the audit log would still speak); the diagnosis goes on.
+    let (live, out) = run_fixture(
+        slug,
+        FakeOptions::new().fail(Source::OrgPolicyCustomConstraintsList, Fault::deny()),
+        &["--format", "json", "-v"],
+    );
+    assert!(
+        live.fake
+            .calls_to(Source::OrgPolicyCustomConstraintsList)
+            .iter()
+            .all(|c| c.status == 403)
+    );
+    let r = json_of(&out, "denied list");
+    assert!(r["findings"].as_array().is_some_and(|f| !f.is_empty()));
+    assert_ne!(
+        r["findings"][0]["cause"],
+        "public_access_blocked_by_custom_constraint"
+    );
+}
+
 const SETTLES: &str = "crosscheck-troubleshooter-settles-group-not-member";
 const CHECKOUT: &str = "checkout@shop-prod.iam.gserviceaccount.com";
 
@@ -1281,7 +1444,7 @@ fn no_credentials_is_a_start_error_and_explain_falls_back_to_the_paste() {
         .expect("run");
     let v = json_of(&out, "explain offline");
     assert_eq!(v["findings"][0]["cause"], "no_token");
-    let hints = v["paste"]["hints"].to_string();
+    let hints = v["paste"]["next"].to_string();
     assert!(
         hints.contains("live lookup was not possible (no credentials"),
         "{hints}"
@@ -1349,10 +1512,9 @@ fn explain_finds_the_request_live() {
             "{reference}"
         );
         assert!(
-            v["paste"]["hints"][0]
-                .as_str()
-                .unwrap_or("")
-                .starts_with("found in Cloud Logging of project `shop-prod`"),
+            v["paste"]["next"]
+                .to_string()
+                .contains("found in Cloud Logging of project `shop-prod`"),
             "{reference}: {}",
             v["paste"]
         );
@@ -1385,10 +1547,9 @@ fn explain_finds_the_request_live() {
     ]));
     let v = json_of(&out, "unknown id");
     assert!(
-        v["paste"]["hints"][0]
-            .as_str()
-            .unwrap_or("")
-            .starts_with("not found in Cloud Logging of project `shop-prod`")
+        v["paste"]["next"]
+            .to_string()
+            .contains("not found in Cloud Logging of project `shop-prod`")
     );
     assert!(live.fake.mutating_calls().is_empty());
 }
@@ -1678,7 +1839,7 @@ fn as_me_asks_tokeninfo_whose_the_token_is() {
     live.assert_no_api_token(&out, "as-me error");
 }
 
-fn push_subscription() -> Value {
+pub(crate) fn push_subscription() -> Value {
     serde_json::json!({
         "name": "projects/shop-prod/subscriptions/orders-push",
         "topic": "projects/shop-prod/topics/orders",
@@ -1692,7 +1853,7 @@ fn push_subscription() -> Value {
 }
 
 /// A fixture's fake serving `callers` besides the bundle.
-fn live_with_callers(slug: &str, callers: &[Value], opts: FakeOptions) -> Live {
+pub(crate) fn live_with_callers(slug: &str, callers: &[Value], opts: FakeOptions) -> Live {
     let mut sc = Scenario::from_bundle(fixture(slug)).expect("scenario");
     for c in callers {
         sc = sc.with_caller(c.clone());
@@ -1700,7 +1861,7 @@ fn live_with_callers(slug: &str, callers: &[Value], opts: FakeOptions) -> Live {
     Live::start(sc, opts)
 }
 
-fn caller_config_args(live: &Live, spec: &str) -> Vec<String> {
+pub(crate) fn caller_config_args(live: &Live, spec: &str) -> Vec<String> {
     let mut args = s(&["diagnose", "--caller-config", spec, "--format", "json"]);
     args.extend(live.target_args());
     args
@@ -1894,7 +2055,7 @@ fn explain_checks_a_pasted_token_against_the_live_service() {
     assert_eq!(v["paste"]["kind"], "token");
     assert_eq!(findings(&v), expected);
     assert!(
-        v["paste"]["hints"]
+        v["paste"]["next"]
             .to_string()
             .contains("the service was read live from project `shop-prod`")
     );
@@ -1928,6 +2089,45 @@ fn replay_with_token(rec: &str, fixture_dir: &Path) -> Value {
         format!("@{}", fixture_dir.join("token.txt").display()),
     ]);
     serde_json::from_str(&run_args(&a).stdout).expect("replay json")
+}
+
+/// A pasted `curl -v` transcript names the service by its deterministic URL: explain reads
+/// that service live without --region/--service, takes the paste's `date:` as the time of
+/// the failing request, and reaches the same diagnosis as `diagnose` on the fixture.
+#[test]
+fn explain_reads_the_service_a_pasted_url_names() {
+    let slug = "missing-binding-sa-not-bound-anywhere";
+    let dir = fixture(slug);
+    let (live, diagnosed) = run_fixture(slug, FakeOptions::new(), &["--format", "json"]);
+    let expected = findings(&json_of(&diagnosed, "diagnose"));
+    let token = std::fs::read_to_string(dir.join("token.txt")).expect("token");
+    let paste = "$ curl -i https://orders-api-123456789012.europe-west1.run.app/v1/orders\nHTTP/2 403\ncontent-type: text/html; charset=UTF-8\nserver: Google Frontend\n\n<h1>Error: Forbidden</h1>\n<h2>Your client does not have permission to get URL <code>/v1/orders</code> from this server.</h2>\n";
+    let mut args = s(&[
+        "explain",
+        paste,
+        "--format",
+        "json",
+        "--token",
+        token.trim(),
+        "--freshness",
+    ]);
+    args.push(freshness_for(&dir));
+    live.fake.clear_calls();
+    let out = live.run(&args);
+    let v = json_of(&out, "explain curl");
+    assert_eq!(v["paste"]["origin"], "cloud_run_gate");
+    assert_eq!(v["paste"]["identifiers"]["project_number"], "123456789012");
+    assert_eq!(v["target"]["service"], "orders-api", "{v}");
+    assert_eq!(findings(&v), expected);
+    assert!(
+        v["paste"]["next"]
+            .to_string()
+            .contains("the service was read live from project"),
+        "{}",
+        v["paste"]["next"]
+    );
+    assert!(live.fake.mutating_calls().is_empty());
+    live.assert_no_api_token(&out, "explain curl");
 }
 
 #[test]

@@ -2,6 +2,13 @@
 
 mod cli;
 mod docs;
+mod faults;
 mod fixtures;
-mod live;
+mod gcloud;
+mod hostile;
+mod incidents;
+pub(crate) mod live;
+mod pastes;
+mod scan;
+mod secrets;
 mod support;

@@ -79,3 +79,72 @@ pub fn diagnose_args(dir: &Path, case: &Case, format: &str) -> Vec<String> {
     a.extend(["--format".into(), format.into()]);
     a
 }
+
+/// A stand-in proxy that records every connection made to it and refuses it: live tests point
+/// `HTTPS_PROXY`/`HTTP_PROXY` at it (the fake on 127.0.0.1 is in `NO_PROXY`), so a call to
+/// any host but the fake's shows up here instead of leaving the machine.
+pub struct StrayRecorder {
+    addr: std::net::SocketAddr,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl StrayRecorder {
+    pub fn start() -> StrayRecorder {
+        use std::io::{Read, Write};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the recorder");
+        let addr = l.local_addr().expect("recorder address");
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for conn in l.incoming() {
+                let Ok(mut c) = conn else { continue };
+                let _ = c.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+                let mut buf = [0u8; 512];
+                let n = c.read(&mut buf).unwrap_or(0);
+                let first = String::from_utf8_lossy(&buf[..n])
+                    .lines()
+                    .next()
+                    .unwrap_or("(nothing sent)")
+                    .to_string();
+                if let Ok(mut v) = log.lock() {
+                    v.push(first);
+                }
+                let _ = c.write_all(
+                    b"HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                );
+            }
+        });
+        StrayRecorder { addr, seen }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The first line of every connection so far (`CONNECT host:443 HTTP/1.1`), emptied.
+    pub fn take(&self) -> Vec<String> {
+        self.seen
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default()
+    }
+}
+
+/// Runs `cmd` with `input` on its standard input; stdout and stderr captured.
+pub fn output_with_stdin(cmd: &mut std::process::Command, input: &str) -> std::process::Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("wait")
+}

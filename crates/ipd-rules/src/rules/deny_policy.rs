@@ -14,7 +14,9 @@ declare_rule! {
     /// `run.googleapis.com/*`) is among `deniedPermissions` and not an exception, and the caller
     /// is among `deniedPrincipals` (`principal://goog/subject/EMAIL`,
     /// `principal://iam.googleapis.com/projects/-/serviceAccounts/EMAIL`,
-    /// `principalSet://goog/public:all`, groups and principal sets) and not an exception.
+    /// `principalSet://goog/public:all`, groups and principal sets, the service accounts of a
+    /// project, folder or organization matched as in allow policies, workforce, workload and
+    /// agent identities) and not an exception.
     ///
     /// ## Why it breaks the request
     /// Deny policies are evaluated before allow policies: a matching deny rule refuses the

@@ -204,9 +204,16 @@ impl RuleImpl for IapDenied {
                 Safety::NeedsReview,
             )],
             State::User { principal, .. } => {
+                // The denied principal (`principalEmail`), else the caller the evidence names.
                 let member = principal
                     .as_deref()
-                    .map(|p| Arg::lit(format!("--member=user:{p}")))
+                    .map(|p| ipd_model::Principal::parse(p).to_string())
+                    .or_else(|| {
+                        cx.caller()
+                            .filter(|c| !c.public)
+                            .map(|c| c.principal.to_string())
+                    })
+                    .map(|m| Arg::lit(format!("--member={m}")))
                     .unwrap_or(Arg::FlagPlaceholder("--member", "user:EMAIL"));
                 let mut argv: Vec<Arg> = vec![
                     "gcloud".into(),
@@ -253,6 +260,23 @@ mod tests {
             "protoPayload": {"serviceName": "iap.googleapis.com", "status": {"code": 7}, "authenticationInfo": {"principalEmail": "bob@shop.example.com"}}})).unwrap();
         ev.logs = Gathered::Present(vec![d]);
         assert_eq!(fired(&run(&IapDenied, &ev)), Some(Verdict::Confirmed));
+    }
+
+    #[test]
+    fn the_grant_names_the_denied_service_account_as_one() {
+        let mut ev = base();
+        ev.service = Gathered::Present(service(json!({"iapEnabled": true})));
+        let d: ipd_model::logs::LogEntry = serde_json::from_value(json!({"logName": "projects/p/logs/cloudaudit.googleapis.com%2Fdata_access",
+            "protoPayload": {"serviceName": "iap.googleapis.com", "status": {"code": 7}, "authenticationInfo": {"principalEmail": SA}}})).unwrap();
+        ev.logs = Gathered::Present(vec![d]);
+        let crate::Outcome::Fired(_, fixes) = run(&IapDenied, &ev) else {
+            panic!("iap_denied should fire")
+        };
+        let grant = fixes[0].rendered();
+        assert!(
+            grant.contains(&format!("--member=serviceAccount:{SA}")),
+            "{grant}"
+        );
     }
 
     #[test]

@@ -11,7 +11,12 @@ declare_rule! {
     /// (`roles/run.invoker`, `run.servicesInvoker`, `run.developer`, `run.admin`, editor,
     /// owner, … and custom roles from `role-*.json`), directly or through `domain:`,
     /// `allAuthenticatedUsers` or `allUsers`. With `--expect-public` and no caller, the caller
-    /// is `allUsers`.
+    /// is `allUsers`. `principalSet://cloudresourcemanager.googleapis.com/{projects,folders,organizations}/N/type/ServiceAccount`
+    /// members are matched on the caller service account's project number and the service
+    /// project's ancestry; workforce and workload identity federation members
+    /// (`principal://iam.googleapis.com/…/subject/…`, the pool's `principalSet://…/*`) and Cloud
+    /// Run agent identities (`principal://agents.global.org-ORG.system.id.goog/resources/run/…`)
+    /// by identifier.
     ///
     /// ## Why it breaks the request
     /// With the invoker check on, Cloud Run lets a request in only when the token's principal
@@ -22,8 +27,11 @@ declare_rule! {
     /// ## Evidence used
     /// The caller (`--caller`, the token's `email`, `context.json`); every IAM policy in the
     /// bundle; custom role definitions. `confirmed` needs the service and project policies and
-    /// an ancestor's; otherwise `likely`. A `group:` binding, or a custom role whose definition
-    /// is missing, that might cover the caller makes it `possible`.
+    /// an ancestor's; otherwise `likely`. A `group:` binding, a custom role whose definition
+    /// is missing, a service-account principal set whose project number or ancestry is not in
+    /// the evidence, or a federation pool's `group/…` or `attribute.NAME/VALUE` set (membership
+    /// is decided by the identity provider at sign-in) that might cover the caller makes it
+    /// `possible`, with how to check.
     ///
     /// ## Example
     /// `fixtures/missing-binding-sa-not-bound-anywhere`
@@ -166,12 +174,11 @@ impl RuleImpl for MissingInvokerBinding {
         if let Some(g) = gap {
             explanation.push_str(&format!(" Caveat: {g}."));
         }
-        if cx
-            .caller()
-            .and_then(|c| c.principal.uri_kind())
-            .is_some_and(|k| matches!(k, ipd_model::principal::UriKind::Agent { .. }))
-        {
-            explanation.push_str(" The caller is a Cloud Run agent identity: bind that identity itself (its service's runtime service account is another principal); whether agent identities present ID tokens to a `run.app` URL is not documented.");
+        use ipd_model::principal::UriKind;
+        match cx.caller().and_then(|c| c.principal.uri_kind()) {
+            Some(UriKind::Agent { .. }) => explanation.push_str(" The caller is a Cloud Run agent identity: bind that identity itself (its service's runtime service account is another principal); whether agent identities present ID tokens to a `run.app` URL is not documented."),
+            Some(UriKind::Workforce { .. } | UriKind::Workload { .. }) => explanation.push_str(" The caller is a federated identity: the documented way for it to call Cloud Run is to impersonate a service account that holds the role (`gcloud auth print-identity-token --impersonate-service-account=SA`); whether Cloud Run accepts a federated token directly is not documented."),
+            _ => {}
         }
         if let Some(c) = cx.status_caveat(false) {
             explanation.push_str(&format!(" Note: {c}."));

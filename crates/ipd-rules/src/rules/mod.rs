@@ -2,6 +2,7 @@
 
 pub mod access_token_not_id_token;
 pub mod application_denied;
+pub mod caller_cannot_mint_id_token;
 pub mod deleted_principal;
 pub mod deny_policy;
 pub mod expired_token;

@@ -11,11 +11,9 @@ declare_rule! {
     /// Whether the request carried a Google ID token at all: the request log says
     /// `Empty Authorization header value.`, the refused request is a CORS preflight
     /// (`OPTIONS`, which never carries credentials), it came from a browser, or the caller's
-    /// configuration (Pub/Sub, Scheduler, Tasks, Workflows) sends no OIDC token. For a Pub/Sub
-    /// push subscription that does ask for an OIDC token, whether the project's Pub/Sub service
-    /// agent can mint it: in projects created on or before 2021-04-08 it needs
-    /// `roles/iam.serviceAccountTokenCreator` unless it holds `roles/pubsub.serviceAgent`
-    /// (`possible`: the creation date is not in the evidence).
+    /// configuration (Pub/Sub, Scheduler, Tasks, Workflows) sends no OIDC token. A caller
+    /// whose credentials cannot mint a token at all (federated credentials, a Pub/Sub agent
+    /// without Token Creator) is IPD015's.
     ///
     /// ## Why it breaks the request
     /// A service that requires IAM answers a request without a token with 403 and the log
@@ -57,13 +55,6 @@ pub enum Why {
     Preflight,
     Browser,
     CallerSendsNone(CallerKind, String),
-    /// A push subscription with an OIDC token whose project's Pub/Sub service agent holds
-    /// neither `roles/pubsub.serviceAgent` nor Token Creator: it may be unable to mint it.
-    PubsubAgentCannotMint {
-        subscription: String,
-        agent: String,
-        project: String,
-    },
     Unverifiable,
 }
 
@@ -96,21 +87,6 @@ impl RuleImpl for NoToken {
             });
         }
         let has_token = cx.token().is_some();
-        if !has_token
-            && matches!(
-                cx.gate(),
-                Gate::Unknown
-                    | Gate::NoLogEntry
-                    | Gate::EmptyAuthorization
-                    | Gate::NotAuthenticated
-            )
-            && let Some(why) = pubsub_agent_cannot_mint(cx)
-        {
-            return Check::Fire(State {
-                why,
-                verdict: Verdict::Possible,
-            });
-        }
         let method = cx.facts.request.method.as_deref().unwrap_or("");
         let ua = cx.facts.request.user_agent.as_deref().unwrap_or("");
         match cx.gate() {
@@ -164,31 +140,6 @@ impl RuleImpl for NoToken {
                 evidence.push(format!("log text: \"{}\"", first_sentence_pair(t)));
             }
         }
-        if let Why::PubsubAgentCannotMint {
-            subscription,
-            agent,
-            ..
-        } = &s.why
-        {
-            if let Some(c) = cx
-                .ev
-                .caller_configs
-                .iter()
-                .find(|c| &c.name == subscription)
-            {
-                evidence.push(format!(
-                    "push subscription `{subscription}` sends an OIDC token as `{}` to {}",
-                    c.service_account().unwrap_or("the default service account"),
-                    c.target_url.as_deref().unwrap_or("its push endpoint")
-                ));
-            }
-            evidence.push(format!(
-                "project policy: `serviceAccount:{agent}` holds neither `roles/pubsub.serviceAgent` nor `roles/iam.serviceAccountTokenCreator`"
-            ));
-            if cx.facts.entry.is_none() {
-                evidence.push("no refused request from Pub/Sub in the request logs read".into());
-            }
-        }
         let (title, explanation) = match &s.why {
             Why::EmptyAuthorization => (
                 format!("requests to `{svc}` arrive without an `Authorization` header"),
@@ -205,10 +156,6 @@ impl RuleImpl for NoToken {
             Why::CallerSendsNone(kind, name) => (
                 format!("{} `{}` is configured without an OIDC token", kind.label(), name),
                 format!("The {} sends its requests with no Authorization header, so the service refuses them with 403.", kind.label()),
-            ),
-            Why::PubsubAgentCannotMint { subscription, agent, .. } => (
-                format!("Pub/Sub may be unable to mint the OIDC token of push subscription `{subscription}`"),
-                format!("The subscription is configured to send an OIDC token, which Pub/Sub's service agent `{agent}` mints. In projects created on or before 2021-04-08 the agent needs `roles/iam.serviceAccountTokenCreator` unless it holds `roles/pubsub.serviceAgent`; the project policy read gives it neither. Without it the token cannot be minted and pushes fail. The project's creation date and grants on the push service account itself are not in the evidence, so this is possible, not certain."),
             ),
             Why::Unverifiable => (
                 format!("the request to `{svc}` may have carried no token"),
@@ -312,20 +259,6 @@ impl RuleImpl for NoToken {
                 ));
             }
             Why::CallerSendsNone(kind, name) => v.push(caller_oidc_fix(cx, *kind, name, &url_arg)),
-            Why::PubsubAgentCannotMint { agent, project, .. } => {
-                v.push(Fix::command(
-                    "let the Pub/Sub service agent mint tokens (needed in projects created on or before 2021-04-08)",
-                    vec![
-                        "gcloud".into(),
-                        "projects".into(),
-                        "add-iam-policy-binding".into(),
-                        Arg::lit(project.clone()),
-                        Arg::lit(format!("--member=serviceAccount:{agent}")),
-                        "--role=roles/iam.serviceAccountTokenCreator".into(),
-                    ],
-                    Safety::NeedsReview,
-                ));
-            }
         }
         v
     }
@@ -403,75 +336,6 @@ fn first_sentence_pair(t: &str) -> String {
     t[..cut].to_string()
 }
 
-/// A Pub/Sub push subscription with an OIDC token, in the service's own project, whose Pub/Sub
-/// service agent the (read) project policy gives neither `roles/pubsub.serviceAgent` nor
-/// `roles/iam.serviceAccountTokenCreator`.
-fn pubsub_agent_cannot_mint(cx: &Cx) -> Option<Why> {
-    use ipd_model::caller::CallerAuth;
-    let sub = cx.ev.caller_configs.iter().find(|c| {
-        c.kind == CallerKind::PubsubSubscription
-            && c.target_url.is_some()
-            && matches!(c.auth, CallerAuth::Oidc { .. })
-    })?;
-    let sub_project = sub.name.strip_prefix("projects/")?.split('/').next()?;
-    let policy = cx.ev.project_policy.present()?;
-    if cx.ev.project().as_deref() != Some(sub_project) {
-        return None; // the agent of another project: its policy is not in the evidence
-    }
-    let number = project_number(cx)?;
-    let agent = format!("service-{number}@gcp-sa-pubsub.iam.gserviceaccount.com");
-    let member = format!("serviceAccount:{agent}");
-    let holds = policy.bindings.iter().any(|b| {
-        b.condition.is_none()
-            && matches!(
-                b.role.as_str(),
-                "roles/pubsub.serviceAgent" | "roles/iam.serviceAccountTokenCreator"
-            )
-            && b.members.iter().any(|m| m == &member)
-    });
-    (!holds).then(|| Why::PubsubAgentCannotMint {
-        subscription: sub.name.clone(),
-        agent,
-        project: sub_project.to_string(),
-    })
-}
-
-/// The project number: from a v1 service's namespace, the deterministic service URL
-/// (`https://SERVICE-NUMBER.REGION.run.app`) or a service agent in the project policy.
-fn project_number(cx: &Cx) -> Option<String> {
-    let digits = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit());
-    if let Some(p) = cx.service().and_then(|s| s.project.clone())
-        && digits(&p)
-    {
-        return Some(p);
-    }
-    let from_url = cx.service().and_then(|s| {
-        s.urls.iter().find_map(|u| {
-            let host = u.strip_prefix("https://")?.split('/').next()?;
-            let (first, rest) = host.split_once('.')?;
-            rest.ends_with(".run.app")
-                .then(|| first.rsplit('-').next())
-                .flatten()
-                .filter(|n| digits(n))
-                .map(str::to_string)
-        })
-    });
-    from_url.or_else(|| {
-        cx.ev
-            .project_policy
-            .present()?
-            .bindings
-            .iter()
-            .find_map(|b| {
-                b.members.iter().find_map(|m| {
-                    let rest = m.strip_prefix("serviceAccount:service-")?;
-                    let (n, domain) = rest.split_once('@')?;
-                    (digits(n) && domain.starts_with("gcp-sa-")).then(|| n.to_string())
-                })
-            })
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -501,57 +365,5 @@ mod tests {
         let mut ev = base();
         ev.logs = Gathered::Present(vec![entry(403, Some(TEXT_403), "0s", "GET")]);
         assert_eq!(fired(&run(&NoToken, &ev)), Some(Verdict::Possible));
-    }
-
-    fn pubsub_case(agent_role: Option<&str>, sub_project: &str) -> ipd_model::Evidence {
-        let mut ev = base();
-        ev.logs = Gathered::Present(vec![]);
-        let mut bindings = vec![serde_json::json!({"role": "roles/editor",
-            "members": ["serviceAccount:123456789012-compute@developer.gserviceaccount.com"]})];
-        if let Some(r) = agent_role {
-            bindings.push(serde_json::json!({"role": r,
-                "members": ["serviceAccount:service-123456789012@gcp-sa-pubsub.iam.gserviceaccount.com"]}));
-        }
-        ev.project_policy = policy(serde_json::json!({"bindings": bindings}));
-        let sub = serde_json::json!({
-            "name": format!("projects/{sub_project}/subscriptions/orders"),
-            "topic": format!("projects/{sub_project}/topics/orders"),
-            "pushConfig": {"pushEndpoint": format!("{URL}/push"),
-                           "oidcToken": {"serviceAccountEmail": "push@shop-prod.iam.gserviceaccount.com"}}});
-        ev.caller_configs = vec![ipd_model::caller::CallerConfig::from_value(&sub).unwrap()];
-        ev
-    }
-
-    #[test]
-    fn pubsub_agent_without_its_roles_may_be_unable_to_mint() {
-        let ev = pubsub_case(None, "shop-prod");
-        let o = run(&NoToken, &ev);
-        assert_eq!(fired(&o), Some(Verdict::Possible));
-        let crate::Outcome::Fired(body, fixes) = o else {
-            unreachable!()
-        };
-        assert!(body.title.contains("unable to mint"), "{}", body.title);
-        assert!(fixes[0].rendered().contains(
-            "--member=serviceAccount:service-123456789012@gcp-sa-pubsub.iam.gserviceaccount.com"
-        ));
-        // Either role is enough; another project's agent is not ours to judge.
-        for role in [
-            "roles/pubsub.serviceAgent",
-            "roles/iam.serviceAccountTokenCreator",
-        ] {
-            assert_eq!(
-                fired(&run(&NoToken, &pubsub_case(Some(role), "shop-prod"))),
-                None,
-                "{role}"
-            );
-        }
-        assert_eq!(
-            fired(&run(&NoToken, &pubsub_case(None, "other-proj"))),
-            None
-        );
-        // A token that arrived was minted.
-        let mut ev = pubsub_case(None, "shop-prod");
-        ev.token = Some(sa_token(URL));
-        assert_eq!(fired(&run(&NoToken, &ev)), None);
     }
 }

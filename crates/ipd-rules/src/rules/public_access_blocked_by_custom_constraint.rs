@@ -13,8 +13,9 @@ declare_rule! {
     /// org-policy constraint on `iam.googleapis.com/AllowPolicy` refuses the public grant:
     /// the refused `SetIamPolicy` says `Operation denied by custom org policies: [...]`
     /// (confirmed, naming the constraint), or a custom constraint definition in
-    /// `org-policy-custom-*.json` denies `allUsers` / `allAuthenticatedUsers` (or allows only
-    /// listed members) and the effective policy enforces it (likely: its CEL is read, not
+    /// `org-policy-custom-*.json` (read live from the organization's custom constraints)
+    /// denies `allUsers` / `allAuthenticatedUsers` by name and the effective policy enforces it
+    /// (confirmed), allows only listed members and is enforced (likely: its CEL is read, not
     /// evaluated), or its enforcement is not in the evidence (possible).
     ///
     /// ## Why it breaks the request
@@ -31,6 +32,7 @@ declare_rule! {
     ///
     /// ## Example
     /// `fixtures/public-blocked-by-custom-constraint-audit`
+    /// (and `fixtures/public-blocked-by-custom-constraint-definition` for a definition)
     ///
     /// ## Fix
     /// Disable the invoker IAM check (custom constraints on `AllowPolicy` govern bindings, not
@@ -186,7 +188,13 @@ impl RuleImpl for PublicAccessBlockedByCustomConstraint {
                             "effective org policy `{}`: enforced",
                             constraint.short_name()
                         ));
-                        Verdict::Likely
+                        // Its CEL is read, not evaluated: a DENY naming the public members
+                        // says so plainly; an allow-list only by what it leaves out.
+                        if constraint.denies_public_by_name() {
+                            Verdict::Confirmed
+                        } else {
+                            Verdict::Likely
+                        }
                     }
                     _ => {
                         evidence.push(format!(
@@ -332,8 +340,19 @@ mod tests {
         );
         assert_eq!(
             fired(&run(&PublicAccessBlockedByCustomConstraint, &ev)),
+            Some(Verdict::Confirmed)
+        );
+        // An allow-list that leaves the public out: likely.
+        let denying = ev.custom_constraints.clone();
+        ev.custom_constraints = vec![constraint(
+            "ALLOW",
+            "resource.bindings.all(b, b.members.all(m, MemberSubjectMatches(m, ['domain:shop.example.com'])))",
+        )];
+        assert_eq!(
+            fired(&run(&PublicAccessBlockedByCustomConstraint, &ev)),
             Some(Verdict::Likely)
         );
+        ev.custom_constraints = denying;
         ev.org_policies = Gathered::Present(
             serde_json::from_value(json!([{"name": "projects/1/policies/custom.noPublicRun", "spec": {"rules": [{"enforce": false}]}}])).unwrap(),
         );

@@ -21,7 +21,9 @@ declare_rule! {
     /// so that case is reported as `likely`. A query string in the audience is refused.
     ///
     /// ## Evidence used
-    /// The token's `aud` (decoded, not verified), the service's URLs and custom audiences.
+    /// The token's `aud` (decoded, not verified), the service's URLs and custom audiences; for
+    /// a multi-region service, every region's URLs (`service-REGION.json`, and each region's
+    /// deterministic URL when the project number is known).
     ///
     /// ## Example
     /// `fixtures/wrong-audience-custom-domain-not-configured`

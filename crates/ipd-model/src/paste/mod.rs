@@ -1,9 +1,48 @@
 //! Recognising whatever a person pastes: a token, a log entry, an ID, a Logs Explorer URL,
-//! or the error text / HTML a client got.
+//! or the error text / HTML a client got. [`classify`] finds what the paste references (a
+//! request, a token, an entry); [`recognise`] says where the refusal came from, what it names
+//! and which causes it leaves open. Both are pure and total.
+
+pub mod ids;
+pub mod next;
+pub mod recognise;
+
+pub use ids::Identifiers;
+pub use next::{NextStep, next_steps};
+pub use recognise::{Kind, Origin, Recognised, Topic, recognise};
 
 use serde::Serialize;
 
-use crate::logs::{EMPTY_AUTHORIZATION, GATE_401, GATE_403, LogEntry};
+/// The contract's `paste` object (null members where unknown), plus `meaning`: the lead
+/// sentence the text and Markdown reports open with.
+#[derive(Debug, Clone, Serialize)]
+pub struct PasteObject {
+    pub kind: Kind,
+    pub origin: Origin,
+    pub status: Option<i64>,
+    pub identifiers: Identifiers,
+    pub possible_causes: Vec<&'static str>,
+    pub ruled_out: Vec<&'static str>,
+    pub next: Vec<NextStep>,
+    pub meaning: String,
+}
+
+impl PasteObject {
+    pub fn new(r: &Recognised) -> PasteObject {
+        PasteObject {
+            kind: r.kind,
+            origin: r.origin,
+            status: r.status,
+            identifiers: r.identifiers.clone(),
+            possible_causes: r.possible_causes.clone(),
+            ruled_out: r.ruled_out.clone(),
+            next: next_steps(r),
+            meaning: r.meaning.clone(),
+        }
+    }
+}
+
+use crate::logs::LogEntry;
 use crate::token::{Token, TokenKind};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -24,25 +63,11 @@ pub enum Paste {
         project: Option<String>,
         query: Option<String>,
     },
-    /// An error page or message a client received.
-    ErrorPage {
-        status: Option<i64>,
-        origin: Origin,
-        detail: String,
-    },
+    /// Any other text (an error page, a message, a transcript): [`recognise`] says what it
+    /// shows.
+    Text,
+    /// Nothing (an empty paste).
     Unknown,
-}
-
-/// Who produced an error page.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Origin {
-    /// Cloud Run's invoker gate (Google front end HTML, or the gate's log text).
-    CloudRunGate,
-    /// Identity-Aware Proxy.
-    Iap,
-    /// Something else (the application, a proxy).
-    Other,
 }
 
 impl Paste {
@@ -54,7 +79,7 @@ impl Paste {
             Paste::TraceContext { .. } => "trace_context",
             Paste::InsertId(_) => "insert_id",
             Paste::LogsExplorerUrl { .. } => "logs_explorer_url",
-            Paste::ErrorPage { .. } => "error_page",
+            Paste::Text => "text",
             Paste::Unknown => "unknown",
         }
     }
@@ -108,7 +133,7 @@ pub fn classify(input: &str) -> Paste {
         .unwrap_or(s);
     if let Some((trace, rest)) = header_value.split_once('/')
         && is_hex(trace, 32)
-        && !s.contains(' ')
+        && !header_value.contains(' ')
     {
         let span = rest
             .split(';')
@@ -137,95 +162,7 @@ pub fn classify(input: &str) -> Paste {
     {
         return Paste::InsertId(s.to_string());
     }
-    error_page(s).unwrap_or(Paste::Unknown)
-}
-
-fn error_page(s: &str) -> Option<Paste> {
-    let l = s.to_ascii_lowercase();
-    if l.contains("invalid iap credentials")
-        || l.contains("x-goog-iap-generated-response")
-        || l.contains("you don't have access")
-    {
-        let status = if l.contains("invalid iap credentials") && !l.contains("empty token") {
-            Some(401)
-        } else if l.contains("you don't have access") {
-            Some(403)
-        } else {
-            None
-        };
-        return Some(Paste::ErrorPage {
-            status,
-            origin: Origin::Iap,
-            detail: "the page comes from Identity-Aware Proxy".into(),
-        });
-    }
-    if s.contains(EMPTY_AUTHORIZATION) {
-        return Some(Paste::ErrorPage {
-            status: Some(403),
-            origin: Origin::CloudRunGate,
-            detail: "Cloud Run's gate: the request had an empty Authorization header".into(),
-        });
-    }
-    if s.contains(GATE_403) {
-        return Some(Paste::ErrorPage {
-            status: Some(403),
-            origin: Origin::CloudRunGate,
-            detail: "Cloud Run's gate: 403 \"not authenticated\"".into(),
-        });
-    }
-    if s.contains(GATE_401) {
-        return Some(Paste::ErrorPage {
-            status: Some(401),
-            origin: Origin::CloudRunGate,
-            detail: "Cloud Run's gate: 401 \"not authorized to invoke\"".into(),
-        });
-    }
-    let gfe = l.contains("your client does not have permission");
-    if l.contains("403 forbidden") || l.contains("error: forbidden") {
-        return Some(Paste::ErrorPage {
-            status: Some(403),
-            origin: if gfe {
-                Origin::CloudRunGate
-            } else {
-                Origin::Other
-            },
-            detail: if gfe {
-                "Google's 403 page, as Cloud Run's gate serves it".into()
-            } else {
-                "a 403 page".into()
-            },
-        });
-    }
-    if l.contains("401 unauthorized") || l.contains("error: unauthorized") {
-        return Some(Paste::ErrorPage {
-            status: Some(401),
-            origin: if gfe {
-                Origin::CloudRunGate
-            } else {
-                Origin::Other
-            },
-            detail: if gfe {
-                "Google's 401 page, as Cloud Run's gate serves it".into()
-            } else {
-                "a 401 page".into()
-            },
-        });
-    }
-    if l.contains("404") && (l.contains("not found") || l.contains("error: not found")) {
-        return Some(Paste::ErrorPage {
-            status: Some(404),
-            origin: Origin::Other,
-            detail: "a 404 page".into(),
-        });
-    }
-    if l.contains("invalid_token") || l.contains("could not be verified") {
-        return Some(Paste::ErrorPage {
-            status: Some(401),
-            origin: Origin::CloudRunGate,
-            detail: "a rejected token (`WWW-Authenticate: Bearer error=\"invalid_token\"`)".into(),
-        });
-    }
-    None
+    Paste::Text
 }
 
 fn logs_url(s: &str) -> Paste {
@@ -305,27 +242,18 @@ mod tests {
 
     #[test]
     fn real_log_entry_and_pages() {
-        let e = include_str!("../testdata/cloud-run-request-log-403-unauthenticated.json");
+        let e = include_str!("../../testdata/cloud-run-request-log-403-unauthenticated.json");
         let p = classify(e);
         assert_eq!(p.kind(), "log_entry");
         assert_eq!(p.request_ref().as_deref(), Some("68f714bb000325e525216f18"));
+        // Pages and messages are text: `recognise` reads them (and the corpus tests it).
         let html = "<html><head><title>403 Forbidden</title></head><body><h1>Error: Forbidden</h1><h2>Your client does not have permission to get URL <code>/</code> from this server.</h2></body></html>";
-        assert_eq!(
-            classify(html),
-            Paste::ErrorPage {
-                status: Some(403),
-                origin: Origin::CloudRunGate,
-                detail: "Google's 403 page, as Cloud Run's gate serves it".into()
-            }
-        );
-        assert!(matches!(
-            classify("Invalid IAP credentials: Unable to parse JWT"),
-            Paste::ErrorPage {
-                origin: Origin::Iap,
-                status: Some(401),
-                ..
-            }
-        ));
+        assert_eq!(classify(html), Paste::Text);
+        let r = recognise(html);
+        assert_eq!((r.origin, r.status), (Origin::Unknown, Some(403)));
+        let r = recognise("Invalid IAP credentials: Unable to parse JWT");
+        assert_eq!((r.origin, r.status), (Origin::Iap, Some(401)));
+        assert_eq!(classify("  \n"), Paste::Unknown);
     }
 
     #[test]

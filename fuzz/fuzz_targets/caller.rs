@@ -1,0 +1,3 @@
+#![no_main]
+// `caller-x.json` through its parser and the diagnosis.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| ipd_fuzz::one_file("caller-x.json", data));
