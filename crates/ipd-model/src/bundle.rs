@@ -103,7 +103,11 @@ fn load_at_most(dir: &Path, inputs: Inputs, max_entries: usize) -> Result<Loaded
             continue;
         }
         if name == "logs.json" && ft.is_file() {
-            streamed_logs = Some(stream_logs(&root.join(&name), &shown));
+            match stream_logs(&root.join(&name), &shown) {
+                Ok(d) => streamed_logs = Some(d),
+                // A failure goes through the same path as any other file's.
+                Err(e) => files.push((name, shown, Err(e))),
+            }
             continue;
         }
         let text = read_entry(&root, &name, ft, &shown, &mut budget, &mut warnings);
@@ -118,18 +122,8 @@ fn load_at_most(dir: &Path, inputs: Inputs, max_entries: usize) -> Result<Loaded
     }
     let mut loaded = from_entries(files, warnings)?;
     loaded.evidence.inputs = inputs;
-    match streamed_logs {
-        Some(Ok(d)) => {
-            loaded.evidence.logs =
-                gathered(d, "logging.logEntries.list").map(LogsFile::into_entries)
-        }
-        Some(Err(e)) => {
-            loaded.warnings.push(format!("{e}; diagnosing without it"));
-            loaded.evidence.logs = Gathered::Failed {
-                error: e.to_string(),
-            };
-        }
-        None => {}
+    if let Some(d) = streamed_logs {
+        loaded.evidence.logs = gathered(d, "logging.logEntries.list").map(LogsFile::into_entries);
     }
     Ok(loaded)
 }
@@ -142,7 +136,7 @@ fn stream_logs(path: &Path, shown: &str) -> Result<Doc<LogsFile>, ParseError> {
     if len > MAX_LOGS_BYTES {
         return Err(ParseError::new(
             shown,
-            format!("file is {len} bytes; logs.json is read up to {MAX_LOGS_BYTES}"),
+            format!("file is {len} bytes; evidence files are at most {MAX_LOGS_BYTES} (logs.json)"),
         ));
     }
     crate::logs::read_logs_file(path, shown)

@@ -589,6 +589,18 @@ fn read_logs_chunked(
     let mut eof = false;
     loop {
         match s.next(&buf, eof) {
+            Step::Element(a, b) if std::str::from_utf8(&buf[a..b]).is_err() => {
+                let bad = std::str::from_utf8(&buf[a..b])
+                    .err()
+                    .map_or(0, |u| u.valid_up_to());
+                let (line, column) = s.position(&buf, a + bad);
+                return Err(ParseError {
+                    file: shown.to_string(),
+                    line: Some(line),
+                    column: Some(column),
+                    message: format!("not UTF-8 text (invalid byte at offset {})", a + bad),
+                });
+            }
             Step::Element(a, b) => match serde_json::from_slice::<LogEntry>(&buf[a..b]) {
                 Ok(e) => entries.push(e),
                 Err(e) => return Err(s.error_at(&buf, a, &e, shown)),
