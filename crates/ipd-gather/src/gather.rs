@@ -787,7 +787,7 @@ impl Gatherer {
                         hier.ancestry_failed = true;
                     }
                     Err(f) => {
-                        rec.notes.push(format!(
+                        rec.warnings.push(format!(
                             "projects.getAncestry was refused ({}); walking the hierarchy one level at a time",
                             f.summary()
                         ));
