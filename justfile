@@ -46,7 +46,14 @@ fuzz CASES="20000":
 
 # offline diagnosis time per fixture (hyperfine: apt-get install hyperfine), then live against
 # fake-gcp at 100 ms per call: wall time vs sum of latencies vs critical path
-bench: bench-offline bench-live
+bench: bench-offline bench-live bench-speed
+
+# one run, side by side: live round trips (process, 100 ms per call), the gcloud runbook, large logs
+bench-speed LATENCY_MS="100":
+    cargo build --release -p invoker-doctor -p ipd-fakegcp --bins
+    cargo run --release -q -p invoker-doctor --example bench_round_trips -- 5 {{LATENCY_MS}}
+    scripts/bench-runbook.sh {{LATENCY_MS}}
+    scripts/bench-logs.sh
 
 bench-offline:
     cargo build --release -p invoker-doctor

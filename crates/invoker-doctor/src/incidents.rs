@@ -402,6 +402,7 @@ fn live(
                 since: None,
                 known_entry: known,
                 caller_config: None,
+                troubleshoot: None,
             };
             let rec = g.gather(&target, &query).await?;
             let gathered = crate::live::Gathered::new(

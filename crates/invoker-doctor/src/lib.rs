@@ -73,6 +73,9 @@ fn diagnose(d: &DiagnoseArgs, stdin: &mut dyn Read, env: &Env) -> Result<Output>
     let mut ev = loaded.evidence;
     apply_token_flag(&mut ev, &d.case, stdin)?;
     let report = ipd_rules::diagnose(&ev);
+    // The process ends after printing: freeing a large evidence (hundreds of thousands of log
+    // entries) one allocation at a time would only add to the wall time.
+    std::mem::forget(ev);
     Ok(Output {
         stdout: render(&report, d.case.format),
         warnings: loaded.warnings,

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use ipd_gather::{
-    AuthOptions, CallRecord, CallerConfigRef, Env, Gatherer, Query, Recording, Settings, Target,
+    Ask, AuthOptions, CallRecord, CallerConfigRef, Env, Gatherer, Query, Recording, Settings,
+    Target,
 };
 use ipd_model::token::Token;
 use ipd_model::{Evidence, Inputs};
@@ -79,7 +80,11 @@ pub(crate) async fn connect(l: &LiveArgs, env: &Env) -> Result<Gatherer> {
         deadline: Some(limit),
         ..ipd_gather::RetryPolicy::default()
     };
-    let g = Gatherer::connect_with(&auth_options(l), env, Settings::default(), retry)?;
+    let settings = Settings {
+        ancestry_cache: env.cache_dir(),
+        ..Settings::default()
+    };
+    let g = Gatherer::connect_with(&auth_options(l), env, settings, retry)?;
     match tokio::time::timeout(limit, g.client().auth().check()).await {
         Ok(r) => r?,
         Err(_) => anyhow::bail!(
@@ -180,11 +185,12 @@ pub fn diagnose(d: &DiagnoseArgs, stdin: &mut dyn Read, env: &Env) -> Result<Out
             since: freshness.map(|f| chrono::Utc::now() - f),
             known_entry: None,
             caller_config,
+            troubleshoot: (!d.live.no_troubleshooter).then(|| Ask {
+                inputs: inputs.clone(),
+                token: token.clone(),
+            }),
         };
-        let mut rec = g.gather(&target, &q).await?;
-        if !d.live.no_troubleshooter {
-            ask_troubleshooter(&g, &mut rec, &target, &inputs, token.as_ref()).await;
-        }
+        let rec = g.gather(&target, &q).await?;
         anyhow::Ok((rec, target, g.client().trace(), started.elapsed()))
     })?;
     let request_url = d.url.clone().filter(|u| names_a_request(u));
@@ -200,35 +206,6 @@ pub fn diagnose(d: &DiagnoseArgs, stdin: &mut dyn Read, env: &Env) -> Result<Out
         warnings,
         code: crate::exit_code(&report),
     })
-}
-
-/// Asks Policy Troubleshooter about the caller of the gathered evidence and adds its answer to
-/// the recording as `troubleshoot.json`, which the evidence is then built from (as `--bundle`
-/// reads it, so live and replayed cross-checks agree). The caller and the request's time are
-/// the ones the rules see (`--caller`, the token, `--as-me`, or the caller's configuration;
-/// `--at` or the failing request's log entry), so they are known only after the gathering.
-/// Nothing is asked when the caller is unknown or not a user or service account.
-async fn ask_troubleshooter(
-    g: &Gatherer,
-    rec: &mut Recording,
-    target: &Target,
-    inputs: &Inputs,
-    token: Option<&Token>,
-) {
-    // An unreadable answer is reported when the evidence is built for the diagnosis.
-    let Ok(loaded) = rec.evidence(inputs.clone()) else {
-        return;
-    };
-    let mut ev = loaded.evidence;
-    if let Some(t) = token {
-        ev.token = Some(t.clone());
-    }
-    let facts = ipd_model::facts::Facts::derive(&ev);
-    let Some(caller) = facts.caller.filter(|c| !c.public) else {
-        return;
-    };
-    g.troubleshoot(rec, target, &caller.principal, facts.request.time)
-        .await;
 }
 
 /// A URL with a path or query names the request that failed, not only the service.
@@ -399,6 +376,7 @@ pub fn trace_lines(trace: &[CallRecord], wall: Duration) -> Vec<String> {
                 c.notes.join("; ")
             ));
         }
+        line.push_str(&format!(" (chain {})", c.chain));
         out.push(line);
     }
     let chain = t.iter().map(|c| c.chain).max().unwrap_or(0);
@@ -558,13 +536,13 @@ pub(crate) fn explain(
                 since: Some(since),
                 known_entry: found.clone(),
                 caller_config: None,
-            };
-            let mut rec = g.gather(&target, &q).await.map_err(|e| e.to_string())?;
-            if !a.live.no_troubleshooter {
                 // --token outranks a pasted token, as on the evidence.
-                let caller_token = token.as_ref().or(pasted_token);
-                ask_troubleshooter(&g, &mut rec, &target, &inputs, caller_token).await;
-            }
+                troubleshoot: (!a.live.no_troubleshooter).then(|| Ask {
+                    inputs: inputs.clone(),
+                    token: token.as_ref().or(pasted_token).cloned(),
+                }),
+            };
+            let rec = g.gather(&target, &q).await.map_err(|e| e.to_string())?;
             Ok(Some((
                 rec,
                 target,

@@ -47,6 +47,8 @@ pub struct Call {
     pub injected: bool,
     /// The request carried an `Authorization` header (its value is never kept).
     pub authorization: bool,
+    /// When its headers arrived (before the latency), for start-to-first-request figures.
+    pub received: std::time::Instant,
 }
 
 impl Call {
@@ -132,6 +134,7 @@ fn to_response(r: Reply) -> Response {
 }
 
 async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
+    let received = std::time::Instant::now();
     let (parts, body) = req.into_parts();
     let method = parts.method.as_str().to_string();
     let path = parts.uri.path().to_string();
@@ -259,6 +262,7 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         mutating: route == Route::Mutating,
         injected,
         authorization: parts.headers.contains_key(header::AUTHORIZATION),
+        received,
     });
     response
 }

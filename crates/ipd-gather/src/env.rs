@@ -55,6 +55,19 @@ impl Env {
         self.vars.insert(name.into(), value.into());
     }
 
+    /// invoker-doctor's cache directory (the ancestry of projects seen before):
+    /// `$XDG_CACHE_HOME/invoker-doctor`, else `~/.cache/invoker-doctor`; none when
+    /// `INVOKER_DOCTOR_NO_CACHE` is set.
+    pub fn cache_dir(&self) -> Option<PathBuf> {
+        if self.get("INVOKER_DOCTOR_NO_CACHE").is_some() {
+            return None;
+        }
+        self.get("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| self.get("HOME").map(|h| PathBuf::from(h).join(".cache")))
+            .map(|d| d.join("invoker-doctor"))
+    }
+
     /// gcloud's configuration directory: `CLOUDSDK_CONFIG`, else `~/.config/gcloud`.
     pub fn gcloud_config_dir(&self) -> Option<PathBuf> {
         if let Some(d) = self.get("CLOUDSDK_CONFIG") {

@@ -176,6 +176,9 @@ pub struct Query {
     pub known_entry: Option<Value>,
     /// `--caller-config`.
     pub caller_config: Option<CallerConfigRef>,
+    /// Ask Policy Troubleshooter about the caller as soon as the caller and the time are known
+    /// (`None`: not asked).
+    pub troubleshoot: Option<Ask>,
 }
 
 /// Limits of a gathering.
@@ -207,6 +210,9 @@ pub struct Settings {
     pub deny_policies: bool,
     /// Deny policies read at most.
     pub max_deny_policies: usize,
+    /// Where the project's ancestry is remembered between runs (see [`AncestryCache`]);
+    /// `None`: not remembered, the ancestors' reads wait for `getAncestry`.
+    pub ancestry_cache: Option<std::path::PathBuf>,
 }
 
 impl Default for Settings {
@@ -224,6 +230,7 @@ impl Default for Settings {
             audit_logs: true,
             deny_policies: true,
             max_deny_policies: 100,
+            ancestry_cache: None,
         }
     }
 }
@@ -336,6 +343,7 @@ enum Job {
     ServicePolicy,
     ProjectPolicy,
     ProjectGet,
+    Ancestry,
     FolderGet(String),
     FolderPolicy(String),
     OrganizationGet(String),
@@ -344,11 +352,13 @@ enum Job {
     SuccessLogs,
     AuditLogs,
     DenyList(String),
-    DenyGet(String),
+    /// The attachment point and the policy's name.
+    DenyGet(String, String),
     Constraint(String),
     CustomConstraints(String),
     Role(String),
     CallerConfig(CallerConfigRef),
+    Troubleshoot(TsQuestion),
     /// Another region of a multi-region service: its service, IAM policy, request logs.
     RegionalService(String),
     RegionalPolicy(String),
@@ -474,7 +484,8 @@ impl Gatherer {
         (since, until): (Timestamp, Option<Timestamp>),
         service: &Value,
         chain: u32,
-    ) {
+    ) -> usize {
+        let mut logs = 0;
         for r in other_regions(t, service) {
             let rt = Target {
                 region: r.clone(),
@@ -502,11 +513,22 @@ impl Gatherer {
                 "pageSize": self.settings.log_page_size,
             });
             self.spawn_entries_at(set, Job::RegionalLogs(r), body, chain);
+            logs += 1;
         }
+        logs
     }
 
     /// Reads every source of `t`. Refusals and failures become error envelopes in the
     /// recording (gaps in the report); nothing here aborts.
+    ///
+    /// The ancestry comes from one `projects.getAncestry` (started at t = 0 with the rest);
+    /// when the ancestry cache ([`Settings::ancestry_cache`]) knows the project, the folders'
+    /// and the organization's policies and deny policies start at t = 0 as well, and the
+    /// answer only confirms them (a moved project starts the reads it lacks then and drops
+    /// the stale ones). When `getAncestry` is refused, the v3 walk (`projects.get` → parent →
+    /// `folders.get` ...) takes over. With [`Query::troubleshoot`], Policy Troubleshooter is
+    /// asked as soon as the caller and the request time are known: at t = 0 when the flags or
+    /// the token say them, else when the logs (or the caller's configuration) arrive.
     pub async fn gather(&self, t: &Target, q: &Query) -> Result<Recording, BadName> {
         let service_name = t.resource_name()?;
         let project = format!("projects/{}", t.project);
@@ -545,6 +567,25 @@ impl Gatherer {
             },
             0,
         );
+        self.spawn(
+            &mut set,
+            Job::Ancestry,
+            Call::ProjectsGetAncestry {
+                project: t.project.clone(),
+            },
+            0,
+        );
+        let cache = self
+            .settings
+            .ancestry_cache
+            .as_deref()
+            .map(|d| AncestryCache::new(d, &t.project));
+        let mut hier = Hierarchy::default();
+        if let Some(cached) = cache.as_ref().and_then(AncestryCache::read) {
+            for a in cached.iter().take(self.settings.max_folders + 1) {
+                self.start_ancestor(&mut set, &mut hier, a, 0);
+            }
+        }
         for c in CONSTRAINTS {
             self.spawn(
                 &mut set,
@@ -621,6 +662,20 @@ impl Gatherer {
         if self.settings.deny_policies {
             self.spawn_deny_list(&mut set, format!("{CRM}/{project}"), 0);
         }
+        // Policy Troubleshooter: what its question waits for.
+        let mut ts = q.troubleshoot.as_ref().map(|ask| TroubleshootState {
+            waits_logs: ask.inputs.at.is_none() || !ask.caller_known(),
+            waits_caller_config: !ask.caller_known() && q.caller_config.is_some(),
+            attempted: false,
+        });
+        if let (Some(ask), Some(st)) = (&q.troubleshoot, &mut ts)
+            && !st.waits_logs
+            && !st.waits_caller_config
+        {
+            // Let the reads above go out first: deriving the question takes a moment.
+            tokio::task::yield_now().await;
+            self.ask_early(&mut set, &rec, ask, st, t, 0);
+        }
 
         let mut roles_seen: BTreeSet<String> = BTreeSet::new();
         let mut roles_skipped = 0usize;
@@ -628,12 +683,17 @@ impl Gatherer {
         let mut folders_walked = 0usize;
         let mut hierarchy_gap: Option<(String, Failure)> = None;
         let mut saw_401 = false;
-        let mut request_logs: Option<Result<Value, Failure>> = None;
-        let mut audit_logs: Option<Result<Value, Failure>> = None;
-        let mut success_logs: Option<Result<Value, Failure>> = None;
-        let mut deny: Vec<Result<Value, Failure>> = Vec::new();
+        let mut logs = LogAnswers {
+            pending: 1
+                + usize::from(q.status.is_none() && self.settings.successes_sample > 0)
+                + usize::from(self.settings.audit_logs),
+            ..LogAnswers::default()
+        };
+        let mut deny: Vec<(String, Result<Value, Failure>)> = Vec::new();
         let mut deny_seen: BTreeSet<String> = BTreeSet::new();
-        let mut regional_logs: Vec<(String, Result<Value, Failure>)> = Vec::new();
+        // Answers about ancestors, recorded once the ancestry confirms them.
+        let mut ancestor_files: Vec<(String, String, Result<Value, Failure>)> = Vec::new();
+        let mut troubleshoot_answer: Option<(Result<Value, Failure>, TsQuestion)> = None;
 
         while let Some(joined) = set.join_next().await {
             let Done { job, chain, result } = match joined {
@@ -673,6 +733,7 @@ impl Gatherer {
                     );
                 }
             }
+            let mut arrived_caller_config = false;
             match job {
                 Job::Service => {
                     if let Err(f) = &result
@@ -684,108 +745,92 @@ impl Gatherer {
                         ));
                     }
                     if let Ok(v) = &result {
-                        self.spawn_other_regions(&mut set, t, q.status, window, v, chain);
+                        logs.pending +=
+                            self.spawn_other_regions(&mut set, t, q.status, window, v, chain);
                     }
+                    logs.service_arrived = true;
                     rec.put("service.json", result)
                 }
                 Job::RegionalService(r) => rec.put(&ipd_model::regions::service_file(&r), result),
                 Job::RegionalPolicy(r) => rec.put(&ipd_model::regions::policy_file(&r), result),
-                Job::RegionalLogs(r) => regional_logs.push((r, result)),
+                Job::RegionalLogs(r) => {
+                    logs.pending = logs.pending.saturating_sub(1);
+                    logs.regional.push((r, result))
+                }
                 Job::ServicePolicy => rec.put("service-iam-policy.json", result),
                 Job::ProjectPolicy => rec.put("project-iam-policy.json", result),
+                Job::Ancestry => match result.map(|v| ancestry_names(&v)) {
+                    Ok(Ok((project_id, mut names))) => {
+                        if rec.project_id.is_none() {
+                            rec.project_id = project_id;
+                        }
+                        if names.len() > self.settings.max_folders + 1 {
+                            rec.warnings.push(format!(
+                                "stopped following the resource hierarchy after {} folders",
+                                self.settings.max_folders
+                            ));
+                            names.truncate(self.settings.max_folders + 1);
+                        }
+                        for n in &names {
+                            self.start_ancestor(&mut set, &mut hier, n, chain);
+                        }
+                        if let Some(c) = &cache {
+                            c.write(&names);
+                        }
+                        hier.confirmed.extend(names);
+                        hier.settled = true;
+                    }
+                    Ok(Err(bad)) => {
+                        rec.warnings.push(format!(
+                            "projects.getAncestry answered an unexpected ancestry ({bad}); walking the hierarchy instead"
+                        ));
+                        hier.ancestry_failed = true;
+                    }
+                    Err(f) => {
+                        rec.warnings.push(format!(
+                            "projects.getAncestry was refused ({}); walking the hierarchy one level at a time",
+                            f.summary()
+                        ));
+                        hier.ancestry_failed = true;
+                    }
+                },
                 Job::ProjectGet | Job::FolderGet(_) => match result {
                     Ok(v) => {
                         if let Job::ProjectGet = job {
-                            rec.project_id = v
-                                .get("projectId")
-                                .and_then(Value::as_str)
-                                .map(str::to_string);
+                            if let Some(id) = v.get("projectId").and_then(Value::as_str) {
+                                rec.project_id = Some(id.to_string());
+                            }
                             rec.project_number = v
                                 .get("name")
                                 .and_then(Value::as_str)
                                 .and_then(|n| n.strip_prefix("projects/"))
                                 .map(str::to_string);
                         }
-                        match v.get("parent").and_then(Value::as_str) {
-                            Some(p) if p.starts_with("folders/") && check_name(p).is_ok() => {
-                                if folders_walked >= self.settings.max_folders {
-                                    rec.warnings.push(format!(
-                                        "stopped walking the resource hierarchy after {folders_walked} folders"
-                                    ));
-                                    continue;
-                                }
-                                folders_walked += 1;
-                                let id = p.trim_start_matches("folders/").to_string();
-                                if self.settings.deny_policies {
-                                    self.spawn_deny_list(&mut set, format!("{CRM}/{p}"), chain);
-                                }
-                                self.spawn(
-                                    &mut set,
-                                    Job::FolderPolicy(id.clone()),
-                                    Call::CrmGetIamPolicy {
-                                        resource: p.to_string(),
-                                    },
-                                    chain,
-                                );
-                                self.spawn(
-                                    &mut set,
-                                    Job::FolderGet(id),
-                                    Call::FoldersGet {
-                                        name: p.to_string(),
-                                    },
-                                    chain,
-                                );
-                            }
-                            Some(p) if p.starts_with("organizations/") && check_name(p).is_ok() => {
-                                let id = p.trim_start_matches("organizations/").to_string();
-                                if self.settings.deny_policies {
-                                    self.spawn_deny_list(&mut set, format!("{CRM}/{p}"), chain);
-                                }
-                                self.spawn(
-                                    &mut set,
-                                    Job::OrganizationPolicy(id.clone()),
-                                    Call::CrmGetIamPolicy {
-                                        resource: p.to_string(),
-                                    },
-                                    chain,
-                                );
-                                self.spawn(
-                                    &mut set,
-                                    Job::CustomConstraints(id.clone()),
-                                    Call::CustomConstraintsList {
-                                        parent: p.to_string(),
-                                    },
-                                    chain,
-                                );
-                                self.spawn(
-                                    &mut set,
-                                    Job::OrganizationGet(id),
-                                    Call::OrganizationsGet {
-                                        name: p.to_string(),
-                                    },
-                                    chain,
-                                );
-                            }
-                            Some(p) if !p.is_empty() => rec.warnings.push(format!(
-                                "the resource hierarchy names an unexpected parent `{p}`; not followed"
-                            )),
-                            _ => {}
-                        }
+                        let parent = v
+                            .get("parent")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .to_string();
+                        hier.pending_parent = Some((parent, chain));
                     }
                     Err(f) => {
-                        if hierarchy_gap.is_none() {
-                            let at = match &job {
-                                Job::FolderGet(id) => format!("folders/{id}"),
-                                _ => project.clone(),
-                            };
-                            hierarchy_gap = Some((at, f));
-                        }
+                        let at = match &job {
+                            Job::FolderGet(id) => format!("folders/{id}"),
+                            _ => project.clone(),
+                        };
+                        hier.walk_failure = Some((at, f));
                     }
                 },
-                Job::FolderPolicy(id) => rec.put(&format!("folder-{id}-iam-policy.json"), result),
-                Job::OrganizationPolicy(id) => {
-                    rec.put(&format!("organization-{id}-iam-policy.json"), result)
-                }
+                Job::FolderPolicy(id) => ancestor_files.push((
+                    format!("folders/{id}"),
+                    format!("folder-{id}-iam-policy.json"),
+                    result,
+                )),
+                Job::OrganizationPolicy(id) => ancestor_files.push((
+                    format!("organizations/{id}"),
+                    format!("organization-{id}-iam-policy.json"),
+                    result,
+                )),
                 Job::OrganizationGet(id) => {
                     if let Err(f) = result {
                         rec.notes.push(format!(
@@ -794,9 +839,18 @@ impl Gatherer {
                         ));
                     }
                 }
-                Job::Logs => request_logs = Some(result),
-                Job::AuditLogs => audit_logs = Some(result),
-                Job::SuccessLogs => success_logs = Some(result),
+                Job::Logs => {
+                    logs.pending = logs.pending.saturating_sub(1);
+                    logs.request = Some(result)
+                }
+                Job::AuditLogs => {
+                    logs.pending = logs.pending.saturating_sub(1);
+                    logs.audit = Some(result)
+                }
+                Job::SuccessLogs => {
+                    logs.pending = logs.pending.saturating_sub(1);
+                    logs.successes = Some(result)
+                }
                 Job::DenyList(attachment) => match result {
                     Ok(Value::Array(names)) => {
                         for n in names.iter().filter_map(Value::as_str) {
@@ -816,7 +870,7 @@ impl Gatherer {
                             if deny_seen.insert(n.to_string()) {
                                 self.spawn(
                                     &mut set,
-                                    Job::DenyGet(n.to_string()),
+                                    Job::DenyGet(attachment.clone(), n.to_string()),
                                     Call::DenyPolicyGet {
                                         name: n.to_string(),
                                     },
@@ -826,14 +880,14 @@ impl Gatherer {
                         }
                     }
                     Ok(_) => {}
-                    Err(f) => deny.push(Err(f)),
+                    Err(f) => deny.push((attachment, Err(f))),
                 },
-                Job::DenyGet(name) => match result {
+                Job::DenyGet(attachment, name) => match result {
                     // Deleted between the list and the get: nothing denies through it.
                     Err(f) if f.http_status == 404 => rec
                         .notes
                         .push(format!("deny policy `{name}` is gone ({})", f.summary())),
-                    r => deny.push(r),
+                    r => deny.push((attachment, r)),
                 },
                 Job::Constraint(c) => {
                     constraints.insert(c, result);
@@ -906,10 +960,119 @@ impl Gatherer {
                             f.summary()
                         ));
                     }
-                    rec.put(&cc.file_name(), result)
+                    rec.put(&cc.file_name(), result);
+                    arrived_caller_config = true;
+                }
+                Job::Troubleshoot(question) => troubleshoot_answer = Some((result, question)),
+            }
+            // The walk, when getAncestry was refused: each parent starts the next level.
+            if hier.ancestry_failed && !hier.settled {
+                if let Some((parent, pchain)) = hier.pending_parent.take() {
+                    match parent.as_str() {
+                        p if p.starts_with("folders/") && check_name(p).is_ok() => {
+                            if folders_walked >= self.settings.max_folders {
+                                rec.warnings.push(format!(
+                                    "stopped walking the resource hierarchy after {folders_walked} folders"
+                                ));
+                                hier.settled = true;
+                            } else {
+                                folders_walked += 1;
+                                hier.confirmed.push(p.to_string());
+                                self.start_ancestor(&mut set, &mut hier, p, pchain);
+                                self.spawn(
+                                    &mut set,
+                                    Job::FolderGet(p.trim_start_matches("folders/").to_string()),
+                                    Call::FoldersGet {
+                                        name: p.to_string(),
+                                    },
+                                    pchain,
+                                );
+                            }
+                        }
+                        p if p.starts_with("organizations/") && check_name(p).is_ok() => {
+                            hier.confirmed.push(p.to_string());
+                            self.start_ancestor(&mut set, &mut hier, p, pchain);
+                            self.spawn(
+                                &mut set,
+                                Job::OrganizationGet(
+                                    p.trim_start_matches("organizations/").to_string(),
+                                ),
+                                Call::OrganizationsGet {
+                                    name: p.to_string(),
+                                },
+                                pchain,
+                            );
+                            hier.settled = true;
+                        }
+                        "" => hier.settled = true,
+                        p => {
+                            rec.warnings.push(format!(
+                                "the resource hierarchy names an unexpected parent `{p}`; not followed"
+                            ));
+                            hier.settled = true;
+                        }
+                    }
+                }
+                if let Some(gap) = hier.walk_failure.take() {
+                    hierarchy_gap.get_or_insert(gap);
+                    hier.settled = true;
                 }
             }
+            // Every log query answered: the logs are evidence from now on.
+            if logs.service_arrived
+                && logs.pending == 0
+                && let Some(merged) = logs.merged(q.known_entry.as_ref(), &mut rec.warnings)
+            {
+                rec.put("logs.json", merged);
+                if let Some(st) = &mut ts {
+                    st.waits_logs = false;
+                }
+            }
+            if arrived_caller_config && let Some(st) = &mut ts {
+                st.waits_caller_config = false;
+            }
+            if let (Some(ask), Some(st)) = (&q.troubleshoot, &mut ts)
+                && !st.attempted
+                && !st.waits_logs
+                && !st.waits_caller_config
+            {
+                self.ask_early(&mut set, &rec, ask, st, t, chain);
+            }
         }
+
+        if !hier.settled && !hier.ancestry_failed {
+            // Neither answer settled it (an unusual task failure): say the levels are unknown.
+            rec.warnings
+                .push("the resource hierarchy could not be read".into());
+        }
+        // Only the ancestors the ancestry confirms are evidence; a stale cache entry's reads
+        // are dropped.
+        let confirmed: BTreeSet<&str> = hier.confirmed.iter().map(String::as_str).collect();
+        let stale: BTreeSet<String> = hier
+            .started
+            .iter()
+            .filter(|a| !confirmed.contains(a.as_str()))
+            .cloned()
+            .collect();
+        if !stale.is_empty() {
+            rec.notes.push(format!(
+                "the project is no longer under {}: what was read there is left out",
+                stale.iter().cloned().collect::<Vec<_>>().join(", ")
+            ));
+        }
+        for (ancestor, file, r) in ancestor_files {
+            if confirmed.contains(ancestor.as_str()) {
+                rec.put(&file, r);
+            }
+        }
+        let deny: Vec<Result<Value, Failure>> = deny
+            .into_iter()
+            .filter(|(att, _)| {
+                att.strip_prefix(&format!("{CRM}/"))
+                    .is_none_or(|a| a.starts_with("projects/") || confirmed.contains(a))
+            })
+            .map(|(_, r)| r)
+            .collect();
 
         if let Some((at, f)) = hierarchy_gap {
             // The levels above are unknown: record that as a gap of its own, so a rule that
@@ -931,24 +1094,8 @@ impl Gatherer {
         }
         let org = org_policies(constraints, &mut rec.notes);
         rec.put("org-policies.json", org);
-        if let Some(r) = request_logs {
-            let r = merge_regional_logs(r, regional_logs, &mut rec.warnings);
-            let r = r.map(|v| match (v, success_logs) {
-                (Value::Array(mut a), Some(Ok(Value::Array(ok)))) => {
-                    a.extend(ok);
-                    Value::Array(a)
-                }
-                (v, Some(Err(f))) => {
-                    rec.warnings.push(format!(
-                        "the service's successful requests could not be read ({}): whether nothing was denied cannot be told from the logs",
-                        f.summary()
-                    ));
-                    v
-                }
-                (v, _) => v,
-            });
-            let merged = merge_logs(r, audit_logs, &mut rec.warnings)
-                .map(|v| merge_known_entry(v, q.known_entry.as_ref()));
+        // A log task that stopped unexpectedly: what did answer is still evidence.
+        if let Some(merged) = logs.merged(q.known_entry.as_ref(), &mut rec.warnings) {
             rec.put("logs.json", merged);
         }
         if self.settings.deny_policies {
@@ -959,8 +1106,82 @@ impl Gatherer {
                 "the APIs refused the credentials (401 UNAUTHENTICATED): the access token may have expired; get a new one (gcloud auth print-access-token, or gcloud auth application-default login)".into(),
             );
         }
+        if let Some(ask) = &q.troubleshoot {
+            // The question the whole evidence asks; an early answer to another is not kept.
+            let fin = troubleshoot_question(&rec, ask);
+            match (troubleshoot_answer, fin) {
+                (Some((r, asked)), Some(fin)) if asked == fin => {
+                    record_troubleshoot(&mut rec, r);
+                }
+                // Asked too early about another caller or time, or not yet: ask now.
+                (_, Some((caller, at))) => {
+                    self.troubleshoot(&mut rec, t, &caller, at).await;
+                }
+                (_, None) => {}
+            }
+        }
         rec.redact();
         Ok(rec)
+    }
+
+    /// Starts the IAM policy and deny-policy reads of an ancestor (`folders/F`,
+    /// `organizations/O`) unless they are already under way.
+    fn start_ancestor(
+        &self,
+        set: &mut JoinSet<Done>,
+        hier: &mut Hierarchy,
+        name: &str,
+        chain: u32,
+    ) {
+        if check_name(name).is_err() || !hier.started.insert(name.to_string()) {
+            return;
+        }
+        let job = match name.split_once('/') {
+            Some(("folders", id)) => Job::FolderPolicy(id.to_string()),
+            Some(("organizations", id)) => {
+                self.spawn(
+                    set,
+                    Job::CustomConstraints(id.to_string()),
+                    Call::CustomConstraintsList {
+                        parent: name.to_string(),
+                    },
+                    chain,
+                );
+                Job::OrganizationPolicy(id.to_string())
+            }
+            _ => return,
+        };
+        if self.settings.deny_policies {
+            self.spawn_deny_list(set, format!("{CRM}/{name}"), chain);
+        }
+        self.spawn(
+            set,
+            job,
+            Call::CrmGetIamPolicy {
+                resource: name.to_string(),
+            },
+            chain,
+        );
+    }
+
+    /// Asks Policy Troubleshooter the question the evidence so far gives, without waiting.
+    fn ask_early(
+        &self,
+        set: &mut JoinSet<Done>,
+        rec: &Recording,
+        ask: &Ask,
+        st: &mut TroubleshootState,
+        t: &Target,
+        chain: u32,
+    ) {
+        st.attempted = true;
+        let Some((caller, at)) = troubleshoot_question(rec, ask) else {
+            return;
+        };
+        // A question that cannot be asked is noted once, at the end.
+        if let Ok(call) = troubleshoot_call(&caller, at, t) {
+            self.spawn(set, Job::Troubleshoot((caller, at)), call, chain);
+        }
     }
 
     /// Asks Policy Troubleshooter whether `caller` holds `run.routes.invoke` on the service of
@@ -978,20 +1199,10 @@ impl Gatherer {
         caller: &Principal,
         at: Option<Timestamp>,
     ) -> bool {
-        let Some(email) = troubleshooter_email(caller) else {
-            rec.notes.push(format!(
-                "Policy Troubleshooter not asked: it cannot be asked about this principal type (it takes a user's or a service account's email, and the caller is `{caller}`)"
-            ));
-            return false;
-        };
-        let call = match t
-            .resource_name()
-            .and_then(|svc| Call::troubleshoot(email, &svc, at))
-        {
+        let call = match troubleshoot_call(caller, at, t) {
             Ok(c) => c,
-            Err(e) => {
-                rec.notes
-                    .push(format!("Policy Troubleshooter not asked: {e}"));
+            Err(note) => {
+                rec.notes.push(note);
                 return false;
             }
         };
@@ -1003,18 +1214,7 @@ impl Gatherer {
             .max()
             .unwrap_or(0);
         let r = self.client.call(&call, chain).await;
-        if let Err(f) = &r {
-            let disabled = f.api_error().reason.as_deref() == Some("SERVICE_DISABLED");
-            rec.notes.push(if disabled {
-                format!(
-                    "Policy Troubleshooter is not enabled in the project of the credentials ({}); enable policytroubleshooter.googleapis.com for the cross-check, or pass --no-troubleshooter",
-                    f.summary()
-                )
-            } else {
-                format!("Policy Troubleshooter did not answer ({})", f.summary())
-            });
-        }
-        rec.put(TROUBLESHOOT_FILE, r);
+        record_troubleshoot(rec, r);
         rec.redact();
         true
     }
@@ -1054,6 +1254,238 @@ impl Gatherer {
             .or_else(|| entries.first())
             .cloned())
     }
+}
+
+/// The answers of the log queries, until they are merged into one `logs.json`.
+#[derive(Default)]
+struct LogAnswers {
+    request: Option<Result<Value, Failure>>,
+    regional: Vec<(String, Result<Value, Failure>)>,
+    successes: Option<Result<Value, Failure>>,
+    audit: Option<Result<Value, Failure>>,
+    /// Queries not answered yet (the other regions' start when the service arrives).
+    pending: usize,
+    service_arrived: bool,
+}
+
+impl LogAnswers {
+    /// The request logs with the other regions', the sample of successes, the audit entries
+    /// and a known entry, as one `logs.json`; `None` once taken or before the request logs.
+    fn merged(
+        &mut self,
+        known: Option<&Value>,
+        warnings: &mut Vec<String>,
+    ) -> Option<Result<Value, Failure>> {
+        let r = self.request.take()?;
+        Some(all_logs(
+            r,
+            std::mem::take(&mut self.regional),
+            self.successes.take(),
+            self.audit.take(),
+            known,
+            warnings,
+        ))
+    }
+}
+
+fn all_logs(
+    r: Result<Value, Failure>,
+    regional: Vec<(String, Result<Value, Failure>)>,
+    successes: Option<Result<Value, Failure>>,
+    audit: Option<Result<Value, Failure>>,
+    known: Option<&Value>,
+    warnings: &mut Vec<String>,
+) -> Result<Value, Failure> {
+    let r = merge_regional_logs(r, regional, warnings);
+    let r = r.map(|v| match (v, successes) {
+        (Value::Array(mut a), Some(Ok(Value::Array(ok)))) => {
+            a.extend(ok);
+            Value::Array(a)
+        }
+        (v, Some(Err(f))) => {
+            warnings.push(format!(
+                "the service's successful requests could not be read ({}): whether nothing was denied cannot be told from the logs",
+                f.summary()
+            ));
+            v
+        }
+        (v, _) => v,
+    });
+    merge_logs(r, audit, warnings).map(|v| merge_known_entry(v, known))
+}
+
+/// Policy Troubleshooter's question: the caller and the request's time.
+type TsQuestion = (Principal, Option<Timestamp>);
+
+/// What asking Policy Troubleshooter during the gathering needs: the inputs the evidence is
+/// built with (`--caller`, `--at`, ...) and the caller's token, as the rules will see them.
+#[derive(Debug, Clone, Default)]
+pub struct Ask {
+    pub inputs: ipd_model::Inputs,
+    pub token: Option<ipd_model::token::Token>,
+}
+
+impl Ask {
+    /// The caller is known without any evidence (a flag or the token names it).
+    fn caller_known(&self) -> bool {
+        self.inputs.caller.is_some() || self.token.as_ref().and_then(|t| t.principal()).is_some()
+    }
+}
+
+struct TroubleshootState {
+    waits_logs: bool,
+    waits_caller_config: bool,
+    attempted: bool,
+}
+
+/// Where the walk of the resource hierarchy stands.
+#[derive(Default)]
+struct Hierarchy {
+    /// Ancestors (`folders/F`, `organizations/O`) whose reads have started.
+    started: BTreeSet<String>,
+    /// Ancestors the answers confirm, nearest first.
+    confirmed: Vec<String>,
+    /// Nothing more to learn about the ancestry.
+    settled: bool,
+    /// `getAncestry` was refused (or unusable): the v3 walk decides.
+    ancestry_failed: bool,
+    /// A `get` answered with this parent (and the chain it ended), not yet followed.
+    pending_parent: Option<(String, u32)>,
+    /// A `get` of the walk failed: the levels above are unknown.
+    walk_failure: Option<(String, Failure)>,
+}
+
+/// The project's ancestors as last seen, so that their reads can start at t = 0 next time.
+/// One small file per project (`ancestry-PROJECT.json`, a JSON array of `folders/F` /
+/// `organizations/O`, nearest first); it holds names only, never a token. Unreadable or
+/// malformed: ignored (the answer of `getAncestry` is what counts).
+pub struct AncestryCache {
+    path: std::path::PathBuf,
+}
+
+impl AncestryCache {
+    pub fn new(dir: &std::path::Path, project: &str) -> AncestryCache {
+        let safe: String = project
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        AncestryCache {
+            path: dir.join(format!("ancestry-{safe}.json")),
+        }
+    }
+
+    pub fn read(&self) -> Option<Vec<String>> {
+        let text = std::fs::read_to_string(&self.path).ok()?;
+        let names: Vec<String> = serde_json::from_str(&text).ok()?;
+        names
+            .iter()
+            .all(|n| {
+                (n.starts_with("folders/") || n.starts_with("organizations/"))
+                    && check_name(n).is_ok()
+            })
+            .then_some(names)
+    }
+
+    /// Best effort: a cache that cannot be written only costs a round trip next time.
+    pub fn write(&self, names: &[String]) {
+        if self.read().as_deref() == Some(names) {
+            return;
+        }
+        if let Some(dir) = self.path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        if let Ok(text) = serde_json::to_string(names) {
+            let tmp = self
+                .path
+                .with_extension(format!("tmp{}", std::process::id()));
+            if std::fs::write(&tmp, text).is_ok() {
+                let _ = std::fs::rename(&tmp, &self.path);
+            }
+        }
+    }
+}
+
+/// `GetAncestryResponse` → the project's ID and its ancestors (`folders/F`,
+/// `organizations/O`), nearest first. Err: the answer is not an ancestry.
+fn ancestry_names(v: &Value) -> Result<(Option<String>, Vec<String>), String> {
+    let list = v
+        .get("ancestor")
+        .and_then(Value::as_array)
+        .ok_or("no `ancestor` list")?;
+    let mut project = None;
+    let mut out = Vec::new();
+    for (i, a) in list.iter().enumerate() {
+        let kind = a.pointer("/resourceId/type").and_then(Value::as_str);
+        let id = a.pointer("/resourceId/id").and_then(Value::as_str);
+        let (Some(kind), Some(id)) = (kind, id) else {
+            return Err(format!("ancestor {i} has no resourceId type and id"));
+        };
+        let name = match kind {
+            "project" if i == 0 => {
+                project = Some(id.to_string());
+                continue;
+            }
+            "folder" => format!("folders/{id}"),
+            "organization" => format!("organizations/{id}"),
+            other => return Err(format!("ancestor {i} is a `{other}`")),
+        };
+        if id.is_empty() || id.contains('/') || check_name(&name).is_err() {
+            return Err(format!("ancestor {i} is named `{name}`"));
+        }
+        out.push(name);
+    }
+    Ok((project, out))
+}
+
+/// The question the recording so far asks: its caller (not a public one) and the time of the
+/// failing request, derived as the rules derive them.
+fn troubleshoot_question(rec: &Recording, ask: &Ask) -> Option<TsQuestion> {
+    let loaded = rec.evidence(ask.inputs.clone()).ok()?;
+    let mut ev = loaded.evidence;
+    if let Some(t) = &ask.token {
+        ev.token = Some(t.clone());
+    }
+    let facts = ipd_model::facts::Facts::derive(&ev);
+    let caller = facts.caller.filter(|c| !c.public)?;
+    Some((caller.principal, facts.request.time))
+}
+
+/// The troubleshooter call for `caller`, or the note saying why it cannot be asked.
+fn troubleshoot_call(
+    caller: &Principal,
+    at: Option<Timestamp>,
+    t: &Target,
+) -> Result<Call, String> {
+    let Some(email) = troubleshooter_email(caller) else {
+        return Err(format!(
+            "Policy Troubleshooter not asked: it cannot be asked about this principal type (it takes a user's or a service account's email, and the caller is `{caller}`)"
+        ));
+    };
+    t.resource_name()
+        .and_then(|svc| Call::troubleshoot(email, &svc, at))
+        .map_err(|e| format!("Policy Troubleshooter not asked: {e}"))
+}
+
+/// Records the troubleshooter's answer (or the envelope in its place) with a note on failure.
+fn record_troubleshoot(rec: &mut Recording, r: Result<Value, Failure>) {
+    if let Err(f) = &r {
+        let disabled = f.api_error().reason.as_deref() == Some("SERVICE_DISABLED");
+        rec.notes.push(if disabled {
+            format!(
+                "Policy Troubleshooter is not enabled in the project of the credentials ({}); enable policytroubleshooter.googleapis.com for the cross-check, or pass --no-troubleshooter",
+                f.summary()
+            )
+        } else {
+            format!("Policy Troubleshooter did not answer ({})", f.summary())
+        });
+    }
+    rec.put(TROUBLESHOOT_FILE, r);
 }
 
 /// The bundle file of Policy Troubleshooter's answer.

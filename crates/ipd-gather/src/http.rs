@@ -2,8 +2,8 @@
 //! few `POST`s are methods that only read, each with a body built here), per attempt timeouts, retries with exponential backoff and jitter on 429/500/502/503/504 that
 //! honour `Retry-After`, and a trace of every call for `-v` and the benchmark.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use ipd_model::doc::ApiError;
@@ -136,6 +136,10 @@ pub enum Call {
     ServicesGetIamPolicy { resource: String },
     /// Resource Manager v3 `projects.get`.
     ProjectsGet { name: String },
+    /// Resource Manager v1 `projects.getAncestry`: `POST v1/projects/{project}:getAncestry`
+    /// with `{}`. The project, its folders and its organization in one answer; needs only
+    /// `resourcemanager.projects.get`.
+    ProjectsGetAncestry { project: String },
     /// Resource Manager v3 `folders.get`.
     FoldersGet { name: String },
     /// Resource Manager v3 `organizations.get`.
@@ -242,6 +246,7 @@ impl Call {
             Call::ServicesList { .. } => "run.services.list",
             Call::ServicesGetIamPolicy { .. } => "run.services.getIamPolicy",
             Call::ProjectsGet { .. } => "projects.get",
+            Call::ProjectsGetAncestry { .. } => "projects.getAncestry",
             Call::FoldersGet { .. } => "folders.get",
             Call::OrganizationsGet { .. } => "organizations.get",
             Call::CrmGetIamPolicy { resource } => {
@@ -273,7 +278,9 @@ impl Call {
             Call::ServicesGet { .. } => "run.services.get",
             Call::ServicesList { .. } => "run.services.list",
             Call::ServicesGetIamPolicy { .. } => "run.services.getIamPolicy",
-            Call::ProjectsGet { .. } => "resourcemanager.projects.get",
+            Call::ProjectsGet { .. } | Call::ProjectsGetAncestry { .. } => {
+                "resourcemanager.projects.get"
+            }
             Call::FoldersGet { .. } => "resourcemanager.folders.get",
             Call::OrganizationsGet { .. } => "resourcemanager.organizations.get",
             Call::CrmGetIamPolicy { resource } => {
@@ -346,6 +353,7 @@ impl Call {
                 }
             }
             Call::TokenInfo { .. } => "the credentials in use".into(),
+            Call::ProjectsGetAncestry { project } => format!("projects/{project}"),
             Call::Troubleshoot {
                 principal, service, ..
             } => format!("{INVOKE_PERMISSION} of {principal} on {service}"),
@@ -413,6 +421,15 @@ impl Call {
                 ep.url(Api::CloudResourceManager, &format!("v3/{name}")),
                 vec![],
                 None,
+            ),
+            Call::ProjectsGetAncestry { project } => (
+                Method::POST,
+                ep.url(
+                    Api::CloudResourceManager,
+                    &format!("v1/projects/{project}:getAncestry"),
+                ),
+                vec![],
+                Some(json!({})),
             ),
             Call::CrmGetIamPolicy { resource } => (
                 Method::POST,
@@ -639,7 +656,11 @@ pub struct CallRecord {
 
 /// The shared client. Cheap to share behind an `Arc`.
 pub struct Client {
-    http: reqwest::Client,
+    /// For `http://` endpoints (a local fake): built on first use, without any TLS roots, so
+    /// the system's certificate store is never loaded for them.
+    plain: OnceLock<Result<reqwest::Client, ClientError>>,
+    /// For `https://` endpoints: built on first use (the certificate store is loaded then).
+    tls: OnceLock<Result<reqwest::Client, ClientError>>,
     auth: Auth,
     endpoints: Endpoints,
     policy: RetryPolicy,
@@ -666,21 +687,13 @@ impl Client {
         endpoints: Endpoints,
         policy: RetryPolicy,
     ) -> Result<Client, ClientError> {
-        let http = crate::endpoints::with_proxies(
-            reqwest::Client::builder()
-                .connect_timeout(policy.connect_timeout)
-                .user_agent(concat!("invoker-doctor/", env!("CARGO_PKG_VERSION"))),
-            endpoints.proxies(),
-        )
-        .map_err(ClientError)?
-        .build()
-        .map_err(|e| ClientError(e.without_url().to_string()))?;
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0x9E37_79B9_7F4A_7C15);
         Ok(Client {
-            http,
+            plain: OnceLock::new(),
+            tls: OnceLock::new(),
             auth,
             endpoints,
             policy,
@@ -689,6 +702,33 @@ impl Client {
             trace: Mutex::new(Vec::new()),
             rng: AtomicU64::new(seed),
         })
+    }
+
+    /// The HTTP client for `url`, built once, on the first request that needs it.
+    fn http_for(&self, url: &str) -> Result<&reqwest::Client, &ClientError> {
+        let plain = url.starts_with("http://");
+        let cell = if plain { &self.plain } else { &self.tls };
+        let build = || -> Result<reqwest::Client, ClientError> {
+            let mut b = crate::endpoints::with_proxies(
+                reqwest::Client::builder()
+                    .connect_timeout(self.policy.connect_timeout)
+                    .user_agent(concat!("invoker-doctor/", env!("CARGO_PKG_VERSION"))),
+                self.endpoints.proxies(),
+            )
+            .map_err(ClientError)?;
+            if plain {
+                // No roots at all: this client cannot open a TLS connection, and needs none.
+                b = b.tls_certs_only(std::iter::empty());
+            }
+            b.build()
+                .map_err(|e| ClientError(e.without_url().to_string()))
+        };
+        cell.get_or_init(build).as_ref()
+    }
+
+    /// Whether the TLS client has been built (for the no-fixed-cost check).
+    pub fn tls_started(&self) -> bool {
+        self.tls.get().is_some()
     }
 
     pub fn auth(&self) -> &Auth {
@@ -855,8 +895,11 @@ impl Client {
                 ));
             }
         };
-        let mut req = self
-            .http
+        let http = match self.http_for(url) {
+            Ok(h) => h,
+            Err(e) => return Attempt::Final(no_answer(500, "INTERNAL", e.to_string())),
+        };
+        let mut req = http
             .request(method.clone(), url)
             .timeout(self.policy.attempt_timeout);
         if !query.is_empty() {
@@ -1212,5 +1255,59 @@ mod tests {
         assert!(f.summary().starts_with("403 PERMISSION_DENIED: Permission"));
         let t = Failure::synthetic(504, "DEADLINE_EXCEEDED", "no answer within 30 s");
         assert!(!t.is_permission_denied());
+    }
+}
+
+#[cfg(test)]
+mod lazy_tls_tests {
+    use std::io::{Read, Write};
+
+    use super::*;
+    use crate::auth::{Auth, AuthOptions};
+    use crate::env::Env;
+
+    /// Answers one HTTP request with `{}` on 127.0.0.1; returns the base URL.
+    fn one_answer_server() -> String {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        std::thread::spawn(move || {
+            if let Ok((mut s, _)) = l.accept() {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf);
+                let _ = s.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}",
+                );
+            }
+        });
+        format!("http://{addr}/")
+    }
+
+    #[tokio::test]
+    async fn plain_http_endpoints_never_build_the_tls_client() {
+        let dir = std::env::temp_dir().join(format!("ipd-gather-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("tok");
+        std::fs::write(&f, "ya29.test\n").unwrap();
+        let env = Env::from_pairs([("CLOUDSDK_AUTH_ACCESS_TOKEN_FILE", f.display().to_string())]);
+        let auth = Auth::resolve(&AuthOptions::default(), &env).unwrap();
+        let base = one_answer_server();
+        let client = Client::new(
+            auth,
+            Endpoints::all_at(&base).unwrap(),
+            RetryPolicy::default(),
+        )
+        .unwrap();
+        assert!(!client.tls_started(), "nothing is built before a request");
+        let r = client
+            .call(
+                &Call::ProjectsGetAncestry {
+                    project: "p".into(),
+                },
+                0,
+            )
+            .await;
+        assert_eq!(r.ok(), Some(serde_json::json!({})));
+        assert!(!client.tls_started(), "an http:// endpoint needs no TLS");
+        assert!(client.plain.get().is_some_and(Result::is_ok));
     }
 }

@@ -59,8 +59,8 @@ pub use auth::{Auth, AuthError, AuthOptions, CredentialSource, Secret};
 pub use endpoints::{Api, BadOverride, Endpoints};
 pub use env::Env;
 pub use gather::{
-    CONSTRAINTS, CallerConfigRef, Gatherer, Query, Settings, TROUBLESHOOT_FILE, Target,
-    troubleshooter_email,
+    AncestryCache, Ask, CONSTRAINTS, CallerConfigRef, Gatherer, Query, Settings, TROUBLESHOOT_FILE,
+    Target, troubleshooter_email,
 };
 pub use http::{BadName, Call, CallRecord, Client, ClientError, Failure, RetryPolicy};
 pub use incidents::{IncidentQuery, IncidentRead, incident_filter};

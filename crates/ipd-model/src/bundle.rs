@@ -34,9 +34,16 @@ const MAX_UNKNOWN_WARNINGS: usize = 20;
 /// The size limit of one bundle file, by its name: the one place per-file limits live (a
 /// streaming reader may raise its own file's limit here).
 pub fn max_file_bytes(name: &str) -> u64 {
-    let _ = name;
-    MAX_FILE_BYTES
+    match name {
+        "logs.json" => MAX_LOGS_BYTES,
+        _ => MAX_FILE_BYTES,
+    }
 }
+
+/// Largest `logs.json`: a busy service's day of refusals is hundreds of megabytes. It is
+/// streamed from disk (never held whole, not counted in [`MAX_BUNDLE_BYTES`]); above this,
+/// that one source is a `failed` gap.
+pub const MAX_LOGS_BYTES: u64 = 2 * 1024 * 1024 * 1024;
 
 /// A loaded bundle and the warnings (unknown files, unreadable files) to print on stderr.
 #[derive(Debug)]
@@ -75,6 +82,7 @@ fn load_at_most(dir: &Path, inputs: Inputs, max_entries: usize) -> Result<Loaded
     }
     entries.sort_by(|a, b| a.0.cmp(&b.0));
     let mut budget = MAX_BUNDLE_BYTES;
+    let mut streamed_logs = None;
     let mut unknown = 0usize;
     let mut files = Vec::new();
     for (name, ft) in entries {
@@ -94,6 +102,14 @@ fn load_at_most(dir: &Path, inputs: Inputs, max_entries: usize) -> Result<Loaded
             }
             continue;
         }
+        if name == "logs.json" && ft.is_file() {
+            match stream_logs(&root.join(&name), &shown) {
+                Ok(d) => streamed_logs = Some(d),
+                // A failure goes through the same path as any other file's.
+                Err(e) => files.push((name, shown, Err(e))),
+            }
+            continue;
+        }
         let text = read_entry(&root, &name, ft, &shown, &mut budget, &mut warnings);
         files.push((name, shown, text));
     }
@@ -106,7 +122,24 @@ fn load_at_most(dir: &Path, inputs: Inputs, max_entries: usize) -> Result<Loaded
     }
     let mut loaded = from_entries(files, warnings)?;
     loaded.evidence.inputs = inputs;
+    if let Some(d) = streamed_logs {
+        loaded.evidence.logs = gathered(d, "logging.logEntries.list").map(LogsFile::into_entries);
+    }
     Ok(loaded)
+}
+
+/// A regular `logs.json`, streamed from disk within its own limit.
+fn stream_logs(path: &Path, shown: &str) -> Result<Doc<LogsFile>, ParseError> {
+    let len = std::fs::metadata(path)
+        .map_err(|e| ParseError::new(shown, format!("cannot read: {e}")))?
+        .len();
+    if len > MAX_LOGS_BYTES {
+        return Err(ParseError::new(
+            shown,
+            format!("file is {len} bytes; evidence files are at most {MAX_LOGS_BYTES} (logs.json)"),
+        ));
+    }
+    crate::logs::read_logs_file(path, shown)
 }
 
 /// Reads one bundle entry within the limits: a regular file, or a symbolic link to a regular
@@ -374,7 +407,7 @@ fn read_file(
         }
         "logs.json" => {
             ev.logs = gathered(
-                doc::parse::<LogsFile>(path, text)?,
+                crate::logs::parse_logs(path, text)?,
                 "logging.logEntries.list",
             )
             .map(LogsFile::into_entries)
@@ -652,6 +685,31 @@ pub fn denied_or_failed<T>(e: ApiError, permission: &str) -> Gathered<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_oversized_logs_file_is_a_failed_gap_and_the_rest_is_read() {
+        let dir = std::env::temp_dir().join(format!("ipd-model-big-logs-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        // Sparse: no disk is used for the bytes past the limit.
+        let f = std::fs::File::create(dir.join("logs.json")).unwrap();
+        f.set_len(MAX_LOGS_BYTES + 1).unwrap();
+        std::fs::write(dir.join("project-iam-policy.json"), r#"{"bindings": []}"#).unwrap();
+        let l = load(&dir, Inputs::default()).unwrap();
+        assert!(
+            matches!(&l.evidence.logs, Gathered::Failed { error } if error.contains("logs.json"))
+        );
+        assert!(l.evidence.project_policy.is_present());
+        assert!(
+            l.warnings.iter().any(|w| w.contains("logs.json")),
+            "{:?}",
+            l.warnings
+        );
+        // Far above the 64 MiB of other files, and another file's limit is unchanged.
+        assert!(max_file_bytes("logs.json") >= 1 << 30);
+        assert_eq!(max_file_bytes("service.json"), MAX_FILE_BYTES);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn unknown_files_warn_and_errors_name_the_file() {

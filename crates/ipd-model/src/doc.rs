@@ -35,7 +35,7 @@ impl ParseError {
         }
     }
 
-    fn from_json(file: &str, e: &serde_json::Error) -> Self {
+    pub(crate) fn from_json(file: &str, e: &serde_json::Error) -> Self {
         // serde_json appends " at line L column C" to its Display; keep the bare message.
         let msg = e.to_string();
         let bare = match msg.rfind(" at line ") {

@@ -2,6 +2,9 @@
 
 use std::collections::BTreeMap;
 
+use std::fmt;
+
+use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
@@ -15,23 +18,171 @@ pub const GATE_403: &str = "The request was not authenticated";
 pub const GATE_401: &str = "not authorized to invoke this service";
 pub const EMPTY_AUTHORIZATION: &str = "Empty Authorization header value";
 
+/// The members of a LogEntry the rules read; the others (`receiveTimestamp`, `spanId`,
+/// `httpRequest.remoteIp`, ...) are skipped unread.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LogEntry {
     pub log_name: Option<String>,
     pub resource: Option<MonitoredResource>,
     pub timestamp: Option<String>,
-    pub receive_timestamp: Option<String>,
     pub severity: Option<String>,
     pub insert_id: Option<String>,
     pub http_request: Option<HttpRequest>,
     pub text_payload: Option<String>,
-    pub json_payload: Option<Value>,
+    /// Only what the rules read of an application's structured log (`message`).
+    pub json_payload: Option<JsonPayload>,
+    /// An audit entry's `AuditLog` (read by [`crate::audit`]); request logs have none.
     pub proto_payload: Option<Value>,
     pub trace: Option<String>,
-    pub span_id: Option<String>,
     #[serde(default)]
-    pub labels: BTreeMap<String, String>,
+    pub labels: Labels,
+}
+
+/// A LogEntry's or a resource's `labels`: a few string pairs, kept as a small vector (a
+/// `BTreeMap` node per entry would be most of an entry's memory on a large file).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Labels(Vec<(Box<str>, Box<str>)>);
+
+impl Labels {
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k.as_ref() == key)
+            .map(|(_, v)| v.as_ref())
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_ref(), v.as_ref()))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl FromIterator<(String, String)> for Labels {
+    fn from_iter<I: IntoIterator<Item = (String, String)>>(it: I) -> Self {
+        let m: BTreeMap<String, String> = it.into_iter().collect();
+        Labels(
+            m.into_iter()
+                .map(|(k, v)| (k.into_boxed_str(), v.into_boxed_str()))
+                .collect(),
+        )
+    }
+}
+
+impl Serialize for Labels {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for Labels {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Labels;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a map of string labels")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Labels, E> {
+                Ok(Labels::default())
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Labels, A::Error> {
+                let mut v: Vec<(Box<str>, Box<str>)> =
+                    Vec::with_capacity(a.size_hint().unwrap_or(4));
+                while let Some((k, val)) =
+                    a.next_entry::<std::borrow::Cow<'de, str>, std::borrow::Cow<'de, str>>()?
+                {
+                    let (k, val): (Box<str>, Box<str>) = (k.into(), val.into());
+                    // A repeated key: the last one wins, as in a map.
+                    match v.iter_mut().find(|(x, _)| *x == k) {
+                        Some(slot) => slot.1 = val,
+                        None => v.push((k, val)),
+                    }
+                }
+                v.sort();
+                Ok(Labels(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `jsonPayload`, of which only `message` is kept (a string; anything else is dropped).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+pub struct JsonPayload {
+    #[serde(default, deserialize_with = "string_or_none")]
+    pub message: Option<String>,
+}
+
+/// One JSON value read for a scalar field: a string, an integer, or anything else (skipped
+/// without being built).
+enum Scalar {
+    Str(String),
+    Int(Option<i64>),
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Scalar;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Scalar, E> {
+                Ok(Scalar::Str(v.to_string()))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Scalar, E> {
+                Ok(Scalar::Str(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Scalar, E> {
+                Ok(Scalar::Int(Some(v)))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Scalar, E> {
+                Ok(Scalar::Int(i64::try_from(v).ok()))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Scalar, E> {
+                Ok(Scalar::Other)
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Scalar, E> {
+                Ok(Scalar::Other)
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Scalar, E> {
+                Ok(Scalar::Other)
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Scalar, E> {
+                Ok(Scalar::Other)
+            }
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Scalar, D::Error> {
+                d.deserialize_any(V)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Scalar, A::Error> {
+                while a.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Scalar::Other)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Scalar, A::Error> {
+                while a.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Scalar::Other)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A string, or `None` for any other JSON value.
+fn string_or_none<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(match Scalar::deserialize(d)? {
+        Scalar::Str(s) => Some(s),
+        _ => None,
+    })
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
@@ -39,7 +190,7 @@ pub struct MonitoredResource {
     #[serde(rename = "type")]
     pub kind: Option<String>,
     #[serde(default)]
-    pub labels: BTreeMap<String, String>,
+    pub labels: Labels,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
@@ -50,19 +201,16 @@ pub struct HttpRequest {
     #[serde(default, deserialize_with = "lenient_i64")]
     pub status: Option<i64>,
     pub user_agent: Option<String>,
-    pub remote_ip: Option<String>,
-    pub referer: Option<String>,
     pub latency: Option<String>,
-    pub protocol: Option<String>,
 }
 
-/// proto3 JSON writes int32 as a number, but some tools quote it; accept both.
+/// proto3 JSON writes int32 as a number, but some tools quote it; accept both (anything else
+/// is `None`), without building an intermediate value.
 fn lenient_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
-    let v = Option::<Value>::deserialize(d)?;
-    Ok(match v {
-        Some(Value::Number(n)) => n.as_i64(),
-        Some(Value::String(s)) => s.trim().parse().ok(),
-        _ => None,
+    Ok(match Scalar::deserialize(d)? {
+        Scalar::Int(n) => n,
+        Scalar::Str(s) => s.trim().parse().ok(),
+        Scalar::Other => None,
     })
 }
 
@@ -125,10 +273,7 @@ impl LogEntry {
     }
 
     pub fn resource_label(&self, k: &str) -> Option<&str> {
-        self.resource
-            .as_ref()
-            .and_then(|r| r.labels.get(k))
-            .map(String::as_str)
+        self.resource.as_ref().and_then(|r| r.labels.get(k))
     }
 
     /// The text a reader would search: `textPayload`, or `jsonPayload.message`.
@@ -136,8 +281,7 @@ impl LogEntry {
         self.text_payload.as_deref().or_else(|| {
             self.json_payload
                 .as_ref()
-                .and_then(|j| j.get("message"))
-                .and_then(Value::as_str)
+                .and_then(|j| j.message.as_deref())
         })
     }
 
@@ -181,14 +325,84 @@ impl LogEntry {
 }
 
 /// `logs.json`: an array of entries, or an `entries:list` response.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+///
+/// Read in one pass straight into [`LogEntry`] values: no `serde_json::Value` of the file or
+/// of an entry (only an audit entry's `protoPayload` is one), and no buffering of the whole
+/// document as an untagged enum would. Members of a response other than `entries` are
+/// skipped unread; an `error` member makes it Google's error envelope ([`LogsFile::Error`]).
+#[derive(Debug)]
 pub enum LogsFile {
     List(Vec<LogEntry>),
     Response {
-        #[serde(default)]
         entries: Vec<LogEntry>,
     },
+    /// `{"error": {...}}`: the API's error envelope in place of the entries.
+    Error(Value),
+}
+
+impl<'de> Deserialize<'de> for LogsFile {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = LogsFile;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON array of LogEntry or an entries:list response object")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<LogsFile, A::Error> {
+                let mut v = Vec::with_capacity(a.size_hint().unwrap_or(0).min(1 << 16));
+                while let Some(e) = a.next_element::<LogEntry>()? {
+                    v.push(e);
+                }
+                Ok(LogsFile::List(v))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<LogsFile, A::Error> {
+                let mut entries: Option<Vec<LogEntry>> = None;
+                let mut error: Option<Value> = None;
+                while let Some(k) = a.next_key::<std::borrow::Cow<'de, str>>()? {
+                    match k.as_ref() {
+                        "entries" => {
+                            entries =
+                                Some(a.next_value::<Option<Vec<LogEntry>>>()?.unwrap_or_default())
+                        }
+                        "error" => error = Some(a.next_value::<Value>()?),
+                        _ => {
+                            a.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(match (entries, error) {
+                    (None, Some(e)) => LogsFile::Error(serde_json::json!({ "error": e })),
+                    (entries, _) => LogsFile::Response {
+                        entries: entries.unwrap_or_default(),
+                    },
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Parses `logs.json` (`file` names it in errors) in one pass: JSON straight into entries, or
+/// the API's error envelope; YAML through the generic reader.
+pub fn parse_logs(
+    file: &str,
+    text: &str,
+) -> Result<crate::doc::Doc<LogsFile>, crate::doc::ParseError> {
+    use crate::doc::{ApiError, Doc, ParseError};
+    let body = text.trim_start_matches('\u{feff}');
+    if !body.trim_start().starts_with(['[', '{']) {
+        return crate::doc::parse::<LogsFile>(file, text);
+    }
+    match serde_json::from_str::<LogsFile>(body) {
+        Ok(LogsFile::Error(v)) => match ApiError::from_envelope(&v) {
+            Some(e) => Ok(Doc::Error(e)),
+            None => Ok(Doc::Value(LogsFile::Response {
+                entries: Vec::new(),
+            })),
+        },
+        Ok(f) => Ok(Doc::Value(f)),
+        Err(e) => Err(ParseError::from_json(file, &e)),
+    }
 }
 
 impl LogsFile {
@@ -196,6 +410,7 @@ impl LogsFile {
         match self {
             LogsFile::List(v) => v,
             LogsFile::Response { entries } => entries,
+            LogsFile::Error(_) => Vec::new(),
         }
     }
 }
@@ -229,6 +444,72 @@ mod tests {
         assert!(e.latency_secs().unwrap() > 60.0);
     }
 
+    fn entries(text: &str) -> Vec<LogEntry> {
+        match parse_logs("logs.json", text).unwrap() {
+            crate::doc::Doc::Value(f) => f.into_entries(),
+            crate::doc::Doc::Error(e) => panic!("an envelope: {e:?}"),
+        }
+    }
+
+    #[test]
+    fn one_pass_reader_keeps_what_the_rules_read() {
+        let real = include_str!("../testdata/cloud-run-request-log-403-unauthenticated.json");
+        let list = entries(&format!("[{real}, {real}]"));
+        assert_eq!(list.len(), 2);
+        let one: LogEntry = serde_json::from_str(real).unwrap();
+        assert_eq!(list[0], one);
+        // An entries:list response: other members are skipped, `entries: null` is none.
+        let resp = entries(&format!(
+            r#"{{"nextPageToken": "t", "entries": [{real}], "extra": {{"deep": [1, {{"x": null}}]}}}}"#
+        ));
+        assert_eq!(resp, vec![one]);
+        assert!(entries(r#"{"entries": null}"#).is_empty());
+        assert!(entries("{}").is_empty());
+        assert!(entries("\u{feff}[]").is_empty());
+        // jsonPayload: only a string `message` is kept; status as a number or a quoted number.
+        let e = &entries(
+            r#"[{"jsonPayload": {"message": "boom", "stack": ["a", {"b": 1}]}, "httpRequest": {"status": "403"}},
+                {"jsonPayload": {"message": {"not": "text"}}, "httpRequest": {"status": 4.5}},
+                {"protoPayload": {"methodName": "SetIamPolicy"}, "httpRequest": {"status": null}}]"#,
+        );
+        assert_eq!(e[0].message(), Some("boom"));
+        assert_eq!(e[0].status(), Some(403));
+        assert_eq!(e[1].message(), None);
+        assert_eq!(e[1].status(), None);
+        assert_eq!(e[2].status(), None);
+        assert_eq!(
+            e[2].proto_payload
+                .as_ref()
+                .and_then(|p| p.get("methodName")),
+            Some(&serde_json::json!("SetIamPolicy"))
+        );
+    }
+
+    #[test]
+    fn envelope_and_errors_with_positions() {
+        let env = r#"{"error": {"code": 403, "message": "Permission 'logging.logEntries.list' denied on resource 'projects/p' (or it may not exist).", "status": "PERMISSION_DENIED"}}"#;
+        match parse_logs("logs.json", env).unwrap() {
+            crate::doc::Doc::Error(e) => {
+                assert!(e.is_permission_denied());
+                assert_eq!(e.permission.as_deref(), Some("logging.logEntries.list"));
+            }
+            crate::doc::Doc::Value(_) => panic!("the envelope was not recognised"),
+        }
+        // An `error` that is no envelope, next to no entries: an empty response, as before.
+        assert!(entries(r#"{"error": "x"}"#).is_empty());
+        let bad = parse_logs(
+            "b/logs.json",
+            "[\n  {\"insertId\": \"a\"},\n  {\"insertId\": 7}\n]",
+        )
+        .unwrap_err();
+        assert_eq!(bad.file, "b/logs.json");
+        assert_eq!(bad.line, Some(3));
+        let bad = parse_logs("logs.json", "[{\"insertId\": \"a\"}").unwrap_err();
+        assert!(bad.line.is_some(), "{bad:?}");
+        assert!(parse_logs("logs.json", "42").is_err());
+        assert!(parse_logs("logs.json", "[1]").is_err());
+    }
+
     #[test]
     fn both_file_shapes() {
         let a: LogsFile = serde_json::from_str("[]").unwrap();
@@ -239,5 +520,442 @@ mod tests {
         assert_eq!(b.into_entries().len(), 1);
         let c: LogsFile = serde_json::from_str("{}").unwrap();
         assert!(c.into_entries().is_empty());
+    }
+}
+
+/// Bytes read from a `logs.json` at a time by [`read_logs_file`].
+const CHUNK: usize = 4 << 20;
+
+/// Reads a bundle's `logs.json` from disk as a stream: a JSON array (what `gcloud logging
+/// read --format=json` prints) is split into its elements by a byte scanner and each element
+/// is parsed straight into a [`LogEntry`], so memory holds the entries plus one chunk of the
+/// file, never the whole text. Any other shape (an `entries:list` response, an error
+/// envelope, YAML) is read whole and goes through [`parse_logs`]. Errors name `shown` and the
+/// line and column in the file.
+pub fn read_logs_file(
+    path: &std::path::Path,
+    shown: &str,
+) -> Result<crate::doc::Doc<LogsFile>, crate::doc::ParseError> {
+    read_logs_chunked(path, shown, CHUNK)
+}
+
+fn read_logs_chunked(
+    path: &std::path::Path,
+    shown: &str,
+    chunk: usize,
+) -> Result<crate::doc::Doc<LogsFile>, crate::doc::ParseError> {
+    use std::io::Read;
+
+    use crate::doc::{Doc, ParseError};
+    let io = |e: std::io::Error| ParseError::new(shown, format!("cannot read: {e}"));
+    let mut f = std::fs::File::open(path).map_err(io)?;
+    let mut buf: Vec<u8> = Vec::with_capacity(chunk);
+    let fill = |f: &mut std::fs::File, buf: &mut Vec<u8>| -> Result<usize, ParseError> {
+        // `take(..).read_to_end` fills the spare capacity without zeroing it first.
+        let n = std::io::Read::by_ref(f)
+            .take(chunk as u64)
+            .read_to_end(buf)
+            .map_err(io)?;
+        Ok(n)
+    };
+    fill(&mut f, &mut buf)?;
+    let bom = if buf.starts_with("\u{feff}".as_bytes()) {
+        3
+    } else {
+        0
+    };
+    let first = buf[bom..].iter().position(|b| !b.is_ascii_whitespace());
+    if first.map(|i| buf[bom + i]) != Some(b'[') {
+        // Not an array: read the rest and parse the text whole.
+        f.read_to_end(&mut buf).map_err(io)?;
+        let text = String::from_utf8(buf).map_err(|e| {
+            ParseError::new(
+                shown,
+                format!(
+                    "not UTF-8 text (invalid byte at offset {})",
+                    e.utf8_error().valid_up_to()
+                ),
+            )
+        })?;
+        return parse_logs(shown, &text);
+    }
+    let mut s = Splitter {
+        consumed_lines: 0,
+        consumed_col: 0,
+        pos: bom + first.unwrap_or(0) + 1,
+        state: State::BeforeElement(true),
+    };
+    let mut entries = Vec::new();
+    let mut eof = false;
+    loop {
+        match s.next(&buf, eof) {
+            Step::Element(a, b) if std::str::from_utf8(&buf[a..b]).is_err() => {
+                let bad = std::str::from_utf8(&buf[a..b])
+                    .err()
+                    .map_or(0, |u| u.valid_up_to());
+                let (line, column) = s.position(&buf, a + bad);
+                return Err(ParseError {
+                    file: shown.to_string(),
+                    line: Some(line),
+                    column: Some(column),
+                    message: format!("not UTF-8 text (invalid byte at offset {})", a + bad),
+                });
+            }
+            Step::Element(a, b) => match serde_json::from_slice::<LogEntry>(&buf[a..b]) {
+                Ok(e) => entries.push(e),
+                Err(e) => return Err(s.error_at(&buf, a, &e, shown)),
+            },
+            Step::Done => break,
+            Step::Need => {
+                if eof {
+                    let (line, column) = s.position(&buf, buf.len());
+                    return Err(ParseError {
+                        file: shown.to_string(),
+                        line: Some(line),
+                        column: Some(column),
+                        message: "EOF while parsing a list".into(),
+                    });
+                }
+                // Keep the element in progress, drop what is done, read more.
+                let keep = s.keep_from();
+                s.consume(&buf[..keep]);
+                buf.drain(..keep);
+                eof = fill(&mut f, &mut buf)? == 0;
+            }
+            Step::Bad(at, msg) => {
+                let (line, column) = s.position(&buf, at);
+                return Err(ParseError {
+                    file: shown.to_string(),
+                    line: Some(line),
+                    column: Some(column),
+                    message: msg.into(),
+                });
+            }
+        }
+    }
+    Ok(Doc::Value(LogsFile::List(entries)))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum State {
+    /// After `[` (true) or `,`: whitespace, then an element (or `]` right after `[`).
+    BeforeElement(bool),
+    /// Inside an element that started at `start`.
+    InElement {
+        start: usize,
+        depth: u32,
+        in_string: bool,
+        escaped: bool,
+    },
+    /// After an element: `,` or `]`.
+    AfterElement,
+    /// After the closing `]`: only whitespace.
+    Trailing,
+}
+
+enum Step {
+    Element(usize, usize),
+    Need,
+    Done,
+    Bad(usize, &'static str),
+}
+
+/// Finds the elements of a top-level JSON array in a buffer that grows at the end and is
+/// drained at the front; tracks lines and columns of what was drained, for error positions.
+struct Splitter {
+    consumed_lines: u64,
+    /// Bytes since the last newline, at the end of what was drained.
+    consumed_col: u64,
+    pos: usize,
+    state: State,
+}
+
+impl Splitter {
+    fn next(&mut self, buf: &[u8], eof: bool) -> Step {
+        loop {
+            match self.state {
+                State::BeforeElement(first) => {
+                    while self.pos < buf.len() && buf[self.pos].is_ascii_whitespace() {
+                        self.pos += 1;
+                    }
+                    let Some(&c) = buf.get(self.pos) else {
+                        return Step::Need;
+                    };
+                    if c == b']' && first {
+                        self.pos += 1;
+                        self.state = State::Trailing;
+                        continue;
+                    }
+                    if c == b']' || c == b',' {
+                        return Step::Bad(self.pos, "expected a log entry");
+                    }
+                    self.state = State::InElement {
+                        start: self.pos,
+                        depth: 0,
+                        in_string: false,
+                        escaped: false,
+                    };
+                }
+                State::InElement {
+                    start,
+                    mut depth,
+                    mut in_string,
+                    mut escaped,
+                } => {
+                    let mut i = self.pos;
+                    let mut end = None;
+                    while i < buf.len() {
+                        // Jump to the next byte that matters: inside a string a quote or a
+                        // backslash, inside an object or array a quote or a bracket.
+                        if in_string && !escaped {
+                            match buf[i..].iter().position(|&b| b == b'"' || b == b'\\') {
+                                Some(k) => i += k,
+                                None => {
+                                    i = buf.len();
+                                    break;
+                                }
+                            }
+                        } else if !in_string && depth > 0 {
+                            match buf[i..]
+                                .iter()
+                                .position(|&b| matches!(b, b'"' | b'{' | b'[' | b'}' | b']'))
+                            {
+                                Some(k) => i += k,
+                                None => {
+                                    i = buf.len();
+                                    break;
+                                }
+                            }
+                        }
+                        let c = buf[i];
+                        if in_string {
+                            if escaped {
+                                escaped = false;
+                            } else if c == b'\\' {
+                                escaped = true;
+                            } else if c == b'"' {
+                                in_string = false;
+                            }
+                        } else {
+                            match c {
+                                b'"' => in_string = true,
+                                b'{' | b'[' => depth += 1,
+                                b'}' | b']' if depth > 0 => {
+                                    depth -= 1;
+                                    if depth == 0 {
+                                        end = Some(i + 1);
+                                        break;
+                                    }
+                                }
+                                // A scalar element ends before `,`, `]` or whitespace.
+                                b',' | b']' if depth == 0 => {
+                                    end = Some(i);
+                                    break;
+                                }
+                                c if depth == 0 && c.is_ascii_whitespace() => {
+                                    end = Some(i);
+                                    break;
+                                }
+                                _ => {}
+                            }
+                        }
+                        i += 1;
+                    }
+                    match end {
+                        Some(e) => {
+                            self.pos = e;
+                            self.state = State::AfterElement;
+                            return Step::Element(start, e);
+                        }
+                        None if eof && depth == 0 && !in_string && i > start => {
+                            self.pos = i;
+                            self.state = State::AfterElement;
+                            return Step::Element(start, i);
+                        }
+                        None => {
+                            self.pos = i;
+                            self.state = State::InElement {
+                                start,
+                                depth,
+                                in_string,
+                                escaped,
+                            };
+                            return Step::Need;
+                        }
+                    }
+                }
+                State::AfterElement => {
+                    while self.pos < buf.len() && buf[self.pos].is_ascii_whitespace() {
+                        self.pos += 1;
+                    }
+                    match buf.get(self.pos) {
+                        None => return Step::Need,
+                        Some(b',') => {
+                            self.pos += 1;
+                            self.state = State::BeforeElement(false);
+                        }
+                        Some(b']') => {
+                            self.pos += 1;
+                            self.state = State::Trailing;
+                        }
+                        Some(_) => return Step::Bad(self.pos, "expected `,` or `]`"),
+                    }
+                }
+                State::Trailing => {
+                    while self.pos < buf.len() && buf[self.pos].is_ascii_whitespace() {
+                        self.pos += 1;
+                    }
+                    if self.pos < buf.len() {
+                        return Step::Bad(self.pos, "trailing characters after the list");
+                    }
+                    return if eof { Step::Done } else { Step::Need };
+                }
+            }
+        }
+    }
+
+    /// Where the buffer may be drained up to (the start of the element in progress).
+    fn keep_from(&self) -> usize {
+        match self.state {
+            State::InElement { start, .. } => start,
+            _ => self.pos,
+        }
+    }
+
+    /// Accounts for `drained` leaving the front of the buffer.
+    fn consume(&mut self, drained: &[u8]) {
+        let n = drained.len();
+        match drained.iter().rposition(|&b| b == b'\n') {
+            Some(last) => {
+                self.consumed_lines += drained.iter().filter(|&&b| b == b'\n').count() as u64;
+                self.consumed_col = (n - last - 1) as u64;
+            }
+            None => self.consumed_col += n as u64,
+        }
+        self.pos -= n;
+        if let State::InElement { start, .. } = &mut self.state {
+            *start -= n;
+        }
+    }
+
+    /// 1-based line and column of buffer offset `at`.
+    fn position(&self, buf: &[u8], at: usize) -> (u64, u64) {
+        let before = &buf[..at.min(buf.len())];
+        match before.iter().rposition(|&b| b == b'\n') {
+            Some(last) => (
+                self.consumed_lines + before.iter().filter(|&&b| b == b'\n').count() as u64 + 1,
+                (at - last) as u64,
+            ),
+            None => (self.consumed_lines + 1, self.consumed_col + at as u64 + 1),
+        }
+    }
+
+    fn error_at(
+        &self,
+        buf: &[u8],
+        start: usize,
+        e: &serde_json::Error,
+        shown: &str,
+    ) -> crate::doc::ParseError {
+        let (l0, c0) = self.position(buf, start);
+        let (line, column) = match (e.line() as u64, e.column() as u64) {
+            (0, _) => (l0, c0),
+            (1, c) => (l0, c0 + c.saturating_sub(1)),
+            (l, c) => (l0 + l - 1, c),
+        };
+        let mut pe = crate::doc::ParseError::from_json(shown, e);
+        pe.line = Some(line);
+        pe.column = Some(column);
+        pe
+    }
+}
+
+#[cfg(test)]
+mod stream_tests {
+    use super::*;
+    use crate::doc::Doc;
+
+    fn via_file(text: &str, chunk: usize) -> Result<Vec<LogEntry>, (Option<u64>, Option<u64>)> {
+        let dir = std::env::temp_dir().join(format!(
+            "ipd-model-stream-{}-{}",
+            std::process::id(),
+            std::thread::current()
+                .name()
+                .unwrap_or("t")
+                .replace(':', "_")
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("logs.json");
+        std::fs::write(&f, text).unwrap();
+        let r = read_logs_chunked(&f, "logs.json", chunk);
+        let _ = std::fs::remove_dir_all(&dir);
+        match r {
+            Ok(Doc::Value(v)) => Ok(v.into_entries()),
+            Ok(Doc::Error(_)) => Err((None, None)),
+            Err(e) => Err((e.line, e.column)),
+        }
+    }
+
+    fn via_text(text: &str) -> Result<Vec<LogEntry>, (Option<u64>, Option<u64>)> {
+        match parse_logs("logs.json", text) {
+            Ok(Doc::Value(v)) => Ok(v.into_entries()),
+            Ok(Doc::Error(_)) => Err((None, None)),
+            Err(e) => Err((e.line, e.column)),
+        }
+    }
+
+    #[test]
+    fn the_stream_reads_what_the_whole_text_reads_at_every_chunk_size() {
+        let real = include_str!("../testdata/cloud-run-request-log-403-unauthenticated.json");
+        let tricky = r#"{"insertId": "q\"}]{[,", "textPayload": "a ] } [ { , \\", "labels": {"k": "v\u00e9"}}"#;
+        let cases = [
+            format!("[{real},\n{tricky}, {real}]\n"),
+            "[]".to_string(),
+            " \n [ ] \n".to_string(),
+            format!("{}[{tricky}]", "\u{feff}"),
+            format!("[\n  {tricky},\n  {{\"insertId\": 7}}\n]"),
+            format!("[{real}, ]"),
+            format!("[{real} {real}]"),
+            format!("[{real}] x"),
+            "[{\"insertId\": \"a\"}".to_string(),
+            "[1]".to_string(),
+            "[,]".to_string(),
+            format!("{{\"entries\": [{real}]}}"),
+        ];
+        for c in &cases {
+            let want = via_text(c);
+            for chunk in [1, 2, 3, 7, 64, 1 << 20] {
+                let got = via_file(c, chunk);
+                match (&want, &got) {
+                    (Ok(a), Ok(b)) => assert_eq!(a, b, "chunk {chunk}: {c}"),
+                    (Err(_), Err((l, col))) => {
+                        assert!(
+                            l.is_some() && col.is_some(),
+                            "chunk {chunk}: {c}: no position"
+                        );
+                    }
+                    _ => panic!("chunk {chunk}: {c}: {want:?} vs {got:?}"),
+                }
+            }
+        }
+        // Where the whole-text parser and the stream both name a position, it is the same.
+        let bad = "[\n  {\"insertId\": \"a\"},\n  {\"insertId\": 7}\n]";
+        for chunk in [1, 5, 1 << 20] {
+            assert_eq!(
+                via_file(bad, chunk).unwrap_err(),
+                via_text(bad).unwrap_err()
+            );
+        }
+        assert_eq!(via_file(bad, 3).unwrap_err().0, Some(3));
+    }
+
+    #[test]
+    fn the_stream_keeps_one_chunk_not_the_file() {
+        // 2,000 entries through a 4 KiB window: every element crosses a chunk edge at some size.
+        let real = include_str!("../testdata/cloud-run-request-log-403-unauthenticated.json");
+        let text = format!("[{}]", vec![real; 2000].join(",\n"));
+        let got = via_file(&text, 4096).unwrap();
+        assert_eq!(got.len(), 2000);
+        assert!(got.iter().all(|e| e.status() == Some(403)));
     }
 }

@@ -124,7 +124,8 @@ const SOURCES: &[Source] = &[
     Source::RunServicesGetIamPolicy,
     Source::ProjectsGet,
     Source::ProjectsGetIamPolicy,
-    Source::FoldersGet,
+    // folders.get is only the fallback walk's: getAncestry is what a refusal hits first.
+    Source::ProjectsGetAncestry,
     Source::FoldersGetIamPolicy,
     Source::OrganizationsGetIamPolicy,
     Source::LoggingEntriesList,

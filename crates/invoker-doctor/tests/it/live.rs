@@ -578,7 +578,10 @@ fn refused_sources_become_gaps_naming_the_permission() {
 
 #[test]
 fn an_unreadable_hierarchy_is_a_gap_not_an_absence() {
-    let opts = FakeOptions::new().fail(Source::FoldersGet, Fault::deny());
+    // getAncestry refused: the walk one level at a time takes over, and stops at folders.get.
+    let opts = FakeOptions::new()
+        .fail(Source::ProjectsGetAncestry, Fault::deny())
+        .fail(Source::FoldersGet, Fault::deny());
     let (live, out) = run_fixture(
         "missing-binding-sa-not-bound-anywhere",
         opts,
@@ -597,6 +600,170 @@ fn an_unreadable_hierarchy_is_a_gap_not_an_absence() {
     );
     // The folder's own policy was still read (its getIamPolicy does not need folders.get).
     assert!(!live.fake.calls_to(Source::FoldersGetIamPolicy).is_empty());
+    assert_eq!(live.fake.calls_to(Source::FoldersGet).len(), 1);
+}
+
+/// `-v`'s `(chain N)` of the first trace line that contains `needle`.
+fn chain_of(stderr: &str, needle: &str) -> Option<u32> {
+    let line = stderr.lines().find(|l| l.contains(needle))?;
+    line.rsplit_once("(chain ")?
+        .1
+        .trim_end_matches(')')
+        .parse()
+        .ok()
+}
+
+fn longest_chain(stderr: &str) -> Option<u32> {
+    stderr
+        .lines()
+        .find_map(|l| l.split_once("longest chain of dependent calls: "))
+        .and_then(|(_, n)| n.trim().parse().ok())
+}
+
+const FOLDER_FIXTURE: &str = "functions-invoker-role-folder-level";
+
+#[test]
+fn the_ancestry_is_one_call_and_its_reads_start_at_once_the_next_time() {
+    let dir = fixture(FOLDER_FIXTURE);
+    let m = live_mapping(&dir, &case_of(FOLDER_FIXTURE));
+    let live = Live::bundle(&dir, m.opts);
+    let mut args = s(&["diagnose"]);
+    args.extend(live.target_args());
+    args.extend(m.args);
+    args.extend(s(&["--format", "json", "-v"]));
+    let first = live.run(&args);
+    let err = text(&first.stderr);
+    // One getAncestry instead of projects.get → folders.get → organizations.get.
+    assert_eq!(live.fake.calls_to(Source::ProjectsGetAncestry).len(), 1);
+    assert!(live.fake.calls_to(Source::FoldersGet).is_empty(), "{err}");
+    assert!(
+        live.fake.calls_to(Source::OrganizationsGet).is_empty(),
+        "{err}"
+    );
+    assert_eq!(chain_of(&err, "projects.getAncestry"), Some(1), "{err}");
+    assert_eq!(chain_of(&err, "folders.getIamPolicy"), Some(2), "{err}");
+    assert_eq!(
+        chain_of(&err, "organizations.getIamPolicy"),
+        Some(2),
+        "{err}"
+    );
+    let cache = live
+        .home
+        .path()
+        .join(".cache/invoker-doctor/ancestry-shop-prod.json");
+    let id = &live.fake.scenario().identity;
+    let cache = cache.with_file_name(format!("ancestry-{}.json", id.project_id));
+    let remembered: Vec<String> =
+        serde_json::from_str(&std::fs::read_to_string(&cache).expect("the ancestry is cached"))
+            .expect("a JSON list");
+    assert_eq!(
+        remembered,
+        ["folders/555000111222", "organizations/987654321098"]
+    );
+
+    // The next run reads the ancestors' policies at t = 0: one round trip in all.
+    let second = live.run(&args);
+    let err2 = text(&second.stderr);
+    assert_eq!(chain_of(&err2, "folders.getIamPolicy"), Some(1), "{err2}");
+    assert_eq!(
+        chain_of(&err2, "organizations.getIamPolicy"),
+        Some(1),
+        "{err2}"
+    );
+    assert_eq!(longest_chain(&err2), Some(1), "{err2}");
+    assert!(longest_chain(&err) > Some(1), "{err}");
+    let (a, b) = (json_of(&first, "cold"), json_of(&second, "warm"));
+    assert_eq!(findings(&a), findings(&b));
+    assert_eq!(a["gaps"], b["gaps"]);
+    assert_eq!(a["findings"][0]["cause"], "functions_invoker_role_only");
+
+    // A project moved since: the stale folder's reads are dropped, the real ones made.
+    std::fs::write(&cache, r#"["folders/999","organizations/987654321098"]"#).expect("cache");
+    let moved = live.run(&args);
+    let err3 = text(&moved.stderr);
+    let c = json_of(&moved, "moved");
+    assert_eq!(findings(&a), findings(&c));
+    assert_eq!(a["gaps"], c["gaps"]);
+    assert!(
+        live.fake
+            .calls_to(Source::FoldersGetIamPolicy)
+            .iter()
+            .any(|c| c.path.contains("folders/999")),
+        "the cached ancestor was read at t = 0"
+    );
+    assert!(err3.contains("no longer under folders/999"), "{err3}");
+    assert_eq!(
+        chain_of(&err3, "folders.getIamPolicy folders/555000111222"),
+        Some(2),
+        "{err3}"
+    );
+    let remembered: Vec<String> =
+        serde_json::from_str(&std::fs::read_to_string(&cache).expect("cache")).expect("list");
+    assert_eq!(
+        remembered,
+        ["folders/555000111222", "organizations/987654321098"]
+    );
+
+    // A cache that is not a list of ancestors is ignored, never trusted.
+    std::fs::write(&cache, r#"["projects/evil", 3]"#).expect("cache");
+    let junk = live.run(&args);
+    assert_eq!(findings(&a), findings(&json_of(&junk, "junk cache")));
+    assert!(live.fake.mutating_calls().is_empty());
+}
+
+#[test]
+fn troubleshooter_starts_at_once_when_the_caller_and_the_time_are_known() {
+    let at = "2026-11-20T17:51:30.5Z";
+    let needle = "policytroubleshooter.iam.troubleshoot";
+    // Caller from the token, time from --at: nothing to wait for.
+    let (live, out) = run_fixture(
+        SETTLES,
+        FakeOptions::new(),
+        &["--format", "json", "-v", "--at", at],
+    );
+    let err = text(&out.stderr);
+    assert_eq!(chain_of(&err, needle), Some(1), "{err}");
+    assert_eq!(troubleshoot_bodies(&live).len(), 1);
+    let v = json_of(&out, "early");
+    assert_eq!(
+        v["cross_check"]["agreement"], "settles",
+        "{}",
+        v["cross_check"]
+    );
+    // The time from the failing request's log entry: asked right after the logs.
+    let (live, out) = run_fixture(SETTLES, FakeOptions::new(), &["--format", "json", "-v"]);
+    let err = text(&out.stderr);
+    let logs = chain_of(&err, "logging.entries.list").expect("logs in the trace");
+    assert_eq!(chain_of(&err, needle), Some(logs + 1), "{err}");
+    assert_eq!(troubleshoot_bodies(&live).len(), 1, "asked once");
+    let w = json_of(&out, "after the logs");
+    assert_eq!(
+        w["cross_check"],
+        json_of(
+            &run_fixture(SETTLES, FakeOptions::new(), &["--format", "json"]).1,
+            "plain"
+        )["cross_check"]
+    );
+    // A --caller that the logs' caller would not change is asked early too; a group is not asked.
+    let (live, out) = run_fixture(
+        SETTLES,
+        FakeOptions::new(),
+        &[
+            "--format",
+            "json",
+            "-v",
+            "--at",
+            at,
+            "--caller",
+            "group:ops@example.com",
+        ],
+    );
+    assert!(troubleshoot_bodies(&live).is_empty());
+    assert!(
+        text(&out.stderr).contains("Policy Troubleshooter not asked"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
