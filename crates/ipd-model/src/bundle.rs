@@ -956,7 +956,9 @@ mod tests {
 
     #[test]
     fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        // Nested arrays where entries belong, and nesting inside one entry: both stop early.
         let json = "[".repeat(200_000);
+        let inner = format!("[{{\"protoPayload\": {}", "[".repeat(200_000));
         let yaml = "- ".repeat(50_000) + "x\n";
         let flow = "a: ".to_string() + &"[".repeat(100_000);
         let l = from_files([
@@ -971,16 +973,24 @@ mod tests {
             ("caller-x.json", "caller-x.json", flow.as_str()),
         ])
         .unwrap();
-        assert!(
-            gap(&l, "logs").detail.contains("recursion limit"),
-            "{:?}",
-            gap(&l, "logs")
-        );
+        let logs = gap(&l, "logs");
+        assert_eq!(logs.state, crate::gathered::GapState::Failed);
+        assert!(logs.detail.contains("logs.json:1:"), "{logs:?}");
         assert_eq!(gap(&l, "service").state, crate::gathered::GapState::Failed);
         assert_eq!(gap(&l, "context").state, crate::gathered::GapState::Failed);
         assert_eq!(
             gap(&l, "caller_config:x").state,
             crate::gathered::GapState::Failed
+        );
+        let l = from_files([
+            ("service-iam-policy.json", "s", POLICY),
+            ("logs.json", "logs.json", inner.as_str()),
+        ])
+        .unwrap();
+        assert!(
+            gap(&l, "logs").detail.contains("recursion limit"),
+            "{:?}",
+            gap(&l, "logs")
         );
     }
 
