@@ -114,16 +114,8 @@ pub struct ScanArgs {
     /// project).
     #[arg(long, value_name = "N", default_value_t = 400, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_calls_per_minute: u32,
-    /// Call the APIs with the OAuth access token in FILE (also CLOUDSDK_AUTH_ACCESS_TOKEN_FILE).
-    /// Default: Application Default Credentials.
-    #[arg(long, value_name = "FILE")]
-    pub access_token_file: Option<PathBuf>,
-    /// Call the APIs as this service account (also CLOUDSDK_AUTH_IMPERSONATE_SERVICE_ACCOUNT).
-    #[arg(long, value_name = "EMAIL")]
-    pub impersonate_service_account: Option<String>,
-    /// List every API call on stderr.
-    #[arg(long, short = 'v')]
-    pub verbose: bool,
+    #[command(flatten)]
+    pub credentials: CredentialArgs,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq, Default)]
@@ -169,15 +161,8 @@ pub struct IncidentsArgs {
     /// diagnosed service), to replay with --bundle DIR.
     #[arg(long, value_name = "DIR")]
     pub record: Option<PathBuf>,
-    /// Live mode: call the APIs with the OAuth access token in FILE.
-    #[arg(long, value_name = "FILE")]
-    pub access_token_file: Option<PathBuf>,
-    /// Live mode: call the APIs as this service account.
-    #[arg(long, value_name = "EMAIL")]
-    pub impersonate_service_account: Option<String>,
-    /// Live mode: list every API call on stderr.
-    #[arg(long, short = 'v')]
-    pub verbose: bool,
+    #[command(flatten)]
+    pub credentials: CredentialArgs,
 }
 
 #[derive(Debug, Args, Clone, Default)]
@@ -229,9 +214,10 @@ pub struct DiagnoseArgs {
     pub live: LiveArgs,
 }
 
-/// Options of live mode (reading the evidence from Google Cloud APIs).
+/// How live mode calls the APIs: the credentials, and the call log. Shared by diagnose,
+/// explain, incidents and scan.
 #[derive(Debug, Args, Clone, Default)]
-pub struct LiveArgs {
+pub struct CredentialArgs {
     /// Live mode: call the APIs with the OAuth access token in FILE (as gcloud's
     /// --access-token-file; also CLOUDSDK_AUTH_ACCESS_TOKEN_FILE). Default: Application
     /// Default Credentials.
@@ -241,6 +227,16 @@ pub struct LiveArgs {
     /// EMAIL,DELEGATE,... for a delegation chain; also CLOUDSDK_AUTH_IMPERSONATE_SERVICE_ACCOUNT).
     #[arg(long, value_name = "EMAIL")]
     pub impersonate_service_account: Option<String>,
+    /// Live mode: list every API call on stderr (method, resource, status, timing, retries).
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
+}
+
+/// Options of live mode (reading the evidence from Google Cloud APIs).
+#[derive(Debug, Args, Clone, Default)]
+pub struct LiveArgs {
+    #[command(flatten)]
+    pub credentials: CredentialArgs,
     /// Live mode: the caller is whoever the credentials in use are.
     #[arg(long, conflicts_with = "caller")]
     pub as_me: bool,
@@ -252,9 +248,6 @@ pub struct LiveArgs {
     /// default 1d for diagnose, 7d for explain).
     #[arg(long, value_name = "DURATION")]
     pub freshness: Option<String>,
-    /// Live mode: list every API call on stderr (method, resource, status, timing, retries).
-    #[arg(long, short = 'v')]
-    pub verbose: bool,
     /// Live mode: do not ask Policy Troubleshooter (policytroubleshooter.googleapis.com)
     /// whether the caller holds run.routes.invoke. By default it is asked once the caller is
     /// known, if that is a user or service account, and the report's cross_check compares its

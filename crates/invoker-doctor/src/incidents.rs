@@ -304,10 +304,8 @@ fn live(
         bail!("--max-entries must be at least 1");
     }
     let live_args = LiveArgs {
-        access_token_file: a.access_token_file.clone(),
-        impersonate_service_account: a.impersonate_service_account.clone(),
+        credentials: a.credentials.clone(),
         record: a.record.clone(),
-        verbose: a.verbose,
         no_troubleshooter: true,
         // LiveArgs::default() has no --timeout (0 s); incidents takes live mode's default.
         timeout: crate::live::DEFAULT_TIMEOUT_SECS,
@@ -425,7 +423,7 @@ fn live(
         anyhow::Ok((inc, warnings, g.client().trace(), all, recordings))
     })?;
     let mut out_warnings = Vec::new();
-    if a.verbose {
+    if a.credentials.verbose {
         out_warnings.extend(crate::live::trace_lines(&trace, started.elapsed()));
     }
     out_warnings.extend(warnings);

@@ -38,9 +38,14 @@ pub fn parse_freshness(s: &str) -> Result<chrono::Duration> {
 }
 
 fn auth_options(l: &LiveArgs) -> AuthOptions {
+    credentials_auth(&l.credentials)
+}
+
+/// The credentials options of every live command, as the gatherer takes them.
+pub(crate) fn credentials_auth(c: &crate::cli::CredentialArgs) -> AuthOptions {
     AuthOptions {
-        access_token_file: l.access_token_file.clone(),
-        impersonate_service_account: l.impersonate_service_account.clone(),
+        access_token_file: c.access_token_file.clone(),
+        impersonate_service_account: c.impersonate_service_account.clone(),
     }
 }
 
@@ -313,7 +318,7 @@ impl Gathered {
     /// `-v` lines, warnings, and `--record`. Returns the lines for stderr.
     pub(crate) fn epilogue(&mut self, case: &CaseArgs, live: &LiveArgs) -> Result<Vec<String>> {
         let mut out = Vec::new();
-        if live.verbose {
+        if live.credentials.verbose {
             out.extend(trace_lines(&self.trace, self.wall));
             out.extend(self.rec.notes.iter().map(|n| format!("note: {n}")));
         }

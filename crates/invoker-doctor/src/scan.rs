@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ipd_gather::asset::{Progress, ScanSettings, Scope};
-use ipd_gather::{AuthOptions, Env, Gatherer, Settings};
+use ipd_gather::{Env, Gatherer, Settings};
 use ipd_model::inventory::RUN_SERVICE;
 use ipd_rules::scan::{ScanOptions, has_actionable, predict, to_confirm};
 
@@ -68,10 +68,7 @@ pub fn run(a: &ScanArgs, env: &Env) -> Result<Output> {
     let started = Instant::now();
     let (report, inv, trace) = rt.block_on(async {
         let g = Gatherer::connect(
-            &AuthOptions {
-                access_token_file: a.access_token_file.clone(),
-                impersonate_service_account: a.impersonate_service_account.clone(),
-            },
+            &crate::live::credentials_auth(&a.credentials),
             env,
             Settings::default(),
         )?;
@@ -104,7 +101,7 @@ pub fn run(a: &ScanArgs, env: &Env) -> Result<Output> {
         anyhow::Ok((report, inv, g.client().trace()))
     })?;
     let mut warnings = Vec::new();
-    if a.verbose {
+    if a.credentials.verbose {
         warnings.extend(crate::live::trace_lines(&trace, started.elapsed()));
     }
     let services_gap = format!("cloudasset.searchAllResources:{RUN_SERVICE}");
