@@ -7,7 +7,11 @@ cd "$(dirname "$0")/.."
 bin=target/release/invoker-doctor
 [ -x "$bin" ] || cargo build --release -p invoker-doctor
 command -v hyperfine >/dev/null || { echo "hyperfine is needed: apt-get install hyperfine" >&2; exit 2; }
-if [ $# -gt 0 ]; then fixtures=("$@"); else fixtures=(fixtures/*/); fi
+# Every diagnose fixture: the directories with a case.toml (incidents, org and paste fixtures
+# have their own benchmarks).
+if [ $# -gt 0 ]; then fixtures=("$@"); else
+  fixtures=(); for d in fixtures/*/; do [ -f "$d/case.toml" ] && fixtures+=("$d"); done
+fi
 out=$(mktemp -d)
 cmds=()
 for f in "${fixtures[@]}"; do
