@@ -54,7 +54,7 @@ const FIXTURES: &[&str] = &[
 /// The fixture whose printed script is also run with bash.
 const SCRIPTED: &str = "deny-policy-org-denies-invoke";
 
-fn note(msg: &str) {
+pub(crate) fn note(msg: &str) {
     // Straight to the process's stderr: libtest captures `eprintln!`, not this.
     let _ = writeln!(std::io::stderr(), "{msg}");
 }

@@ -292,18 +292,24 @@ fn live_is_read_only(live: &Live) -> bool {
 
 // ------------------------------------------------------------------- the page in a browser
 
-fn chromium() -> PathBuf {
+/// Headless Chromium. CI (`CI=true`, where `.ci/run` installs it) requires it; elsewhere, such
+/// as a fresh machine running the README's `cargo test --workspace`, the page test says loudly
+/// that it did not run rather than failing for a missing browser.
+fn chromium() -> Option<PathBuf> {
     for c in ["chromium", "chromium-browser", "google-chrome"] {
         for d in ["/usr/bin", "/usr/local/bin"] {
             let p = Path::new(d).join(c);
             if p.is_file() {
-                return p;
+                return Some(p);
             }
         }
     }
-    panic!(
-        "headless Chromium is needed for the HTML test: apt-get install -y chromium (.ci/run installs it)"
-    );
+    let why = "headless Chromium is needed for the HTML test: apt-get install -y chromium (.ci/run installs it)";
+    assert!(std::env::var("CI").as_deref() != Ok("true"), "{why}");
+    crate::gcloud::note(&format!(
+        "SKIPPED the incidents HTML page in a browser (tests/it/incidents.rs): {why}; the chart was NOT checked"
+    ));
+    None
 }
 
 /// RGB(A) pixels of an 8-bit PNG (colour types 2 and 6, as Chromium writes).
@@ -414,7 +420,9 @@ fn the_html_page_draws_the_chart_and_labels_the_changes_in_chromium() {
     let page = tmp.path().join("incidents.html");
     std::fs::write(&page, &html).expect("test data");
     let shot = tmp.path().join("shot.png");
-    let bin = chromium();
+    let Some(bin) = chromium() else {
+        return;
+    };
     let common = |c: &mut std::process::Command| {
         c.args([
             "--headless",
