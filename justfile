@@ -63,9 +63,10 @@ bench-live RUNS="10" LATENCY_MS="100" FIXTURE="missing-binding-sa-not-bound-anyw
     cargo run --release -q -p invoker-doctor --example bench_live -- {{RUNS}} {{LATENCY_MS}} {{FIXTURE}}
 
 # libFuzzer campaign over every parser and whole bundles (fuzz/, its own workspace; needs
-# `cargo install cargo-fuzz --locked`): SECS per target, one core, nice 19. Not part of CI.
-fuzz-long SECS="600":
-    scripts/fuzz-long.sh {{SECS}}
+# `cargo install cargo-fuzz --locked`): RUNS executions per target in all (resumes), JOBS targets
+# at a time, nice 19. Not part of CI. `scripts/fuzz-long.sh --summary` prints the table.
+fuzz-long RUNS="10000000" JOBS="2":
+    scripts/fuzz-long.sh --runs {{RUNS}} --jobs {{JOBS}}
 
 # rebuild the checked-in seed corpora from fixtures/ and minimise them (cargo fuzz cmin)
 fuzz-seed:

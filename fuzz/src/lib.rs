@@ -10,7 +10,10 @@ use ipd_model::gathered::GapState;
 /// Text of at most this many bytes is fed on; libFuzzer's `-max_len` keeps inputs smaller.
 const MAX_INPUT: usize = 1 << 20;
 
-/// One bundle file through its parser (by name), then through diagnosis.
+/// One bundle file through its parser (by name). The diagnosis and the renderers are the
+/// `bundle` target's: a bundle of one file reaches them there, and leaving them out here keeps
+/// each parser target's executions several times faster (libFuzzer's per-run cost grows with
+/// the code an input runs through).
 pub fn one_file(name: &str, data: &[u8]) {
     let Some(text) = text(data) else { return };
     match from_files([(name, name, text)]) {
@@ -19,10 +22,11 @@ pub fn one_file(name: &str, data: &[u8]) {
             for w in loaded.warnings.iter().filter(|w| w.ends_with("diagnosing without it")) {
                 assert!(w.starts_with(name), "warning does not name the file: {w}");
             }
-            let report = ipd_rules::diagnose(&loaded.evidence);
-            let json = ipd_render::json(&report);
-            let v: serde_json::Value = serde_json::from_str(&json).expect("report is JSON");
-            assert!(v.is_object());
+            for g in loaded.evidence.gaps() {
+                if g.state == GapState::Failed {
+                    assert!(!g.detail.is_empty(), "a failed gap without a detail");
+                }
+            }
         }
         // Nothing readable at all: the error names the file.
         Err(e) => assert_eq!(e.file, name, "error does not name the file: {e}"),

@@ -1,8 +1,9 @@
 //! Cloud Logging entries (`gcloud logging read --format=json`, or an `entries:list` response).
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
-
 use std::fmt;
+use std::sync::Arc;
 
 use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -18,18 +19,92 @@ pub const GATE_403: &str = "The request was not authenticated";
 pub const GATE_401: &str = "not authorized to invoke this service";
 pub const EMPTY_AUTHORIZATION: &str = "Empty Authorization header value";
 
+/// A string many entries repeat (the gate's message, the log name, the user agent, label keys
+/// and values): read once and shared, so that 40,000 entries of a busy service's refusals
+/// cost one copy of each, not 40,000.
+pub type Shared = Arc<str>;
+
+thread_local! {
+    /// The strings shared while a logs file is read ([`Interning`]); `None` otherwise.
+    static INTERN: RefCell<Option<rustc_hash::FxHashSet<Shared>>> = const { RefCell::new(None) };
+}
+
+/// At most this many distinct strings are remembered per file: a file of unique strings
+/// costs a bounded set, not a second copy of itself.
+const INTERN_MAX: usize = 4096;
+
+/// While alive, strings read into [`Shared`] fields are shared; dropped at the end of a file.
+struct Interning;
+
+impl Interning {
+    fn start() -> Self {
+        INTERN.with(|i| *i.borrow_mut() = Some(Default::default()));
+        Interning
+    }
+}
+
+impl Drop for Interning {
+    fn drop(&mut self) {
+        INTERN.with(|i| *i.borrow_mut() = None);
+    }
+}
+
+fn share(s: &str) -> Shared {
+    INTERN.with(|i| match &mut *i.borrow_mut() {
+        Some(set) => match set.get(s) {
+            Some(x) => x.clone(),
+            None => {
+                let x: Shared = s.into();
+                if set.len() < INTERN_MAX {
+                    set.insert(x.clone());
+                }
+                x
+            }
+        },
+        None => s.into(),
+    })
+}
+
+/// A JSON string read straight into a [`Shared`] (no `String` in between).
+struct SharedStr(Shared);
+
+impl<'de> Deserialize<'de> for SharedStr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = SharedStr;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<SharedStr, E> {
+                Ok(SharedStr(share(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// An optional string field read into a [`Shared`]: `null` or absent is `None`, a string is
+/// shared, anything else is an error (as for `Option<String>`).
+fn shared<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Shared>, D::Error> {
+    Ok(Option::<SharedStr>::deserialize(d)?.map(|s| s.0))
+}
+
 /// The members of a LogEntry the rules read; the others (`receiveTimestamp`, `spanId`,
 /// `httpRequest.remoteIp`, ...) are skipped unread.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LogEntry {
-    pub log_name: Option<String>,
+    #[serde(default, deserialize_with = "shared")]
+    pub log_name: Option<Shared>,
     pub resource: Option<MonitoredResource>,
     pub timestamp: Option<String>,
-    pub severity: Option<String>,
+    #[serde(default, deserialize_with = "shared")]
+    pub severity: Option<Shared>,
     pub insert_id: Option<String>,
     pub http_request: Option<HttpRequest>,
-    pub text_payload: Option<String>,
+    #[serde(default, deserialize_with = "shared")]
+    pub text_payload: Option<Shared>,
     /// Only what the rules read of an application's structured log (`message`).
     pub json_payload: Option<JsonPayload>,
     /// An audit entry's `AuditLog` (read by [`crate::audit`]); request logs have none.
@@ -42,7 +117,7 @@ pub struct LogEntry {
 /// A LogEntry's or a resource's `labels`: a few string pairs, kept as a small vector (a
 /// `BTreeMap` node per entry would be most of an entry's memory on a large file).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Labels(Vec<(Box<str>, Box<str>)>);
+pub struct Labels(Vec<(Shared, Shared)>);
 
 impl Labels {
     pub fn get(&self, key: &str) -> Option<&str> {
@@ -70,7 +145,7 @@ impl FromIterator<(String, String)> for Labels {
         let m: BTreeMap<String, String> = it.into_iter().collect();
         Labels(
             m.into_iter()
-                .map(|(k, v)| (k.into_boxed_str(), v.into_boxed_str()))
+                .map(|(k, v)| (Shared::from(k), Shared::from(v)))
                 .collect(),
         )
     }
@@ -94,12 +169,10 @@ impl<'de> Deserialize<'de> for Labels {
                 Ok(Labels::default())
             }
             fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Labels, A::Error> {
-                let mut v: Vec<(Box<str>, Box<str>)> =
-                    Vec::with_capacity(a.size_hint().unwrap_or(4));
-                while let Some((k, val)) =
-                    a.next_entry::<std::borrow::Cow<'de, str>, std::borrow::Cow<'de, str>>()?
+                let mut v: Vec<(Shared, Shared)> = Vec::with_capacity(a.size_hint().unwrap_or(4));
+                while let Some((SharedStr(k), SharedStr(val))) =
+                    a.next_entry::<SharedStr, SharedStr>()?
                 {
-                    let (k, val): (Box<str>, Box<str>) = (k.into(), val.into());
                     // A repeated key: the last one wins, as in a map.
                     match v.iter_mut().find(|(x, _)| *x == k) {
                         Some(slot) => slot.1 = val,
@@ -187,8 +260,8 @@ fn string_or_none<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 pub struct MonitoredResource {
-    #[serde(rename = "type")]
-    pub kind: Option<String>,
+    #[serde(rename = "type", default, deserialize_with = "shared")]
+    pub kind: Option<Shared>,
     #[serde(default)]
     pub labels: Labels,
 }
@@ -196,11 +269,14 @@ pub struct MonitoredResource {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HttpRequest {
-    pub request_method: Option<String>,
-    pub request_url: Option<String>,
+    #[serde(default, deserialize_with = "shared")]
+    pub request_method: Option<Shared>,
+    #[serde(default, deserialize_with = "shared")]
+    pub request_url: Option<Shared>,
     #[serde(default, deserialize_with = "lenient_i64")]
     pub status: Option<i64>,
-    pub user_agent: Option<String>,
+    #[serde(default, deserialize_with = "shared")]
+    pub user_agent: Option<Shared>,
     pub latency: Option<String>,
 }
 
@@ -389,6 +465,7 @@ pub fn parse_logs(
     text: &str,
 ) -> Result<crate::doc::Doc<LogsFile>, crate::doc::ParseError> {
     use crate::doc::{ApiError, Doc, ParseError};
+    let _shared = Interning::start();
     let body = text.trim_start_matches('\u{feff}');
     if !body.trim_start().starts_with(['[', '{']) {
         return crate::doc::parse::<LogsFile>(file, text);
@@ -549,16 +626,17 @@ fn read_logs_chunked(
     use crate::doc::{Doc, ParseError};
     let io = |e: std::io::Error| ParseError::new(shown, format!("cannot read: {e}"));
     let mut f = std::fs::File::open(path).map_err(io)?;
+    let _shared = Interning::start();
     let mut buf: Vec<u8> = Vec::with_capacity(chunk);
-    let fill = |f: &mut std::fs::File, buf: &mut Vec<u8>| -> Result<usize, ParseError> {
+    let fill = |f: &mut std::fs::File, buf: &mut Vec<u8>, n: usize| -> Result<usize, ParseError> {
         // `take(..).read_to_end` fills the spare capacity without zeroing it first.
         let n = std::io::Read::by_ref(f)
-            .take(chunk as u64)
+            .take(n as u64)
             .read_to_end(buf)
             .map_err(io)?;
         Ok(n)
     };
-    fill(&mut f, &mut buf)?;
+    fill(&mut f, &mut buf, chunk)?;
     let bom = if buf.starts_with("\u{feff}".as_bytes()) {
         3
     } else {
@@ -581,30 +659,40 @@ fn read_logs_chunked(
     }
     let mut s = Splitter {
         consumed_lines: 0,
+        consumed_bytes: 0,
         consumed_col: 0,
         pos: bom + first.unwrap_or(0) + 1,
         state: State::BeforeElement(true),
     };
     let mut entries = Vec::new();
     let mut eof = false;
+    // How much the next read asks for: one chunk, doubled while one element outgrows the
+    // buffer (so a huge element is re-parsed a logarithmic number of times, not once a chunk).
+    let mut want = chunk;
     loop {
-        match s.next(&buf, eof) {
-            Step::Element(a, b) if std::str::from_utf8(&buf[a..b]).is_err() => {
-                let bad = std::str::from_utf8(&buf[a..b])
-                    .err()
-                    .map_or(0, |u| u.valid_up_to());
-                let (line, column) = s.position(&buf, a + bad);
-                return Err(ParseError {
-                    file: shown.to_string(),
-                    line: Some(line),
-                    column: Some(column),
-                    message: format!("not UTF-8 text (invalid byte at offset {})", a + bad),
-                });
+        let step = match s.next(&buf, eof) {
+            Step::Element(start) => {
+                // serde_json reads the element in place and says where it ended: one pass over
+                // the bytes, UTF-8 checked inside strings as it goes.
+                let mut it =
+                    serde_json::Deserializer::from_slice(&buf[start..]).into_iter::<LogEntry>();
+                match it.next() {
+                    Some(Ok(e)) => {
+                        entries.push(e);
+                        s.pos = start + it.byte_offset();
+                        s.state = State::AfterElement;
+                        want = chunk;
+                        continue;
+                    }
+                    Some(Err(e)) if e.is_eof() && !eof => Step::Need,
+                    Some(Err(e)) => return Err(s.element_error(&buf, start, &e, shown)),
+                    None => Step::Need,
+                }
             }
-            Step::Element(a, b) => match serde_json::from_slice::<LogEntry>(&buf[a..b]) {
-                Ok(e) => entries.push(e),
-                Err(e) => return Err(s.error_at(&buf, a, &e, shown)),
-            },
+            other => other,
+        };
+        match step {
+            Step::Element(_) => unreachable!("handled above"),
             Step::Done => break,
             Step::Need => {
                 if eof {
@@ -618,9 +706,12 @@ fn read_logs_chunked(
                 }
                 // Keep the element in progress, drop what is done, read more.
                 let keep = s.keep_from();
+                if keep == 0 && buf.len() >= want {
+                    want = want.saturating_mul(2);
+                }
                 s.consume(&buf[..keep]);
                 buf.drain(..keep);
-                eof = fill(&mut f, &mut buf)? == 0;
+                eof = fill(&mut f, &mut buf, want)? == 0;
             }
             Step::Bad(at, msg) => {
                 let (line, column) = s.position(&buf, at);
@@ -640,13 +731,8 @@ fn read_logs_chunked(
 enum State {
     /// After `[` (true) or `,`: whitespace, then an element (or `]` right after `[`).
     BeforeElement(bool),
-    /// Inside an element that started at `start`.
-    InElement {
-        start: usize,
-        depth: u32,
-        in_string: bool,
-        escaped: bool,
-    },
+    /// An element starts at `start` and is not yet complete in the buffer.
+    InElement { start: usize },
     /// After an element: `,` or `]`.
     AfterElement,
     /// After the closing `]`: only whitespace.
@@ -654,16 +740,20 @@ enum State {
 }
 
 enum Step {
-    Element(usize, usize),
+    /// An element starts here; the caller parses it and moves `pos` past it.
+    Element(usize),
     Need,
     Done,
     Bad(usize, &'static str),
 }
 
-/// Finds the elements of a top-level JSON array in a buffer that grows at the end and is
-/// drained at the front; tracks lines and columns of what was drained, for error positions.
+/// Walks the punctuation of a top-level JSON array (the elements themselves are parsed in
+/// place by serde_json) in a buffer that grows at the end and is drained at the front; tracks
+/// lines and columns of what was drained, for error positions.
 struct Splitter {
     consumed_lines: u64,
+    /// Bytes drained from the front of the buffer so far.
+    consumed_bytes: u64,
     /// Bytes since the last newline, at the end of what was drained.
     consumed_col: u64,
     pos: usize,
@@ -689,101 +779,9 @@ impl Splitter {
                     if c == b']' || c == b',' {
                         return Step::Bad(self.pos, "expected a log entry");
                     }
-                    self.state = State::InElement {
-                        start: self.pos,
-                        depth: 0,
-                        in_string: false,
-                        escaped: false,
-                    };
+                    self.state = State::InElement { start: self.pos };
                 }
-                State::InElement {
-                    start,
-                    mut depth,
-                    mut in_string,
-                    mut escaped,
-                } => {
-                    let mut i = self.pos;
-                    let mut end = None;
-                    while i < buf.len() {
-                        // Jump to the next byte that matters: inside a string a quote or a
-                        // backslash, inside an object or array a quote or a bracket.
-                        if in_string && !escaped {
-                            match buf[i..].iter().position(|&b| b == b'"' || b == b'\\') {
-                                Some(k) => i += k,
-                                None => {
-                                    i = buf.len();
-                                    break;
-                                }
-                            }
-                        } else if !in_string && depth > 0 {
-                            match buf[i..]
-                                .iter()
-                                .position(|&b| matches!(b, b'"' | b'{' | b'[' | b'}' | b']'))
-                            {
-                                Some(k) => i += k,
-                                None => {
-                                    i = buf.len();
-                                    break;
-                                }
-                            }
-                        }
-                        let c = buf[i];
-                        if in_string {
-                            if escaped {
-                                escaped = false;
-                            } else if c == b'\\' {
-                                escaped = true;
-                            } else if c == b'"' {
-                                in_string = false;
-                            }
-                        } else {
-                            match c {
-                                b'"' => in_string = true,
-                                b'{' | b'[' => depth += 1,
-                                b'}' | b']' if depth > 0 => {
-                                    depth -= 1;
-                                    if depth == 0 {
-                                        end = Some(i + 1);
-                                        break;
-                                    }
-                                }
-                                // A scalar element ends before `,`, `]` or whitespace.
-                                b',' | b']' if depth == 0 => {
-                                    end = Some(i);
-                                    break;
-                                }
-                                c if depth == 0 && c.is_ascii_whitespace() => {
-                                    end = Some(i);
-                                    break;
-                                }
-                                _ => {}
-                            }
-                        }
-                        i += 1;
-                    }
-                    match end {
-                        Some(e) => {
-                            self.pos = e;
-                            self.state = State::AfterElement;
-                            return Step::Element(start, e);
-                        }
-                        None if eof && depth == 0 && !in_string && i > start => {
-                            self.pos = i;
-                            self.state = State::AfterElement;
-                            return Step::Element(start, i);
-                        }
-                        None => {
-                            self.pos = i;
-                            self.state = State::InElement {
-                                start,
-                                depth,
-                                in_string,
-                                escaped,
-                            };
-                            return Step::Need;
-                        }
-                    }
-                }
+                State::InElement { start } => return Step::Element(start),
                 State::AfterElement => {
                     while self.pos < buf.len() && buf[self.pos].is_ascii_whitespace() {
                         self.pos += 1;
@@ -817,7 +815,7 @@ impl Splitter {
     /// Where the buffer may be drained up to (the start of the element in progress).
     fn keep_from(&self) -> usize {
         match self.state {
-            State::InElement { start, .. } => start,
+            State::InElement { start } => start,
             _ => self.pos,
         }
     }
@@ -825,6 +823,7 @@ impl Splitter {
     /// Accounts for `drained` leaving the front of the buffer.
     fn consume(&mut self, drained: &[u8]) {
         let n = drained.len();
+        self.consumed_bytes += n as u64;
         match drained.iter().rposition(|&b| b == b'\n') {
             Some(last) => {
                 self.consumed_lines += drained.iter().filter(|&&b| b == b'\n').count() as u64;
@@ -833,7 +832,7 @@ impl Splitter {
             None => self.consumed_col += n as u64,
         }
         self.pos -= n;
-        if let State::InElement { start, .. } = &mut self.state {
+        if let State::InElement { start } = &mut self.state {
             *start -= n;
         }
     }
@@ -848,6 +847,42 @@ impl Splitter {
             ),
             None => (self.consumed_lines + 1, self.consumed_col + at as u64 + 1),
         }
+    }
+
+    /// The error for the element at `start`: "not UTF-8" when a byte up to where serde_json
+    /// stopped is not UTF-8 (serde_json would call it an invalid code point), else its own.
+    fn element_error(
+        &self,
+        buf: &[u8],
+        start: usize,
+        e: &serde_json::Error,
+        shown: &str,
+    ) -> crate::doc::ParseError {
+        let el = &buf[start..];
+        // serde_json's line and column (1-based, columns in bytes) as an offset into `el`.
+        let mut at = 0usize;
+        for _ in 1..e.line() {
+            match el[at..].iter().position(|&b| b == b'\n') {
+                Some(k) => at += k + 1,
+                None => break,
+            }
+        }
+        let upto = (at + e.column() + 4).min(el.len());
+        if let Err(u) = std::str::from_utf8(&el[..upto]) {
+            // `error_len` is None for a character cut by the end of the window: not an error.
+            if u.error_len().is_some() {
+                let bad = start + u.valid_up_to();
+                let (line, column) = self.position(buf, bad);
+                let bad = self.consumed_bytes + bad as u64;
+                return crate::doc::ParseError {
+                    file: shown.to_string(),
+                    line: Some(line),
+                    column: Some(column),
+                    message: format!("not UTF-8 text (invalid byte at offset {bad})"),
+                };
+            }
+        }
+        self.error_at(buf, start, e, shown)
     }
 
     fn error_at(
@@ -947,6 +982,40 @@ mod stream_tests {
             );
         }
         assert_eq!(via_file(bad, 3).unwrap_err().0, Some(3));
+    }
+
+    #[test]
+    fn an_element_larger_than_the_chunk_is_read_whole() {
+        // One 300 KB entry through a 1 KiB chunk: the read grows until the element fits.
+        let big = "x".repeat(300_000);
+        let text = format!("[{{\"insertId\": \"a\"}}, {{\"textPayload\": \"{big}\"}}]");
+        let got = via_file(&text, 1024).unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[1].text_payload.as_deref().map(str::len), Some(300_000));
+    }
+
+    #[test]
+    fn a_bad_byte_far_into_the_file_is_named_by_its_file_offset() {
+        let real = include_str!("../testdata/cloud-run-request-log-403-unauthenticated.json");
+        let head = format!("[{}", vec![real; 50].join(",\n"));
+        let mut bytes = head.clone().into_bytes();
+        bytes.extend_from_slice(b",\n{\"textPayload\": \"\xc3\x28\"}]");
+        let dir = std::env::temp_dir().join(format!("ipd-model-utf8-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("logs.json");
+        std::fs::write(&f, &bytes).unwrap();
+        let bad = bytes.windows(2).position(|w| w == b"\xc3\x28").unwrap();
+        let lines = bytes[..bad].iter().filter(|&&b| b == b'\n').count() as u64 + 1;
+        for chunk in [512, 4096, 1 << 20] {
+            let e = read_logs_chunked(&f, "logs.json", chunk).unwrap_err();
+            assert_eq!(
+                e.message,
+                format!("not UTF-8 text (invalid byte at offset {bad})"),
+                "chunk {chunk}"
+            );
+            assert_eq!(e.line, Some(lines), "chunk {chunk}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

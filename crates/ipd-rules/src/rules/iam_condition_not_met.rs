@@ -252,7 +252,7 @@ mod tests {
         ev.project_policy = policy(json!({}));
         ev.token = Some(sa_token(URL));
         let mut e = entry(403, Some(TEXT_403), "0s", "GET");
-        e.http_request.as_mut().unwrap().request_url = Some(format!("{URL}{path}"));
+        e.http_request.as_mut().unwrap().request_url = Some(format!("{URL}{path}").into());
         ev.logs = ipd_model::Gathered::Present(vec![e]);
         ev
     }
