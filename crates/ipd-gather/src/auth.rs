@@ -134,6 +134,102 @@ impl std::fmt::Debug for StaticToken {
     }
 }
 
+/// Impersonation from any source credential through IAM Credentials
+/// `generateAccessToken` at the root the environment chose; the token is fetched on first
+/// use and kept until five minutes before it expires.
+#[derive(Clone)]
+struct Impersonate {
+    source: Credentials,
+    url: String,
+    delegates: Vec<String>,
+    proxies: crate::endpoints::Proxies,
+    token: Arc<tokio::sync::Mutex<Option<(Secret, std::time::Instant)>>>,
+}
+
+impl std::fmt::Debug for Impersonate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Impersonate")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Impersonate {
+    async fn fetch(&self) -> Result<(Secret, std::time::Instant), String> {
+        let headers = match self.source.headers(http::Extensions::new()).await {
+            Ok(CacheableResource::New { data, .. }) => data,
+            Ok(CacheableResource::NotModified) => {
+                return Err("the source credentials gave no headers".into());
+            }
+            Err(e) => return Err(format!("the source credentials failed: {e}")),
+        };
+        let mut b = crate::endpoints::with_proxies(
+            reqwest::Client::builder().connect_timeout(Duration::from_secs(10)),
+            &self.proxies,
+        )?;
+        if self.url.starts_with("http://") {
+            b = b.tls_certs_only(std::iter::empty());
+        }
+        let client = b.build().map_err(|e| e.without_url().to_string())?;
+        let body = serde_json::json!({
+            "scope": ["https://www.googleapis.com/auth/cloud-platform"],
+            "delegates": self.delegates,
+            "lifetime": "3600s",
+        });
+        let resp = client
+            .post(&self.url)
+            .headers(headers)
+            .json(&body)
+            .timeout(FIRST_TOKEN_TIMEOUT)
+            .send()
+            .await
+            .map_err(|e| e.without_url().to_string())?;
+        let status = resp.status();
+        let text = resp.text().await.map_err(|e| e.without_url().to_string())?;
+        let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        if !status.is_success() {
+            let msg = v["error"]["message"].as_str().unwrap_or("no message");
+            return Err(format!(
+                "generateAccessToken answered {}: {msg}",
+                status.as_u16()
+            ));
+        }
+        let Some(tok) = v["accessToken"].as_str().filter(|t| !t.is_empty()) else {
+            return Err("generateAccessToken answered without an accessToken".into());
+        };
+        // Kept for at most 55 minutes (the lifetime asked for, less five).
+        let until = std::time::Instant::now() + Duration::from_secs(55 * 60);
+        Ok((Secret::new(tok), until))
+    }
+}
+
+impl CredentialsProvider for Impersonate {
+    async fn headers(
+        &self,
+        _extensions: http::Extensions,
+    ) -> Result<CacheableResource<HeaderMap>, google_cloud_auth::errors::CredentialsError> {
+        let mut slot = self.token.lock().await;
+        let fresh = matches!(&*slot, Some((_, until)) if *until > std::time::Instant::now());
+        if !fresh {
+            let got = self
+                .fetch()
+                .await
+                .map_err(|m| google_cloud_auth::errors::CredentialsError::from_msg(false, m))?;
+            *slot = Some(got);
+        }
+        let Some((tok, _)) = &*slot else {
+            unreachable!("filled above");
+        };
+        StaticToken(Arc::new(tok.clone()))
+            .headers(http::Extensions::new())
+            .await
+    }
+
+    async fn universe_domain(&self) -> Option<String> {
+        None
+    }
+}
+
 impl CredentialsProvider for StaticToken {
     async fn headers(
         &self,
@@ -247,6 +343,15 @@ impl Auth {
             .iter()
             .map(|d| format!("projects/-/serviceAccounts/{d}"))
             .collect();
+        if let Some(why) = crate::endpoints::Endpoints::from_env(env)
+            .ok()
+            .and_then(|e| e.refusal(crate::endpoints::Api::IamCredentials))
+        {
+            return Err(AuthError::Token {
+                source_desc: format!("impersonation of {target}"),
+                message: why,
+            });
+        }
         if let Some(json) = adc_json.filter(|j| {
             j.get("type").and_then(Value::as_str) != Some("impersonated_service_account")
         }) {
@@ -272,15 +377,26 @@ impl Auth {
                 file_email,
             });
         }
-        let mut b = impersonated::Builder::from_source_credentials(base)
-            .with_target_principal(target.clone());
-        if !delegate_names.is_empty() {
-            b = b.with_delegates(delegate_names);
+        // Any other source (a static token, the metadata server): our own call to the
+        // endpoint the environment chose (google-cloud-auth's `from_source_credentials` would
+        // always call iamcredentials.googleapis.com).
+        let endpoints = crate::endpoints::Endpoints::from_env(env).unwrap_or_default();
+        if let Some(why) = endpoints.refusal(crate::endpoints::Api::IamCredentials) {
+            return Err(AuthError::Token {
+                source_desc: format!("impersonation of {target}"),
+                message: why,
+            });
         }
-        let creds = b.build().map_err(|e| AuthError::Token {
-            source_desc: format!("impersonation of {target}"),
-            message: e.to_string(),
-        })?;
+        let creds = Credentials::from(Impersonate {
+            source: base,
+            url: endpoints.url(
+                crate::endpoints::Api::IamCredentials,
+                &format!("v1/projects/-/serviceAccounts/{target}:generateAccessToken"),
+            ),
+            delegates: delegate_names,
+            proxies: endpoints.proxies().clone(),
+            token: Arc::new(tokio::sync::Mutex::new(None)),
+        });
         Ok(Auth {
             creds,
             source,

@@ -137,14 +137,50 @@ pub struct Proxies {
 }
 
 impl Proxies {
-    /// `HTTPS_PROXY`, `HTTP_PROXY`, `NO_PROXY`, each also lowercase (the lowercase one wins, as
-    /// in curl and Python's `urllib`, which gcloud uses).
+    /// gcloud's own proxy properties first (`CLOUDSDK_PROXY_TYPE`, `_ADDRESS`, `_PORT`,
+    /// `_USERNAME`, `_PASSWORD`: one proxy for every request, as `gcloud config set proxy/...`
+    /// does), else `HTTPS_PROXY`, `HTTP_PROXY`; and `NO_PROXY`. Each of the standard variables
+    /// is also read lowercase (the lowercase one wins, as in curl and Python's `urllib`, which
+    /// gcloud uses).
     pub fn from_env(env: &Env) -> Proxies {
         let var = |n: &str| {
             env.get(&n.to_ascii_lowercase())
                 .or_else(|| env.get(n))
                 .map(|v| v.trim().to_string())
         };
+        let prop = |n: &str| {
+            env.get(&format!("CLOUDSDK_PROXY_{n}"))
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+        };
+        if let (Some(address), Some(port)) = (prop("ADDRESS"), prop("PORT")) {
+            // gcloud's types: http (the default), http_no_tunnel, socks4, socks5.
+            let scheme = match prop("TYPE").unwrap_or("http") {
+                "http" | "http_no_tunnel" => "http",
+                other => other,
+            };
+            let enc = |s: &str| {
+                s.bytes()
+                    .map(|b| match b {
+                        b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                            (b as char).to_string()
+                        }
+                        _ => format!("%{b:02X}"),
+                    })
+                    .collect::<String>()
+            };
+            let user = match (prop("USERNAME"), prop("PASSWORD")) {
+                (Some(u), Some(p)) => format!("{}:{}@", enc(u), enc(p)),
+                (Some(u), None) => format!("{}@", enc(u)),
+                _ => String::new(),
+            };
+            let url = format!("{scheme}://{user}{address}:{port}");
+            return Proxies {
+                https: Some(url.clone()),
+                http: Some(url),
+                no_proxy: var("NO_PROXY"),
+            };
+        }
         Proxies {
             https: var("HTTPS_PROXY"),
             http: var("HTTP_PROXY"),
@@ -270,6 +306,11 @@ pub fn with_proxies(
         .and_then(reqwest::NoProxy::from_string);
     for (url, https) in [(&p.https, true), (&p.http, false)] {
         let Some(url) = url else { continue };
+        if url.to_ascii_lowercase().starts_with("socks") {
+            return Err(
+                "SOCKS proxies (CLOUDSDK_PROXY_TYPE=socks4/socks5, or a socks:// proxy URL) are not supported: use an http:// proxy".to_string(),
+            );
+        }
         let proxy = if https {
             reqwest::Proxy::https(url.as_str())
         } else {
@@ -277,7 +318,7 @@ pub fn with_proxies(
         }
         // Never the value in the message: a proxy URL may carry a password.
         .map_err(|_| {
-            "HTTPS_PROXY / HTTP_PROXY is not a proxy URL (e.g. http://proxy:3128)".to_string()
+            "the proxy (HTTPS_PROXY / HTTP_PROXY, or CLOUDSDK_PROXY_TYPE/ADDRESS/PORT) is not a usable proxy: an http:// proxy such as http://proxy:3128 is needed".to_string()
         })?;
         b = b.proxy(proxy.no_proxy(no.clone()));
     }
@@ -287,6 +328,45 @@ pub fn with_proxies(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gcloud_proxy_properties_win_over_the_standard_variables() {
+        let env = Env::from_pairs([
+            ("CLOUDSDK_PROXY_ADDRESS", "proxy.corp"),
+            ("CLOUDSDK_PROXY_PORT", "3128"),
+            ("CLOUDSDK_PROXY_USERNAME", "ops"),
+            ("CLOUDSDK_PROXY_PASSWORD", "p@ss:w/rd"),
+            ("HTTPS_PROXY", "http://other:8080"),
+            ("NO_PROXY", "127.0.0.1"),
+        ]);
+        let p = Proxies::from_env(&env);
+        let want = "http://ops:p%40ss%3Aw%2Frd@proxy.corp:3128";
+        assert_eq!(p.https.as_deref(), Some(want));
+        assert_eq!(p.http.as_deref(), Some(want));
+        assert_eq!(p.no_proxy.as_deref(), Some("127.0.0.1"));
+        assert!(with_proxies(reqwest::Client::builder(), &p).is_ok());
+        // Without both address and port the properties are not a proxy.
+        let half = Env::from_pairs([("CLOUDSDK_PROXY_ADDRESS", "proxy.corp")]);
+        assert_eq!(Proxies::from_env(&half), Proxies::default());
+        // A SOCKS proxy is named, and refused with a message that shows no password.
+        let socks = Env::from_pairs([
+            ("CLOUDSDK_PROXY_TYPE", "socks5"),
+            ("CLOUDSDK_PROXY_ADDRESS", "proxy.corp"),
+            ("CLOUDSDK_PROXY_PORT", "1080"),
+            ("CLOUDSDK_PROXY_PASSWORD", "hunter2"),
+            ("CLOUDSDK_PROXY_USERNAME", "ops"),
+        ]);
+        let p = Proxies::from_env(&socks);
+        assert_eq!(
+            p.https.as_deref(),
+            Some("socks5://ops:hunter2@proxy.corp:1080")
+        );
+        let err = with_proxies(reqwest::Client::builder(), &p)
+            .err()
+            .unwrap_or_default();
+        assert!(err.contains("CLOUDSDK_PROXY_TYPE"), "{err}");
+        assert!(!err.contains("hunter2"));
+    }
 
     #[test]
     fn gcloud_override_variables() {

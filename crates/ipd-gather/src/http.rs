@@ -983,7 +983,7 @@ impl Client {
             }
             _ if html_title(&bytes).is_some() => Failure::synthetic(
                 status,
-                canonical_status(status),
+                not_the_api_status(status),
                 format!(
                     "HTTP {status}: an HTML page (\"{}\"), not the API's answer: a proxy or load balancer between the tool and the API answered",
                     html_title(&bytes).unwrap_or_default()
@@ -992,13 +992,18 @@ impl Client {
             _ => {
                 let text = String::from_utf8_lossy(&bytes);
                 let snippet: String = text.trim().chars().take(200).collect();
+                let why = if status == 403 {
+                    " (not Google's error answer: a proxy or gateway in between refused it, not IAM)"
+                } else {
+                    ""
+                };
                 Failure::synthetic(
                     status,
-                    canonical_status(status),
+                    not_the_api_status(status),
                     if snippet.is_empty() {
-                        format!("HTTP {status}")
+                        format!("HTTP {status}{why}")
                     } else {
-                        format!("HTTP {status}: {snippet}")
+                        format!("HTTP {status}{why}: {snippet}")
                     },
                 )
             }
@@ -1082,6 +1087,17 @@ pub fn parse_retry_after(v: &str) -> Option<Duration> {
     let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
     let delta = when.with_timezone(&chrono::Utc) - chrono::Utc::now();
     Some(delta.to_std().unwrap_or(Duration::ZERO))
+}
+
+/// The status recorded for an answer that is not Google's error envelope (an HTML page, an
+/// empty or plain-text body): a 403 from a proxy is not an IAM refusal, so it is UNKNOWN (a
+/// failed source, not a denied one); other codes keep their canonical name.
+fn not_the_api_status(http: u16) -> &'static str {
+    if http == 403 {
+        "UNKNOWN"
+    } else {
+        canonical_status(http)
+    }
 }
 
 /// The `google.rpc.Code` name of an HTTP status.

@@ -151,7 +151,13 @@ impl ApiError {
             self.reason.as_deref(),
             Some("SERVICE_DISABLED" | "API_DISABLED")
         );
-        !disabled && (self.code == Some(403) || self.status.as_deref() == Some("PERMISSION_DENIED"))
+        // An explicit status other than PERMISSION_DENIED wins over the code: a 403 that did
+        // not come from the API (a proxy's page) is recorded with status UNKNOWN.
+        let status_ok = match self.status.as_deref() {
+            Some(s) => s == "PERMISSION_DENIED",
+            None => self.code == Some(403),
+        };
+        !disabled && status_ok
     }
 }
 

@@ -1768,6 +1768,110 @@ fn impersonation_uses_the_source_credentials_and_acts_as_the_service_account() {
 }
 
 #[test]
+fn impersonation_from_a_static_token_calls_the_chosen_iamcredentials_endpoint() {
+    // A token file (no ADC JSON) as the source: the call goes to the override, with the token.
+    let live = Live::bundle(&fixture("healthy-bound-sa-200"), FakeOptions::new());
+    let tiny = tiny_server(vec![(
+        ":generateAccessToken",
+        serde_json::json!({"accessToken": live.token, "expireTime": "2099-01-01T00:00:00Z"})
+            .to_string(),
+    )]);
+    let mut c = live.cmd();
+    c.env("CLOUDSDK_API_ENDPOINT_OVERRIDES_IAMCREDENTIALS", &tiny.url);
+    let mut args = s(&[
+        "diagnose",
+        "--impersonate-service-account",
+        "helper@shop-prod.iam.gserviceaccount.com,doctor@shop-prod.iam.gserviceaccount.com",
+        "--as-me",
+        "--format",
+        "json",
+    ]);
+    args.extend(live.target_args());
+    let out = c.args(&args).output().expect("run");
+    let v = json_of(&out, "impersonation from a token file");
+    assert_eq!(
+        v["caller"]["principal"],
+        "serviceAccount:doctor@shop-prod.iam.gserviceaccount.com"
+    );
+    let seen = tiny.seen();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(seen[0].line.starts_with(
+        "POST /v1/projects/-/serviceAccounts/doctor@shop-prod.iam.gserviceaccount.com:generateAccessToken"
+    ));
+    assert_eq!(
+        seen[0].authorization.as_deref(),
+        Some(format!("Bearer {}", live.token).as_str())
+    );
+    live.assert_no_api_token(&out, "impersonation from a token file");
+}
+
+#[test]
+fn impersonation_without_an_iamcredentials_override_calls_nothing_and_says_which_variable() {
+    // Overrides are set for the other APIs and not IAM Credentials: the tool stays off
+    // iamcredentials.googleapis.com (the stray proxy would see the attempt) and says why.
+    let live = Live::bundle(&fixture("healthy-bound-sa-200"), FakeOptions::new());
+    let mut args = s(&[
+        "diagnose",
+        "--impersonate-service-account",
+        "doctor@shop-prod.iam.gserviceaccount.com",
+        "--format",
+        "json",
+    ]);
+    args.extend(live.target_args());
+    let out = live.run(&args);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("CLOUDSDK_API_ENDPOINT_OVERRIDES_IAMCREDENTIALS"),
+        "{err}"
+    );
+    // (Any connection off the fake fails the test when `live` drops.)
+    assert!(live.fake.calls().is_empty(), "{:?}", live.fake.calls());
+}
+
+#[test]
+fn gcloud_proxy_properties_send_every_call_through_that_proxy() {
+    // `gcloud config set proxy/address ...` as environment variables, without NO_PROXY: every
+    // call (the fake's too) goes to that proxy, which refuses it with a bare 403; the run
+    // completes, and the sources are failed (a proxy refused), not denied (IAM refused).
+    let live = Live::bundle(&fixture("healthy-bound-sa-200"), FakeOptions::new());
+    let addr = live.stray.url();
+    let (host, port) = addr
+        .trim_start_matches("http://")
+        .rsplit_once(':')
+        .expect("host:port");
+    let mut c = live.cmd();
+    c.env_remove("HTTPS_PROXY")
+        .env_remove("HTTP_PROXY")
+        .env_remove("NO_PROXY")
+        .env("CLOUDSDK_PROXY_TYPE", "http")
+        .env("CLOUDSDK_PROXY_ADDRESS", host)
+        .env("CLOUDSDK_PROXY_PORT", port);
+    let mut args = s(&["diagnose", "--format", "json", "--timeout", "10"]);
+    args.extend(live.target_args());
+    let out = c.args(&args).output().expect("run");
+    let v = json_of(&out, "through the gcloud proxy");
+    let seen = live.stray.take();
+    let fake = live.fake.base_url();
+    let fake_host = fake.trim_start_matches("http://").trim_end_matches('/');
+    assert!(
+        seen.iter().any(|l| l.contains(fake_host)),
+        "no call went through the proxy: {seen:?}"
+    );
+    assert!(live.fake.calls().is_empty(), "a call bypassed the proxy");
+    let gaps = v["gaps"].as_array().expect("gaps");
+    assert!(
+        !gaps.is_empty() && gaps.iter().all(|g| g["state"] == "failed"),
+        "{gaps:?}"
+    );
+    assert!(
+        gaps.iter()
+            .any(|g| g["detail"].as_str().unwrap_or("").contains("proxy")),
+        "{gaps:?}"
+    );
+}
+
+#[test]
 fn as_me_asks_tokeninfo_whose_the_token_is() {
     let slug = "healthy-developer-role-project-level";
     let bob = || FakeOptions::new().identity("user:bob@shop.example.com");
