@@ -181,7 +181,7 @@ pub fn diagnose(d: &DiagnoseArgs, stdin: &mut dyn Read, env: &Env) -> Result<Out
             .resource_name()
             .map_err(|e| anyhow!("{e}: project, region and service must be plain names"))?;
         if d.live.as_me {
-            inputs.caller = Some(g.whoami().await?);
+            inputs.caller = as_me(&g).await?;
         }
         let started = std::time::Instant::now();
         let q = Query {
@@ -214,6 +214,20 @@ pub fn diagnose(d: &DiagnoseArgs, stdin: &mut dyn Read, env: &Env) -> Result<Out
 }
 
 /// A URL with a path or query names the request that failed, not only the service.
+/// `--as-me`: the credentials' principal. Bad credentials stop the run (nothing else can be
+/// read with them); a tokeninfo that cannot answer (refused, unavailable, garbage) is a
+/// warning, and the diagnosis goes on without a caller.
+async fn as_me(g: &Gatherer) -> Result<Option<String>, ipd_gather::WhoamiError> {
+    match g.whoami().await {
+        Ok(p) => Ok(Some(p)),
+        Err(e) if e.1 == ipd_gather::WhoamiFailure::Unanswered => {
+            eprintln!("warning: {e}; diagnosing without a caller");
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 fn names_a_request(url: &str) -> bool {
     let rest = url.trim().split_once("://").map(|(_, r)| r).unwrap_or(url);
     match rest.find(['/', '?']) {
@@ -528,7 +542,7 @@ pub(crate) fn explain(
             })?;
             let mut inputs = inputs.clone();
             if a.live.as_me {
-                inputs.caller = Some(g.whoami().await.map_err(|e| e.to_string())?);
+                inputs.caller = as_me(&g).await.map_err(|e| e.to_string())?;
             }
             let at_entry = found
                 .as_ref()

@@ -448,6 +448,17 @@ impl Gatherer {
                     Ok(p) => p,
                     Err(f) => break Err(f),
                 };
+                // Google omits an empty list; a `policies` that is not a list is no answer.
+                if !page.is_object()
+                    || page.get("policies").is_some_and(|p| !p.is_array())
+                    || page.get("nextPageToken").is_some_and(|t| !t.is_string())
+                {
+                    break Err(Failure::synthetic(
+                        200,
+                        "UNKNOWN",
+                        "the deny-policy list has an unexpected shape (`policies` is not a list)",
+                    ));
+                }
                 names.extend(
                     page.get("policies")
                         .and_then(Value::as_array)

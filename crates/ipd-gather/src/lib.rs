@@ -65,7 +65,7 @@ pub use gather::{
 pub use http::{BadName, Call, CallRecord, Client, ClientError, Failure, RetryPolicy};
 pub use incidents::{IncidentQuery, IncidentRead, incident_filter};
 pub use record::Recording;
-pub use resolve::{ResolveError, WhoamiError, parse_run_url, principal_for_email};
+pub use resolve::{ResolveError, WhoamiError, WhoamiFailure, parse_run_url, principal_for_email};
 
 /// Why live mode cannot start.
 #[derive(Debug, thiserror::Error)]

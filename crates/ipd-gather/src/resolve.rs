@@ -94,7 +94,16 @@ pub enum ResolveError {
 /// The identity of the credentials could not be found.
 #[derive(Debug, thiserror::Error)]
 #[error("--as-me: {0}")]
-pub struct WhoamiError(pub String);
+pub struct WhoamiError(pub String, pub WhoamiFailure);
+
+/// Whether the credentials themselves are bad (nothing else can be read with them) or only
+/// the question failed (tokeninfo unavailable, refused, or answering garbage: the diagnosis
+/// can go on without a caller).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhoamiFailure {
+    Credentials,
+    Unanswered,
+}
 
 /// `user:EMAIL` or `serviceAccount:EMAIL`.
 pub fn principal_for_email(email: &str) -> String {
@@ -244,21 +253,37 @@ impl Gatherer {
         let token = auth
             .access_token()
             .await
-            .map_err(|e| WhoamiError(e.to_string()))?;
+            .map_err(|e| WhoamiError(e.to_string(), WhoamiFailure::Credentials))?;
         let v = self
             .client()
             .call(&Call::TokenInfo { token }, 0)
             .await
             .map_err(|f| {
-                WhoamiError(format!(
-                    "OAuth2 tokeninfo could not say whose the credentials are ({}); pass --caller instead",
-                    f.summary()
-                ))
+                // tokeninfo's 400 `invalid_token`: the token is expired or revoked.
+                let bad_token = matches!(f.http_status, 400 | 401)
+                    && f.summary().contains("invalid_token");
+                WhoamiError(
+                    format!(
+                        "OAuth2 tokeninfo could not say whose the credentials are ({}); pass --caller instead",
+                        f.summary()
+                    ),
+                    if bad_token {
+                        WhoamiFailure::Credentials
+                    } else {
+                        WhoamiFailure::Unanswered
+                    },
+                )
             })?;
         match v.get("email").and_then(Value::as_str) {
             Some(e) if e.contains('@') => Ok(principal_for_email(e)),
-            _ => Err(WhoamiError(
+            // A real answer without an email lacks the scope; any other body is not an answer.
+            _ if v.get("expires_in").is_some() || v.get("scope").is_some() => Err(WhoamiError(
                 "OAuth2 tokeninfo names no email for these credentials (they lack the userinfo.email scope); pass --caller instead".into(),
+                WhoamiFailure::Credentials,
+            )),
+            _ => Err(WhoamiError(
+                "OAuth2 tokeninfo gave an answer that is not a token's description; pass --caller instead".into(),
+                WhoamiFailure::Unanswered,
             )),
         }
     }

@@ -1,8 +1,10 @@
 //! Faults on every source the tool calls, end to end against `ipd-fakegcp`: 403, 404, 429 with
 //! and without `Retry-After`, 500, 503, a timeout, a body cut short, a proxy's HTML page, and
 //! valid JSON of the wrong shape. Each time the diagnosis completes (exit 0 or 1, a JSON
-//! report), the source is a gap (or, for Policy Troubleshooter, an unavailable cross-check)
-//! with a clear detail, the attempts are bounded, and no panic shows anywhere.
+//! report), the source is a gap (or, for Policy Troubleshooter, an unavailable cross-check;
+//! for `--as-me`'s tokeninfo, a warning and no caller) with a clear detail, the attempts are
+//! bounded, and no panic shows anywhere. The one exception: tokeninfo saying the token is
+//! invalid stops the run (exit 2), since no other read could succeed with it.
 //!
 //! The cases run in parallel threads (they mostly wait on backoffs and latencies).
 
@@ -62,6 +64,7 @@ fn gap_source(source: Source) -> Option<&'static str> {
         Source::LoggingEntriesList => "logs",
         Source::OrgPolicyGetEffectivePolicy => "org_policies",
         Source::PubsubSubscriptionsGet => "caller_config:pubsub",
+        Source::IamDenyPolicies => "deny_policies",
         _ => return None,
     })
 }
@@ -101,6 +104,22 @@ fn run_case(source: Source, kind: Kind) -> Outcome {
             opts,
             &["--format", "json", "--timeout", timeout],
         ),
+        Source::IamDenyPolicies => run_fixture(
+            "deny-policy-org-denies-invoke",
+            opts,
+            &["--format", "json", "--timeout", timeout],
+        ),
+        Source::OrgPolicyCustomConstraintsList => run_fixture(
+            "public-blocked-by-custom-constraint-definition",
+            opts,
+            &["--format", "json", "--timeout", timeout],
+        ),
+        // The caller's identity from the token (`--as-me`).
+        Source::OAuth2TokenInfo => run_fixture(
+            "missing-binding-sa-not-bound-anywhere",
+            opts,
+            &["--as-me", "--format", "json", "--timeout", timeout],
+        ),
         _ => run_fixture(
             "missing-binding-sa-not-bound-anywhere",
             opts,
@@ -133,6 +152,9 @@ const SOURCES: &[Source] = &[
     Source::IamRolesGet,
     Source::PubsubSubscriptionsGet,
     Source::PolicyTroubleshooterIamTroubleshoot,
+    Source::IamDenyPolicies,
+    Source::OrgPolicyCustomConstraintsList,
+    Source::OAuth2TokenInfo,
 ];
 
 #[test]
@@ -164,6 +186,14 @@ fn every_fault_on_every_source_is_a_gap_and_the_diagnosis_completes() {
         let mut bad = |m: String| problems.push(format!("{}: {m}", o.what));
         if o.stderr.contains("panicked") || o.stderr.contains("RUST_BACKTRACE") {
             bad(format!("panic: {}", o.stderr));
+            continue;
+        }
+        // The fake refuses tokeninfo as Google does, with 400 `invalid_token`: credentials
+        // that are bad stop the run with a message (nothing else could be read with them).
+        if (*source, *kind) == (Source::OAuth2TokenInfo, Kind::Status(403)) {
+            if o.code != Some(2) || !o.stderr.contains("invalid_token") {
+                bad(format!("bad credentials: exit {:?}: {}", o.code, o.stderr));
+            }
             continue;
         }
         if !matches!(o.code, Some(0 | 1)) {
@@ -251,6 +281,8 @@ fn per_run_calls(source: Source) -> usize {
         Source::LoggingEntriesList => 3,
         Source::OrgPolicyGetEffectivePolicy => 8,
         Source::IamRolesGet => 2,
+        // The project's, the folder's and the organization's lists.
+        Source::IamDenyPolicies => 3,
         _ => 1,
     }
 }
