@@ -55,8 +55,8 @@ summary() {
       speed=$(grep -o 'stat::average_exec_per_sec: *[0-9]*' "$f" | grep -o '[0-9]*$' | tail -1 || true)
       cov=$(grep -o 'cov: [0-9]*' "$f" | tail -1 | grep -o '[0-9]*' || true)
     fi
-    crashes=$(find "artifacts/$t" -type f 2>/dev/null | wc -l)
-    corpus=$(find "corpus-work/$t" "corpus/$t" -type f 2>/dev/null | wc -l)
+    crashes=$({ find "artifacts/$t" -type f 2>/dev/null || true; } | wc -l)
+    corpus=$({ find "corpus-work/$t" "corpus/$t" -type f 2>/dev/null || true; } | sort -u | wc -l)
     printf '%-14s %12s %9s %6s %8s %s\n' "$t" "$(done_runs "$t")" "${speed:-?}" "${cov:-?}" \
       "$corpus" "$crashes"
   done

@@ -616,14 +616,107 @@ pub fn read_logs_file(
     read_logs_chunked(path, shown, CHUNK)
 }
 
+/// Files at least this large are read by two threads, one from each half (see
+/// [`read_logs_chunked`]).
+const PARALLEL_MIN: u64 = 16 << 20;
+
 fn read_logs_chunked(
     path: &std::path::Path,
     shown: &str,
     chunk: usize,
 ) -> Result<crate::doc::Doc<LogsFile>, crate::doc::ParseError> {
-    use std::io::Read;
+    read_logs_split(path, shown, chunk, PARALLEL_MIN)
+}
 
-    use crate::doc::{Doc, ParseError};
+/// Reads a logs file; one at least `parallel_min` bytes long (on a machine with more than one
+/// core) is read in two halves at once: a second thread starts at the first thing that looks
+/// like the start of an entry after the middle (`}`, `,`, `{`), and the first thread reads up to
+/// there. The guess is taken only when the first thread's own walk of the array lands on it
+/// exactly, so a guess inside a string cannot change the result; any disagreement or error
+/// falls back to one thread from the start (which names the error's line and column).
+fn read_logs_split(
+    path: &std::path::Path,
+    shown: &str,
+    chunk: usize,
+    parallel_min: u64,
+) -> Result<crate::doc::Doc<LogsFile>, crate::doc::ParseError> {
+    use crate::doc::Doc;
+    let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    if len >= parallel_min
+        && cores > 1
+        && let Some(mid) = entry_start_after(path, len / 2)
+    {
+        let (first, second) = std::thread::scope(|sc| {
+            let second = sc.spawn(|| scan(path, shown, chunk, Some(mid), None));
+            (scan(path, shown, chunk, None, Some(mid)), second.join())
+        });
+        match (first, second) {
+            (Ok(Scan::Entries(mut a, Some(at))), Ok(Ok(Scan::Entries(b, _)))) if at == mid => {
+                a.extend(b);
+                return Ok(Doc::Value(LogsFile::List(a)));
+            }
+            // Not an array, or an error before the middle: that is the file's answer.
+            (Ok(Scan::Whole(d)), _) => return Ok(d),
+            (Err(e), _) => return Err(e),
+            _ => {}
+        }
+    }
+    match scan(path, shown, chunk, None, None)? {
+        Scan::Entries(v, _) => Ok(Doc::Value(LogsFile::List(v))),
+        Scan::Whole(d) => Ok(d),
+    }
+}
+
+/// The offset of the first `{` after `at` that follows `}` `,` (with whitespace between): a
+/// likely start of an entry in a top-level array of objects. `None` within 1 MiB.
+fn entry_start_after(path: &std::path::Path, at: u64) -> Option<u64> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(path).ok()?;
+    f.seek(SeekFrom::Start(at)).ok()?;
+    let mut buf = Vec::with_capacity(1 << 20);
+    f.take(1 << 20).read_to_end(&mut buf).ok()?;
+    let mut i = 0;
+    while let Some(k) = buf[i..].iter().position(|&b| b == b'}') {
+        let mut j = i + k + 1;
+        let skip = |j: &mut usize| {
+            while buf.get(*j).is_some_and(u8::is_ascii_whitespace) {
+                *j += 1;
+            }
+        };
+        skip(&mut j);
+        if buf.get(j) == Some(&b',') {
+            j += 1;
+            skip(&mut j);
+            if buf.get(j) == Some(&b'{') {
+                return Some(at + j as u64);
+            }
+        }
+        i += k + 1;
+    }
+    None
+}
+
+/// What one reader found.
+enum Scan {
+    /// The entries read, and (when asked to stop) the file offset of the entry it stopped at.
+    Entries(Vec<LogEntry>, Option<u64>),
+    /// Not an array: the whole text, parsed.
+    Whole(crate::doc::Doc<LogsFile>),
+}
+
+/// Reads the array from its start (`from` None), or from an entry starting at file offset
+/// `from`; stops before the first entry starting at or after `stop_at`.
+fn scan(
+    path: &std::path::Path,
+    shown: &str,
+    chunk: usize,
+    from: Option<u64>,
+    stop_at: Option<u64>,
+) -> Result<Scan, crate::doc::ParseError> {
+    use std::io::{Read, Seek, SeekFrom};
+
+    use crate::doc::ParseError;
     let io = |e: std::io::Error| ParseError::new(shown, format!("cannot read: {e}"));
     let mut f = std::fs::File::open(path).map_err(io)?;
     let _shared = Interning::start();
@@ -636,33 +729,48 @@ fn read_logs_chunked(
             .map_err(io)?;
         Ok(n)
     };
-    fill(&mut f, &mut buf, chunk)?;
-    let bom = if buf.starts_with("\u{feff}".as_bytes()) {
-        3
-    } else {
-        0
-    };
-    let first = buf[bom..].iter().position(|b| !b.is_ascii_whitespace());
-    if first.map(|i| buf[bom + i]) != Some(b'[') {
-        // Not an array: read the rest and parse the text whole.
-        f.read_to_end(&mut buf).map_err(io)?;
-        let text = String::from_utf8(buf).map_err(|e| {
-            ParseError::new(
-                shown,
-                format!(
-                    "not UTF-8 text (invalid byte at offset {})",
-                    e.utf8_error().valid_up_to()
-                ),
-            )
-        })?;
-        return parse_logs(shown, &text);
-    }
-    let mut s = Splitter {
-        consumed_lines: 0,
-        consumed_bytes: 0,
-        consumed_col: 0,
-        pos: bom + first.unwrap_or(0) + 1,
-        state: State::BeforeElement(true),
+    let mut s = match from {
+        Some(at) => {
+            f.seek(SeekFrom::Start(at)).map_err(io)?;
+            fill(&mut f, &mut buf, chunk)?;
+            Splitter {
+                consumed_lines: 0,
+                consumed_bytes: at,
+                consumed_col: 0,
+                pos: 0,
+                state: State::BeforeElement(false),
+            }
+        }
+        None => {
+            fill(&mut f, &mut buf, chunk)?;
+            let bom = if buf.starts_with("\u{feff}".as_bytes()) {
+                3
+            } else {
+                0
+            };
+            let first = buf[bom..].iter().position(|b| !b.is_ascii_whitespace());
+            if first.map(|i| buf[bom + i]) != Some(b'[') {
+                // Not an array: read the rest and parse the text whole.
+                f.read_to_end(&mut buf).map_err(io)?;
+                let text = String::from_utf8(buf).map_err(|e| {
+                    ParseError::new(
+                        shown,
+                        format!(
+                            "not UTF-8 text (invalid byte at offset {})",
+                            e.utf8_error().valid_up_to()
+                        ),
+                    )
+                })?;
+                return parse_logs(shown, &text).map(Scan::Whole);
+            }
+            Splitter {
+                consumed_lines: 0,
+                consumed_bytes: 0,
+                consumed_col: 0,
+                pos: bom + first.unwrap_or(0) + 1,
+                state: State::BeforeElement(true),
+            }
+        }
     };
     let mut entries = Vec::new();
     let mut eof = false;
@@ -672,6 +780,10 @@ fn read_logs_chunked(
     loop {
         let step = match s.next(&buf, eof) {
             Step::Element(start) => {
+                let at = s.consumed_bytes + start as u64;
+                if stop_at.is_some_and(|stop| at >= stop) {
+                    return Ok(Scan::Entries(entries, Some(at)));
+                }
                 // serde_json reads the element in place and says where it ended: one pass over
                 // the bytes, UTF-8 checked inside strings as it goes.
                 let mut it =
@@ -724,7 +836,7 @@ fn read_logs_chunked(
             }
         }
     }
-    Ok(Doc::Value(LogsFile::List(entries)))
+    Ok(Scan::Entries(entries, None))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -982,6 +1094,85 @@ mod stream_tests {
             );
         }
         assert_eq!(via_file(bad, 3).unwrap_err().0, Some(3));
+    }
+
+    #[test]
+    fn two_threads_read_what_one_reads_even_when_the_middle_guess_is_inside_a_string() {
+        let real = include_str!("../testdata/cloud-run-request-log-403-unauthenticated.json");
+        // Strings full of `}, {` around the middle: the second thread's guess may start inside
+        // one; the result must not change.
+        let trap = r#"{"textPayload": "x}, {\"insertId\": \"fake\"}, {y"}"#;
+        let mut parts = Vec::new();
+        for i in 0..200 {
+            parts.push(if i % 3 == 0 {
+                trap.to_string()
+            } else {
+                real.to_string()
+            });
+        }
+        let good = format!("[{}]", parts.join(",\n"));
+        let bad_late = format!("[{}, {{\"insertId\": 7}}]", parts.join(","));
+        let bad_early = format!("[{{\"insertId\": 7}}, {}]", parts.join(","));
+        let dir = std::env::temp_dir().join(format!("ipd-model-split-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("logs.json");
+        for text in [&good, &bad_late, &bad_early] {
+            std::fs::write(&f, text).unwrap();
+            let flat = |r: Result<Doc<LogsFile>, crate::doc::ParseError>| {
+                r.map(|d| match d {
+                    Doc::Value(v) => v.into_entries(),
+                    Doc::Error(_) => panic!("not an error envelope"),
+                })
+            };
+            let one = flat(read_logs_split(&f, "logs.json", 1 << 20, u64::MAX));
+            for chunk in [4096, 1 << 20] {
+                let two = flat(read_logs_split(&f, "logs.json", chunk, 0));
+                match (&one, &two) {
+                    (Ok(a), Ok(b)) => assert_eq!(a, b),
+                    (Err(a), Err(b)) => assert_eq!((a.line, a.column), (b.line, b.column)),
+                    _ => panic!("one thread and two disagree"),
+                }
+            }
+        }
+        assert_eq!(
+            match read_logs_split(&f, "logs.json", 4096, u64::MAX) {
+                Err(e) => e.line,
+                Ok(_) => None,
+            },
+            Some(1)
+        );
+        // Every offset of the good file as the second thread's start: only true entry starts
+        // are taken, and the result is always the same.
+        std::fs::write(&f, &good).unwrap();
+        let want = match read_logs_split(&f, "logs.json", 1 << 20, u64::MAX) {
+            Ok(Doc::Value(v)) => v.into_entries(),
+            _ => panic!("good file"),
+        };
+        assert_eq!(want.len(), 200);
+        let (mut taken, mut refused) = (0, 0);
+        for at in (0..good.len() as u64).step_by(997) {
+            let Some(mid) = entry_start_after(&f, at) else {
+                continue;
+            };
+            let (a, b) = (
+                scan(&f, "logs.json", 1 << 20, None, Some(mid)),
+                scan(&f, "logs.json", 1 << 20, Some(mid), None),
+            );
+            if let (Ok(Scan::Entries(mut a, Some(m))), Ok(Scan::Entries(b, _))) = (a, b)
+                && m == mid
+            {
+                a.extend(b);
+                assert_eq!(a, want, "split at {mid}");
+                taken += 1;
+            } else {
+                refused += 1;
+            }
+        }
+        assert!(
+            taken > 10 && refused >= 1,
+            "taken {taken}, refused {refused}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
