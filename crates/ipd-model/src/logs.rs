@@ -994,16 +994,7 @@ impl Splitter {
                 };
             }
         }
-        self.error_at(buf, start, e, shown)
-    }
-
-    fn error_at(
-        &self,
-        buf: &[u8],
-        start: usize,
-        e: &serde_json::Error,
-        shown: &str,
-    ) -> crate::doc::ParseError {
+        // serde_json's position is relative to the element: rebase it on the file.
         let (l0, c0) = self.position(buf, start);
         let (line, column) = match (e.line() as u64, e.column() as u64) {
             (0, _) => (l0, c0),
