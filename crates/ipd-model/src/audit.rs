@@ -14,6 +14,12 @@ pub const DATA_ACCESS_LOG: &str = "cloudaudit.googleapis.com%2Fdata_access";
 /// The method VPC Service Controls logs for a refused `run.app` request (facts §1.6).
 pub const HTTP_INGRESS_METHOD: &str = "run.googleapis.com/HttpIngress";
 
+/// Whether the logs hold any Admin Activity audit entry (without one, what the audit trail
+/// would show is unknown, not absent).
+pub fn has_activity_entries(logs: &[LogEntry]) -> bool {
+    logs.iter().any(|e| log_is(e, ACTIVITY_LOG))
+}
+
 fn log_is(e: &LogEntry, suffix: &str) -> bool {
     e.log_name.as_deref().is_some_and(|n| n.ends_with(suffix))
 }

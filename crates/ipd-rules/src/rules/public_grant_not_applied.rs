@@ -1,5 +1,7 @@
 use ipd_model::Principal;
-use ipd_model::audit::{PERMISSION_DENIED, PublicAttempt, PublicAttemptKind, access_attempts};
+use ipd_model::audit::{
+    PERMISSION_DENIED, PublicAttempt, PublicAttemptKind, access_attempts, has_activity_entries,
+};
 use ipd_model::principal::Coverage;
 
 use crate::cx::Cx;
@@ -74,6 +76,12 @@ impl RuleImpl for PublicGrantNotApplied {
                 cx.ev.logs.absence().unwrap_or_default()
             ));
         };
+        // Request logs alone say nothing about refused grants: not a pass.
+        if !has_activity_entries(logs) {
+            return Check::Skip(
+                "the logs hold no Admin Activity audit entries (`cloudaudit.googleapis.com%2Factivity`), so a refused grant cannot be seen".into(),
+            );
+        }
         let service = cx.ev.service_name();
         let caller = cx.caller().filter(|c| !c.public).map(|c| &c.principal);
         let refused: Vec<PublicAttempt> = access_attempts(logs, service.as_deref())
