@@ -249,12 +249,17 @@ impl RuleImpl for WrongAudience {
             Some(u) => Arg::lit(format!("{flag}={u}")),
             None => Arg::FlagPlaceholder(flag, "SERVICE_URL"),
         };
-        let mut v = vec![Fix::command(
-            "mint the token for the service URL",
-            cx.mint_token_argv(url.as_deref()),
-            Safety::Safe,
-        )];
+        let mint = |what: &str| {
+            Fix::command(
+                what.to_string(),
+                cx.mint_token_argv(url.as_deref()),
+                Safety::Safe,
+            )
+        };
+        let mut v = Vec::new();
         if let Some(c) = cx.ev.caller_configs.first() {
+            // Google mints the caller's token from its configuration: that is the fix; a
+            // token minted by hand only reproduces the call.
             v.push(crate::rules::no_token::caller_oidc_fix(
                 cx,
                 c.kind,
@@ -263,7 +268,13 @@ impl RuleImpl for WrongAudience {
                     .map(Arg::Lit)
                     .unwrap_or(Arg::Placeholder("SERVICE_URL")),
             ));
-        } else if matches!(s.mismatch, Mismatch::PathOnServiceUrl(_)) {
+            v.push(mint(
+                "to try the call by hand, mint a token for the service URL",
+            ));
+        } else {
+            v.push(mint("mint the token for the service URL"));
+        }
+        if cx.ev.caller_configs.is_empty() && matches!(s.mismatch, Mismatch::PathOnServiceUrl(_)) {
             v.push(Fix::command(
                 "if a Pub/Sub push subscription calls the service, set its audience to the service URL",
                 vec!["gcloud".into(), "pubsub".into(), "subscriptions".into(), "update".into(), Arg::Placeholder("SUBSCRIPTION"), aud_flag("--push-auth-token-audience")],
