@@ -84,6 +84,48 @@ impl<'de> Deserialize<'de> for SharedStr {
     }
 }
 
+/// A label's value: a string (shared), a number or boolean (as its text), else `None`.
+struct LabelValue(Option<Shared>);
+
+impl<'de> Deserialize<'de> for LabelValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = LabelValue;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a label value")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<LabelValue, E> {
+                Ok(LabelValue(Some(share(v))))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<LabelValue, E> {
+                Ok(LabelValue(Some(share(&v.to_string()))))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<LabelValue, E> {
+                Ok(LabelValue(Some(share(&v.to_string()))))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<LabelValue, E> {
+                Ok(LabelValue(Some(share(&v.to_string()))))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<LabelValue, E> {
+                Ok(LabelValue(Some(share(if v { "true" } else { "false" }))))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<LabelValue, E> {
+                Ok(LabelValue(None))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<LabelValue, A::Error> {
+                while a.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(LabelValue(None))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<LabelValue, A::Error> {
+                while a.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(LabelValue(None))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// An optional string field read into a [`Shared`]: `null` or absent is `None`, a string is
 /// shared, anything else is an error (as for `Option<String>`).
 fn shared<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Shared>, D::Error> {
@@ -170,9 +212,11 @@ impl<'de> Deserialize<'de> for Labels {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Labels, A::Error> {
                 let mut v: Vec<(Shared, Shared)> = Vec::with_capacity(a.size_hint().unwrap_or(4));
-                while let Some((SharedStr(k), SharedStr(val))) =
-                    a.next_entry::<SharedStr, SharedStr>()?
+                while let Some((SharedStr(k), LabelValue(val))) =
+                    a.next_entry::<SharedStr, LabelValue>()?
                 {
+                    // A value that is not a string (hand-edited bundles): dropped, not fatal.
+                    let Some(val) = val else { continue };
                     // A repeated key: the last one wins, as in a map.
                     match v.iter_mut().find(|(x, _)| *x == k) {
                         Some(slot) => slot.1 = val,
@@ -1164,6 +1208,22 @@ mod stream_tests {
             "taken {taken}, refused {refused}"
         );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn label_values_that_are_not_strings_do_not_lose_the_file() {
+        let text = r#"[{"insertId": "a", "labels": {"n": 7, "b": true, "x": null, "o": {"k": 1}, "s": "v"},
+            "resource": {"type": "cloud_run_revision", "labels": {"service_name": "orders-api", "k": [1]}}}]"#;
+        let got = via_file(text, 1 << 20).unwrap();
+        let l = &got[0].labels;
+        assert_eq!(
+            (l.get("n"), l.get("b"), l.get("s")),
+            (Some("7"), Some("true"), Some("v"))
+        );
+        assert_eq!((l.get("x"), l.get("o")), (None, None));
+        let r = got[0].resource.as_ref().unwrap();
+        assert_eq!(r.labels.get("service_name"), Some("orders-api"));
+        assert_eq!(r.labels.len(), 1);
     }
 
     #[test]
