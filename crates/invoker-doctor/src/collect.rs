@@ -333,6 +333,75 @@ pub fn parse_deny_list(v: &Value) -> Vec<String> {
         .collect()
 }
 
+/// The resource type custom constraints on IAM allow policies name.
+const ALLOW_POLICY_TYPE: &str = "iam.googleapis.com/AllowPolicy";
+
+/// `gcloud org-policies list-custom-constraints --organization=O --format=json`.
+pub fn custom_constraints_list_argv(org: &str) -> Vec<String> {
+    argv(&[
+        "gcloud",
+        "org-policies",
+        "list-custom-constraints",
+        &format!("--organization={org}"),
+        "--format=json",
+    ])
+}
+
+/// The constraints (`custom.X`) of a `list-custom-constraints` answer that govern IAM allow
+/// policies (the ones that can refuse a public grant).
+pub fn parse_custom_constraints(v: &Value) -> Vec<String> {
+    let list = v
+        .get("customConstraints")
+        .and_then(Value::as_array)
+        .or_else(|| v.as_array());
+    list.into_iter()
+        .flatten()
+        .filter(|c| {
+            c.get("resourceTypes")
+                .and_then(Value::as_array)
+                .is_some_and(|t| t.iter().any(|t| t.as_str() == Some(ALLOW_POLICY_TYPE)))
+        })
+        .filter_map(|c| c.get("name")?.as_str()?.rsplit('/').next())
+        .filter(|n| n.starts_with("custom.") && n.len() > "custom.".len() && !n.contains(' '))
+        .map(str::to_string)
+        .collect()
+}
+
+/// For a custom constraint `custom.X` on IAM allow policies: its definition
+/// (`describe-custom-constraint`, as `org-policy-custom-X.json`) and its effective policy on
+/// the project (`describe custom.X --effective`, as `org-policy-custom.X.json`, read with the
+/// other org policies): the rule needs both, the definition and that it is enforced.
+pub fn custom_constraint_steps(org: &str, project: &str, name: &str) -> [Step; 2] {
+    [
+        Step {
+            file: format!(
+                "org-policy-custom-{}.json",
+                name.trim_start_matches("custom.").replace('/', "-")
+            ),
+            argv: argv(&[
+                "gcloud",
+                "org-policies",
+                "describe-custom-constraint",
+                name,
+                &format!("--organization={org}"),
+                "--format=json",
+            ]),
+        },
+        Step {
+            file: format!("org-policy-{}.json", name.replace('/', "-")),
+            argv: argv(&[
+                "gcloud",
+                "org-policies",
+                "describe",
+                name,
+                "--effective",
+                &format!("--project={project}"),
+                "--format=json",
+            ]),
+        },
+    ]
+}
+
 /// Custom roles (`projects/P/roles/R`, `organizations/O/roles/R`) bound in IAM policies.
 pub fn custom_roles<'a>(policies: impl IntoIterator<Item = &'a Value>) -> Vec<String> {
     let mut out = BTreeSet::new();
@@ -413,8 +482,12 @@ pub fn script(req: &Request, out: &Path) -> String {
         "ancestors=$(gcloud projects get-ancestors {p} --format='value(type,id)' 2>> {GAPS_FILE})\n"
     ));
     s.push_str(
-        "while read -r type id; do\n  case $type in\n    folder) save \"folder-$id-iam-policy.json\" gcloud resource-manager folders get-iam-policy \"$id\" --format=json ;;\n    organization) save \"organization-$id-iam-policy.json\" gcloud organizations get-iam-policy \"$id\" --format=json ;;\n  esac\ndone <<< \"$ancestors\"\n",
+        "while read -r type id; do\n  case $type in\n    folder) save \"folder-$id-iam-policy.json\" gcloud resource-manager folders get-iam-policy \"$id\" --format=json ;;\n    organization) save \"organization-$id-iam-policy.json\" gcloud organizations get-iam-policy \"$id\" --format=json; org=$id ;;\n  esac\ndone <<< \"$ancestors\"\n",
     );
+    s.push_str(&format!(
+        "\n# Custom org-policy constraints on IAM allow policies (they can refuse a public grant).\nif [ -n \"${{org:-}}\" ]; then\n  for c in $(gcloud org-policies list-custom-constraints --organization=\"$org\" --filter='resourceTypes:{ALLOW_POLICY_TYPE}' --format='value(name.basename())' 2>> {GAPS_FILE}); do\n    save \"org-policy-custom-${{c#custom.}}.json\" gcloud org-policies describe-custom-constraint \"$c\" --organization=\"$org\" --format=json\n    save \"org-policy-$c.json\" gcloud org-policies describe \"$c\" --effective --project={} --format=json\n  done\nfi\n",
+        shell_quote(&t.project)
+    ));
     s.push_str("\n# IAM deny policies on the project and its ancestors, as one JSON array.\n");
     s.push_str(&format!(
         "points=\"cloudresourcemanager.googleapis.com/projects/{}\"\nwhile read -r type id; do\n  case $type in\n    folder) points=\"$points cloudresourcemanager.googleapis.com/folders/$id\" ;;\n    organization) points=\"$points cloudresourcemanager.googleapis.com/organizations/$id\" ;;\n  esac\ndone <<< \"$ancestors\"\n",
@@ -622,10 +695,31 @@ pub fn run(req: &Request, dir: &Path, gcloud: &Path) -> Result<Summary> {
     // Phase 2: the ancestors' policies and the deny-policy lists.
     let anc_steps = ancestor_policy_steps(&ancestors);
     let points = attachment_points(&req.target.project, &ancestors);
+    let org = ancestors
+        .iter()
+        .find(|(t, _)| t == "organization")
+        .map(|(_, id)| id.clone());
     let mut cmds: Vec<Vec<String>> = anc_steps.iter().map(|s| s.argv.clone()).collect();
     cmds.extend(points.iter().map(|p| deny_list_argv(p)));
-    let outs = exec_all(gcloud, &cmds);
+    if let Some(o) = &org {
+        cmds.push(custom_constraints_list_argv(o));
+    }
+    let mut outs = exec_all(gcloud, &cmds);
     w.summary.commands += cmds.len();
+    // The custom constraints on IAM allow policies, to describe with the deny policies.
+    let constraint_steps: Vec<Step> = match (&org, org.as_ref().and_then(|_| outs.pop())) {
+        (Some(o), Some(Outcome::Ok(v))) => parse_custom_constraints(&v)
+            .iter()
+            .flat_map(|n| custom_constraint_steps(o, &req.target.project, n))
+            .collect(),
+        (Some(_), Some(Outcome::Failed { message, .. })) => {
+            w.summary.gaps.push(format!(
+                "org-policy-custom-*.json (custom constraints not read): {message}"
+            ));
+            Vec::new()
+        }
+        _ => Vec::new(),
+    };
     let (anc_outs, list_outs) = outs.split_at(anc_steps.len());
     for (st, o) in anc_steps.iter().zip(anc_outs) {
         w.outcome(&st.file, o)?;
@@ -659,9 +753,14 @@ pub fn run(req: &Request, dir: &Path, gcloud: &Path) -> Result<Summary> {
         .collect();
     let mut cmds = gets.clone();
     cmds.extend(roles.iter().map(|s| s.argv.clone()));
+    cmds.extend(constraint_steps.iter().map(|s| s.argv.clone()));
     let outs = exec_all(gcloud, &cmds);
     w.summary.commands += cmds.len();
-    let (get_outs, role_outs) = outs.split_at(gets.len());
+    let (get_outs, rest) = outs.split_at(gets.len());
+    let (role_outs, constraint_outs) = rest.split_at(roles.len());
+    for (st, o) in constraint_steps.iter().zip(constraint_outs) {
+        w.outcome(&st.file, o)?;
+    }
     let mut deny = Vec::new();
     for (a, o) in gets.iter().zip(get_outs) {
         match o {
@@ -801,6 +900,33 @@ pub fn request(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_custom_constraints_on_allow_policies_are_described() {
+        // gcloud's list (an array) and the API's (`customConstraints`): the same answer.
+        let list = serde_json::json!([
+            {"name": "organizations/9/customConstraints/custom.denyPublicRunInvoker",
+             "resourceTypes": ["iam.googleapis.com/AllowPolicy"]},
+            {"name": "organizations/9/customConstraints/custom.runRegions",
+             "resourceTypes": ["run.googleapis.com/Service"]},
+            {"name": "organizations/9/customConstraints/custom.bad name",
+             "resourceTypes": ["iam.googleapis.com/AllowPolicy"]}
+        ]);
+        let want = vec!["custom.denyPublicRunInvoker".to_string()];
+        assert_eq!(parse_custom_constraints(&list), want);
+        assert_eq!(
+            parse_custom_constraints(&serde_json::json!({"customConstraints": list})),
+            want
+        );
+        let [def, eff] = custom_constraint_steps("9", "shop-prod", &want[0]);
+        assert_eq!(def.file, "org-policy-custom-denyPublicRunInvoker.json");
+        assert_eq!(
+            render(&def.argv),
+            "gcloud org-policies describe-custom-constraint custom.denyPublicRunInvoker --organization=9 --format=json"
+        );
+        assert_eq!(eff.file, "org-policy-custom.denyPublicRunInvoker.json");
+        assert!(render(&eff.argv).contains("--effective --project=shop-prod"));
+    }
 
     fn req(window: Window) -> Request {
         Request {

@@ -495,6 +495,22 @@ pub fn answer(sc: &Scenario, target: &Target, req: &Request<'_>) -> Reply {
                 None => Reply::ok(json!({"name": name, "spec": {}})),
             }
         }
+        Target::CustomConstraint(name) => {
+            let org = name.split('/').nth(1).unwrap_or("");
+            if !sc.node_known("organizations", org) {
+                return denied();
+            }
+            match sc
+                .custom_constraints
+                .iter()
+                .find(|c| c.get("name").and_then(Value::as_str) == Some(name.as_str()))
+            {
+                Some(c) => Reply::ok(c.clone()),
+                None => {
+                    crate::envelope::error(404, format!("Requested entity was not found: {name}"))
+                }
+            }
+        }
         Target::CustomConstraints(id) => {
             if !sc.node_known("organizations", id) {
                 return denied();

@@ -95,6 +95,8 @@ pub enum Target {
     Role(String),
     /// The custom constraints of organization `id`.
     CustomConstraints(String),
+    /// One custom constraint (`organizations/O/customConstraints/custom.X`).
+    CustomConstraint(String),
     /// `attachment` is decoded (`cloudresourcemanager.googleapis.com/projects/p`).
     DenyList {
         attachment: String,
@@ -142,7 +144,9 @@ impl Target {
             Target::Entries => Source::LoggingEntriesList,
             Target::EffectivePolicy { .. } => Source::OrgPolicyGetEffectivePolicy,
             Target::Role(_) => Source::IamRolesGet,
-            Target::CustomConstraints(_) => Source::OrgPolicyCustomConstraintsList,
+            Target::CustomConstraints(_) | Target::CustomConstraint(_) => {
+                Source::OrgPolicyCustomConstraintsList
+            }
             Target::DenyList { .. } | Target::DenyGet { .. } => Source::IamDenyPolicies,
             Target::Caller { collection, .. } => collection.source(),
             Target::TokenInfo => Source::OAuth2TokenInfo,
@@ -191,6 +195,7 @@ impl Target {
             } => format!("{kind}/{id}/policies/{constraint}"),
             Target::Role(r) => r.clone(),
             Target::CustomConstraints(id) => format!("organizations/{id}"),
+            Target::CustomConstraint(name) => name.clone(),
             Target::Caller { name, .. } => name.clone(),
             Target::TokenInfo => String::new(),
             Target::Troubleshoot => format!("projects/{project_id}"),
@@ -315,6 +320,9 @@ pub fn classify(method: &str, raw_path: &str) -> Route {
         ["v2", "organizations", id, "customConstraints"] if get && nonempty(&[id]) => {
             Some(Target::CustomConstraints(id.to_string()))
         }
+        ["v2", "organizations", id, "customConstraints", c] if get && nonempty(&[id, c]) => Some(
+            Target::CustomConstraint(format!("organizations/{id}/customConstraints/{c}")),
+        ),
         ["v2", "entries:list"] if post => Some(Target::Entries),
         ["v2", "policies", att, kind] if get && nonempty(&[att, kind]) => Some(Target::DenyList {
             attachment: att.to_string(),

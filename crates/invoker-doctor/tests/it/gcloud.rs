@@ -49,10 +49,14 @@ const FIXTURES: &[&str] = &[
     "functions-invoker-role-folder-level",
     "public-blocked-by-drs-allowed-customer",
     "crosscheck-troubleshooter-settles-group-not-member",
+    "public-blocked-by-custom-constraint-definition",
 ];
 
-/// The fixture whose printed script is also run with bash.
-const SCRIPTED: &str = "deny-policy-org-denies-invoke";
+/// The fixtures whose printed script is also run with bash.
+const SCRIPTED: &[&str] = &[
+    "deny-policy-org-denies-invoke",
+    "public-blocked-by-custom-constraint-definition",
+];
 
 pub(crate) fn note(msg: &str) {
     // Straight to the process's stderr: libtest captures `eprintln!`, not this.
@@ -248,6 +252,16 @@ fn conform(slug: &str, dir: &Path, case: &Case, scripted: bool) -> Result<String
         fake.mutating_calls().is_empty(),
         "{slug}: gcloud called a mutating method"
     );
+    // The fixture's custom-constraint definitions were collected too.
+    for e in std::fs::read_dir(dir).map_err(|e| e.to_string())?.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with("org-policy-custom-") && !out.join(&name).is_file() {
+            return Err(format!(
+                "{slug}: {name} was not collected{}",
+                if scripted { " (script)" } else { "" }
+            ));
+        }
+    }
     for f in ["token.txt", "context.json"] {
         if dir.join(f).is_file() {
             std::fs::copy(dir.join(f), out.join(f)).map_err(|e| e.to_string())?;
@@ -306,7 +320,10 @@ fn gcloud_made_bundles_diagnose_like_the_fixtures() {
     let started = Instant::now();
     let mut jobs: Vec<(&(String, PathBuf, Case), bool)> =
         chosen.iter().map(|c| (*c, false)).collect();
-    if let Some(c) = chosen.iter().find(|(s, _, _)| s == SCRIPTED) {
+    for c in chosen
+        .iter()
+        .filter(|(s, _, _)| SCRIPTED.contains(&s.as_str()))
+    {
         jobs.push((*c, true));
     }
     let mut results: Vec<Result<String, String>> = Vec::new();
