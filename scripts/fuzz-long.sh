@@ -7,21 +7,26 @@
 # minimised) is read only. Crashes land in fuzz/artifacts/TARGET/; each becomes a regression
 # test in the crate's own tests. Each session of a target writes fuzz/logs/TARGET-STAMP.log.
 #
-# Usage: scripts/fuzz-long.sh [--runs N] [--jobs J] [--summary] [TARGET...]
+# Usage: scripts/fuzz-long.sh [--runs N] [--jobs J] [--summary | --merge] [TARGET...]
 #   --runs N    executions per target in all (default 10000000)
 #   --jobs J    targets run at once (default 1; the machine has 2 cores)
 #   --summary   print the table from the logs and run nothing
+#   --merge     minimise fuzz/corpus/TARGET + fuzz/corpus-work/TARGET into fuzz/corpus/TARGET
+#               (libFuzzer -merge=1 -use_counters=0: the smallest set of inputs that reaches
+#               every edge the campaign reached; hit-count buckets would keep ~5x as many)
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 runs=10000000
 jobs=1
 summary_only=0
+merge=0
 targets=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --runs) runs=$2; shift 2 ;;
     --jobs) jobs=$2; shift 2 ;;
     --summary) summary_only=1; shift ;;
+    --merge) merge=1; shift ;;
     *) targets+=("$1"); shift ;;
   esac
 done
@@ -71,6 +76,20 @@ export RUSTC_BOOTSTRAP=1
 flags=(-O --debug-assertions -s none)
 cargo fuzz build "${flags[@]}" >/dev/null
 bin=target/x86_64-unknown-linux-gnu/release
+
+if [ "$merge" = 1 ]; then
+  for t in "${targets[@]}"; do
+    [ -d "corpus-work/$t" ] || continue
+    rm -rf "corpus-merged/$t" && mkdir -p "corpus-merged/$t"
+    "$bin/$t" -merge=1 -use_counters=0 "corpus-merged/$t" "corpus/$t" "corpus-work/$t" -max_len=65536 \
+      -timeout=10 -rss_limit_mb=2048 >"logs/merge-$t.log" 2>&1
+    rm -rf "corpus/$t" && mv "corpus-merged/$t" "corpus/$t"
+    printf '%-14s %6s inputs %8s\n' "$t" "$(find "corpus/$t" -type f | wc -l)" \
+      "$(du -sh "corpus/$t" | cut -f1)"
+  done
+  rmdir corpus-merged 2>/dev/null || true
+  exit 0
+fi
 
 one() {
   local t=$1 left max_len=16384
