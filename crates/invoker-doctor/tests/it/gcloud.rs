@@ -345,9 +345,10 @@ fn gcloud_made_bundles_diagnose_like_the_fixtures() {
     }
     let failures: Vec<&String> = results.iter().filter_map(|r| r.as_ref().err()).collect();
     note(&format!(
-        "gcloud conformance ({}): {} fixtures + 1 printed script in {:.0} s:\n  {}",
+        "gcloud conformance ({}): {} fixtures + {} printed scripts in {:.0} s:\n  {}",
         gcloud.display(),
         chosen.len(),
+        jobs.len() - chosen.len(),
         started.elapsed().as_secs_f64(),
         results
             .iter()
