@@ -38,22 +38,26 @@ fn origin(p: &PasteObject) -> String {
         .unwrap_or_default()
 }
 
+/// ` — SUMMARY`, or nothing.
+fn summary_suffix(summary: &Option<String>) -> String {
+    summary
+        .as_deref()
+        .map(|s| format!(" — {s}"))
+        .unwrap_or_default()
+}
+
+/// `, status N`, or nothing.
+fn status_suffix(p: &PasteObject) -> String {
+    p.status
+        .map(|s| format!(", status {s}"))
+        .unwrap_or_default()
+}
+
 /// `summary` says what the paste is when that adds to the meaning (a token, a log entry).
 pub fn text(p: &PasteObject, summary: &Option<String>) -> String {
     let mut o = String::new();
-    let _ = writeln!(
-        o,
-        "PASTE: {}{}",
-        kind(p),
-        summary
-            .as_deref()
-            .map(|s| format!(" — {s}"))
-            .unwrap_or_default()
-    );
-    let status = p
-        .status
-        .map(|s| format!(", status {s}"))
-        .unwrap_or_default();
+    let _ = writeln!(o, "PASTE: {}{}", kind(p), summary_suffix(summary));
+    let status = status_suffix(p);
     let _ = writeln!(o, "ORIGIN: {}{status} — {}", origin(p), p.meaning);
     let ids = identifiers(p);
     if !ids.is_empty() {
@@ -83,19 +87,8 @@ pub fn text(p: &PasteObject, summary: &Option<String>) -> String {
 
 pub fn markdown(p: &PasteObject, summary: &Option<String>) -> String {
     let mut o = String::new();
-    let _ = writeln!(
-        o,
-        "**Pasted:** {}{}\n",
-        kind(p),
-        summary
-            .as_deref()
-            .map(|s| format!(" — {s}"))
-            .unwrap_or_default()
-    );
-    let status = p
-        .status
-        .map(|s| format!(", status {s}"))
-        .unwrap_or_default();
+    let _ = writeln!(o, "**Pasted:** {}{}\n", kind(p), summary_suffix(summary));
+    let status = status_suffix(p);
     let _ = writeln!(o, "**Origin:** `{}`{status} — {}\n", origin(p), p.meaning);
     let ids = identifiers(p);
     if !ids.is_empty() {

@@ -336,31 +336,32 @@ impl Auth {
                 file_email,
             });
         };
-        // From an ADC file, impersonate through its JSON form, whose exact URL honours
-        // CLOUDSDK_API_ENDPOINT_OVERRIDES_IAMCREDENTIALS; other sources go through
-        // `from_source_credentials`, which always calls iamcredentials.googleapis.com.
+        // Both ways of impersonating call generateAccessToken at the root the environment
+        // chose (CLOUDSDK_API_ENDPOINT_OVERRIDES_IAMCREDENTIALS): an ADC file through
+        // google-cloud-auth's JSON form, which takes the exact URL; any other source through
+        // [`Impersonate`].
         let delegate_names: Vec<String> = delegates
             .iter()
             .map(|d| format!("projects/-/serviceAccounts/{d}"))
             .collect();
-        if let Some(why) = crate::endpoints::Endpoints::from_env(env)
-            .ok()
-            .and_then(|e| e.refusal(crate::endpoints::Api::IamCredentials))
-        {
+        // One reading of the overrides for the refusal and for either way of impersonating.
+        let endpoints = crate::endpoints::Endpoints::from_env(env).unwrap_or_default();
+        if let Some(why) = endpoints.refusal(crate::endpoints::Api::IamCredentials) {
             return Err(AuthError::Token {
                 source_desc: format!("impersonation of {target}"),
                 message: why,
             });
         }
+        let url = endpoints.url(
+            crate::endpoints::Api::IamCredentials,
+            &format!("v1/projects/-/serviceAccounts/{target}:generateAccessToken"),
+        );
         if let Some(json) = adc_json.filter(|j| {
             j.get("type").and_then(Value::as_str) != Some("impersonated_service_account")
         }) {
-            let root = crate::endpoints::Endpoints::from_env(env)
-                .map(|e| e.root(crate::endpoints::Api::IamCredentials).to_string())
-                .unwrap_or_else(|_| crate::endpoints::Api::IamCredentials.default_root().into());
             let spec = serde_json::json!({
                 "type": "impersonated_service_account",
-                "service_account_impersonation_url": format!("{root}v1/projects/-/serviceAccounts/{target}:generateAccessToken"),
+                "service_account_impersonation_url": url,
                 "source_credentials": json,
                 "delegates": delegate_names,
             });
@@ -377,22 +378,11 @@ impl Auth {
                 file_email,
             });
         }
-        // Any other source (a static token, the metadata server): our own call to the
-        // endpoint the environment chose (google-cloud-auth's `from_source_credentials` would
-        // always call iamcredentials.googleapis.com).
-        let endpoints = crate::endpoints::Endpoints::from_env(env).unwrap_or_default();
-        if let Some(why) = endpoints.refusal(crate::endpoints::Api::IamCredentials) {
-            return Err(AuthError::Token {
-                source_desc: format!("impersonation of {target}"),
-                message: why,
-            });
-        }
+        // Any other source (a static token, the metadata server): google-cloud-auth's
+        // `from_source_credentials` would always call iamcredentials.googleapis.com.
         let creds = Credentials::from(Impersonate {
             source: base,
-            url: endpoints.url(
-                crate::endpoints::Api::IamCredentials,
-                &format!("v1/projects/-/serviceAccounts/{target}:generateAccessToken"),
-            ),
+            url,
             delegates: delegate_names,
             proxies: endpoints.proxies().clone(),
             token: Arc::new(tokio::sync::Mutex::new(None)),
